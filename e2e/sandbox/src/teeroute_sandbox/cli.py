@@ -1,0 +1,94 @@
+"""`teeroute sandbox up|status|exec|down|build` — registered into the `teeroute` CLI.
+
+Scripts rely on these names and on `up` printing the admin kubeconfig's path on stdout
+(progress goes to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from typing import Any
+
+from teeroute_sandbox import gobuild
+from teeroute_sandbox.cluster import Sandbox, Status
+from teeroute_sandbox.errors import SandboxError
+from teeroute_sandbox.settings import SandboxSettings
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "sandbox", help="a local Kubernetes cluster with confidential node pools (no Docker)")
+    parser.add_argument("--name", default=SandboxSettings.name,
+                        help="sandbox instance, also its network namespace (default: %(default)s)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("up", help="build what is missing, start what is not running, "
+                                  "print the admin kubeconfig path").set_defaults(handler=_up)
+    status = actions.add_parser("status", help="components, server version and nodes")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status)
+    run = actions.add_parser("exec", help="run a command inside the sandbox's network namespace "
+                                          "with KUBECONFIG set: teeroute sandbox exec -- CMD …")
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    run.set_defaults(handler=_exec)
+    actions.add_parser("down", help="stop every process of the sandbox and delete its "
+                                    "namespaces and state (logs are kept)").set_defaults(
+        handler=_down)
+    actions.add_parser("build", help="build the control-plane binaries into the cache "
+                                     "without starting anything").set_defaults(handler=_build)
+
+
+def _sandbox(args: argparse.Namespace) -> Sandbox:
+    return Sandbox(replace(SandboxSettings(), name=args.name))
+
+
+def _up(args: argparse.Namespace) -> int:
+    print(_sandbox(args).up())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = _sandbox(args).status()
+    print(json.dumps(_status_dict(status), indent=2) if args.json else _status_text(status))
+    return 0 if status.healthy else 1
+
+
+def _exec(args: argparse.Namespace) -> int:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise SandboxError("nothing to run: teeroute sandbox exec -- CMD [ARG…]")
+    return _sandbox(args).exec(argv)
+
+
+def _down(args: argparse.Namespace) -> int:
+    _sandbox(args).down()
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    for name, path in sorted(gobuild.ensure_built(SandboxSettings().cache_dir).items()):
+        print(f"{name}\t{path}")
+    return 0
+
+
+def _status_dict(status: Status) -> dict[str, Any]:
+    return {
+        "name": status.name,
+        "healthy": status.healthy,
+        "serverVersion": status.server_version,
+        "nodes": {"ready": status.nodes_ready, "total": status.nodes_total},
+        "components": {c.name: {"pid": c.pid, "running": c.pid is not None}
+                       for c in status.components},
+        "kubeconfig": str(status.kubeconfig),
+    }
+
+
+def _status_text(status: Status) -> str:
+    lines = [f"sandbox {status.name}: {'up' if status.healthy else 'not healthy'}"]
+    for c in status.components:
+        lines.append(f"  {c.name:<24} {'running (pid ' + str(c.pid) + ')' if c.pid else 'stopped'}")
+    lines.append(f"  server version           {status.server_version or '-'}")
+    lines.append(f"  nodes ready              {status.nodes_ready}/{status.nodes_total}")
+    lines.append(f"  kubeconfig               {status.kubeconfig}")
+    return "\n".join(lines)

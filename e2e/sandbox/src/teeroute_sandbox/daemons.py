@@ -1,0 +1,84 @@
+"""Start, find and stop the sandbox's long-running processes by pid file.
+
+A pid file holds the pid and the process's start time (from /proc), so a recycled pid is
+never mistaken for our process. Daemons get their own session (process group) and a log
+file under the state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from teeroute_sandbox.layout import Layout
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return fields[19]
+
+
+def alive(pid: int, started: str) -> bool:
+    return start_time(pid) == started
+
+
+def spawn(layout: Layout, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    layout.pids.mkdir(parents=True, exist_ok=True)
+    with layout.log(name).open("ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})
+    layout.pidfile(name).write_text(f"{proc.pid} {start_time(proc.pid)}\n")
+    return proc.pid
+
+
+def running(layout: Layout, name: str) -> int | None:
+    """The daemon's pid while it runs, else None."""
+    try:
+        pid_text, started = layout.pidfile(name).read_text().split()
+    except (OSError, ValueError):
+        return None
+    pid = int(pid_text)
+    return pid if alive(pid, started) else None
+
+
+def stop(layout: Layout, name: str, grace_s: float = 10.0) -> None:
+    pid = running(layout, name)
+    if pid is not None:
+        terminate([pid], grace_s)
+    layout.pidfile(name).unlink(missing_ok=True)
+
+
+def terminate(pids: list[int], grace_s: float = 10.0) -> None:
+    """SIGTERM each process group, then SIGKILL whatever is left after `grace_s`."""
+    watched = {pid: start_time(pid) for pid in pids}
+    watched = {pid: st for pid, st in watched.items() if st is not None}
+    for pid in watched:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while watched and time.monotonic() < deadline:
+        watched = {pid: st for pid, st in watched.items() if alive(pid, st)}
+        time.sleep(0.05)
+    for pid in watched:
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
