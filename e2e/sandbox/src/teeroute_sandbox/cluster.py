@@ -19,15 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
+import httpx
 
 from teeroute_sandbox import controlplane, daemons, gobuild, kube, netns, nodepools, readiness
 from teeroute_sandbox import pki as pkimod
 from teeroute_sandbox.errors import NamespacesNotPermitted, NotRunning, StartupFailed
 from teeroute_sandbox.layout import Layout
+from teeroute_sandbox.restclient import ApiError, KubeRest
+from teeroute_sandbox.runner import podnet
 from teeroute_sandbox.settings import SandboxSettings
 
 Progress = Callable[[str], None]
+COMPONENT_NAMES = controlplane.COMPONENT_NAMES
 
 
 @dataclass(frozen=True)
@@ -79,21 +82,18 @@ class Sandbox:
         return self.kubeconfig
 
     def status(self) -> Status:
-        names = [c for c in ("etcd", "kube-apiserver", "kube-controller-manager",
-                             "kube-scheduler", "kwok", "runner")]
-        comps = [ComponentStatus(n, daemons.running(self.layout, n)) for n in names]
+        comps = [ComponentStatus(n, daemons.running(self.layout, n)) for n in COMPONENT_NAMES]
         version, ready, total = None, 0, 0
         if netns.exists(self.netns) and self.kubeconfig.exists():
             try:
                 version, ready, total = kube.in_netns(self.netns, self._cluster_facts)
-            except (ApiException, OSError):
+            except (ApiError, OSError, httpx.HTTPError):
                 pass
         return Status(self.settings.name, comps, version, ready, total, self.kubeconfig)
 
     def down(self) -> None:
         with self._locked():
-            for name in reversed([c.name for c in controlplane.components(
-                    self.settings, self.layout, _no_binaries())]):
+            for name in reversed(COMPONENT_NAMES):
                 daemons.stop(self.layout, name)
             leftovers: list[int] = []
             for name in [*netns.names(self.pod_netns_prefix), self.netns]:
@@ -109,7 +109,7 @@ class Sandbox:
         """Run `argv` where it reaches the apiserver and pod IPs, KUBECONFIG set."""
         if not netns.exists(self.netns) or not self.kubeconfig.exists():
             raise NotRunning(f"sandbox {self.settings.name!r} is not up: run `teeroute sandbox up`")
-        return subprocess.call(netns.exec_argv(self.netns, ["env", *self.exec_env(), *argv]))
+        return subprocess.call(netns.shell_argv(self.netns, ["env", *self.exec_env(), *argv]))
 
     def exec_env(self) -> list[str]:
         bindir = self.layout.root / "bin"
@@ -124,7 +124,9 @@ class Sandbox:
     def _prepare_network(self) -> None:
         netns.create(self.netns)
         present = netns.ip("-4", "addr", "show", "dev", "lo", netns=self.netns)
-        for address in (self.settings.advertise_address, self.settings.kubernetes_service_ip):
+        # The pods' gateway is local here, so the pods' ARP for it is answered.
+        for address in (self.settings.advertise_address, self.settings.kubernetes_service_ip,
+                        podnet.GATEWAY):
             if f"inet {address}/" not in present:
                 netns.ip("addr", "add", f"{address}/32", "dev", "lo", netns=self.netns)
         netns.sysctl(self.netns, "net.ipv4.ip_forward", "1")
@@ -196,20 +198,24 @@ class Sandbox:
         raise StartupFailed(f"nodes did not become Ready (log: {self.layout.log('kwok')})")
 
     def _create_nodes(self, manifests: list[dict[str, Any]]) -> None:
-        api = kube.core(self.kubeconfig)
-        existing = {n.metadata.name for n in api.list_node().items}
-        for manifest in manifests:
-            if manifest["metadata"]["name"] not in existing:
-                api.create_node(manifest)
+        api = KubeRest(self.kubeconfig)
+        try:
+            existing = {n["metadata"]["name"] for n in api.get("/api/v1/nodes")["items"]}
+            for manifest in manifests:
+                if manifest["metadata"]["name"] not in existing:
+                    api.post("/api/v1/nodes", manifest)
+        finally:
+            api.close()
 
     def _cluster_facts(self) -> tuple[str, int, int]:
-        api = kube.api_client(self.kubeconfig)
-        from kubernetes import client
-
-        version = client.VersionApi(api).get_code().git_version
-        nodes = client.CoreV1Api(api).list_node().items
-        ready = sum(1 for n in nodes for c in (n.status.conditions or [])
-                    if c.type == "Ready" and c.status == "True")
+        api = KubeRest(self.kubeconfig, timeout_s=5)
+        try:
+            version = str(api.get("/version")["gitVersion"])
+            nodes = api.get("/api/v1/nodes")["items"]
+        finally:
+            api.close()
+        ready = sum(1 for n in nodes for c in (n.get("status") or {}).get("conditions") or []
+                    if c["type"] == "Ready" and c["status"] == "True")
         return version, ready, len(nodes)
 
     @contextmanager
@@ -224,10 +230,6 @@ def _kubernetes_version(bins: dict[str, Path]) -> str:
     out = subprocess.run([str(bins["kube-apiserver"]), "--version"],
                          capture_output=True, text=True, check=True).stdout
     return out.split()[-1]
-
-
-def _no_binaries() -> dict[str, Path]:
-    return {name: Path(name) for m in gobuild.MODULES for name in m.binaries}
 
 
 def _require_root() -> None:

@@ -19,6 +19,11 @@ ETCD_PEER_URL = "http://127.0.0.1:2380"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
+COMPONENT_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                   "kwok", "runner")
+"""In start order; `down` stops them in reverse."""
+
+
 @dataclass(frozen=True)
 class Component:
     name: str

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
-
-from kubernetes import client, config
+from typing import TypeVar
 
 from teeroute_sandbox import netns
 
@@ -35,11 +32,3 @@ def in_netns(name: str, fn: Callable[[], T]) -> T:
     if error:
         raise error[0]
     return result[0]
-
-
-def api_client(kubeconfig: Path) -> Any:
-    return config.new_client_from_config(config_file=str(kubeconfig))
-
-
-def core(kubeconfig: Path) -> Any:
-    return client.CoreV1Api(api_client(kubeconfig))

@@ -61,7 +61,13 @@ def pids(name: str) -> list[int]:
 
 
 def exec_argv(name: str, argv: list[str]) -> list[str]:
-    """`argv` prefixed to run inside namespace `name`."""
+    """`argv` prefixed to run inside namespace `name` (network only: the mount namespace
+    stays shared, so namespaces a daemon creates with `ip netns add` are seen by all)."""
+    return ["nsenter", f"--net={NETNS_DIR / name}", "--", *argv]
+
+
+def shell_argv(name: str, argv: list[str]) -> list[str]:
+    """`argv` prefixed the way `ip netns exec` runs it: /sys shows the namespace's links."""
     return ["ip", "netns", "exec", name, *argv]
 
 

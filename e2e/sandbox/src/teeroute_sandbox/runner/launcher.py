@@ -1,0 +1,129 @@
+"""Becomes one container: `python -m teeroute_sandbox.runner.launcher PLAN.json`.
+
+Started by the supervisor inside the pod's network namespace, as root. It takes a private
+mount and UTS namespace, bind-mounts each volume at its mountPath (read-only where asked),
+makes the root read-only for readOnlyRootFilesystem, sets the hostname, drops to the
+pod's uid/gid/groups, asks to be killed if the runner dies, and execs the command.
+
+Mount points missing on the host are created there as empty directories/files (the mount
+namespace is private, the filesystem is not); /var/run/secrets/… lives on a tmpfs.
+Exit codes: 126 cannot set the container up, 127 command not found.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from teeroute_sandbox.runner.plan import LaunchPlan, Mount
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
+MS_MOVE = 0x2000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+PR_SET_PDEATHSIG = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    src = source.encode() if source else None
+    _check(_libc.mount(src, target.encode(), None, flags, None), f"mount {target}")
+
+
+def _bind(mount: Mount) -> None:
+    source = Path(mount.source)
+    target = Path(mount.target)
+    if not source.exists():
+        raise FileNotFoundError(errno.ENOENT, f"volume source {source} is missing")
+    if source.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch(exist_ok=True)
+    _mount(str(source), str(target), MS_BIND | MS_REC)
+    if mount.read_only:
+        _mount(None, str(target), MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+def untraversable_ancestors(paths: list[str]) -> dict[Path, set[str]]:
+    """For each path, its highest ancestor others may not enter (mode without o+x), with
+    the children of it that the paths need."""
+    needed: dict[Path, set[str]] = {}
+    for raw in paths:
+        path = Path(raw)
+        for ancestor in reversed(path.parents[:-1]):  # from the top, skipping "/"
+            if not ancestor.stat().st_mode & 0o001:
+                needed.setdefault(ancestor, set()).add(path.relative_to(ancestor).parts[0])
+                break
+    return needed
+
+
+def _reveal(paths: list[str]) -> None:
+    """Let a non-root user reach `paths` (e.g. the Python interpreter under /root): over
+    each untraversable ancestor lay a world-readable tmpfs holding only what is needed."""
+    for ancestor, children in untraversable_ancestors(paths).items():
+        staging = Path(f"/run/teeroute-launcher-{os.getpid()}")
+        staging.mkdir(mode=0o755, exist_ok=True)
+        _check(_libc.mount(b"tmpfs", str(staging).encode(), b"tmpfs", 0, b"mode=0755"),
+               f"mount tmpfs {staging}")
+        for child in sorted(children):
+            _bind(Mount(str(ancestor / child), str(staging / child), read_only=False))
+        _mount(str(staging), str(ancestor), MS_MOVE)
+        staging.rmdir()
+
+
+def _die_with_parent() -> None:
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+
+
+def set_up(plan: LaunchPlan) -> None:
+    _die_with_parent()
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
+    _mount(None, "/", MS_REC | MS_PRIVATE)
+    host = plan.hostname.encode()
+    _check(_libc.sethostname(host, len(host)), "sethostname")
+    for mount in plan.mounts:
+        _bind(mount)
+    if plan.uid != 0:  # after the binds: masking may hide their sources (the state dir)
+        _reveal(plan.reveal)
+    if plan.read_only_root:
+        _mount(None, "/", MS_BIND | MS_REMOUNT | MS_RDONLY)
+    os.setgroups(plan.groups)
+    os.setgid(plan.gid)
+    os.setuid(plan.uid)
+    _die_with_parent()  # a change of credentials clears the parent-death signal
+    os.chdir(plan.working_dir)
+
+
+def main(argv: list[str]) -> int:
+    plan = LaunchPlan.from_json(json.loads(Path(argv[1]).read_text()))
+    try:
+        set_up(plan)
+    except OSError as exc:
+        print(f"sandbox runner: cannot set up the container: {exc}", file=sys.stderr)
+        return 126
+    try:
+        os.execvpe(plan.argv[0], plan.argv, plan.env)
+    except OSError as exc:
+        print(f"sandbox runner: cannot run {plan.argv[0]!r}: {exc.strerror}", file=sys.stderr)
+    return 127
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

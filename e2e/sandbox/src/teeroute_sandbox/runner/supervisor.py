@@ -1,0 +1,190 @@
+"""Keeps one container's process running, as the kubelet would.
+
+A thread per container starts the launcher in the pod's namespace, watches the process,
+runs its probes, and restarts it per the pod's restartPolicy with a crash-loop back-off
+(1 s doubling to 30 s, reset after 60 s of running). Every change of state is reported
+through `on_change` so the runner can publish it in the pod's status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from teeroute_sandbox import netns
+from teeroute_sandbox.runner.plan import LaunchPlan
+from teeroute_sandbox.runner.probes import ProbeSpec, check
+
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 30.0
+BACKOFF_RESET_AFTER_S = 60.0
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    name: str
+    image: str
+    state: str  # waiting | running | terminated
+    reason: str = ""
+    message: str = ""
+    started_at: str = ""
+    exit_code: int | None = None
+    restart_count: int = 0
+    ready: bool = False
+    pid: int | None = None
+    last_exit_code: int | None = None
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Container:
+    def __init__(self, container: dict[str, Any], plan: LaunchPlan, plan_file: Path,
+                 netns_name: str, pod_ip: str, restart_policy: str,
+                 on_change: Callable[[], None]) -> None:
+        self.spec = container
+        self.plan = plan
+        self.plan_file = plan_file
+        self.netns_name = netns_name
+        self.pod_ip = pod_ip
+        self.restart_policy = restart_policy
+        self.on_change = on_change
+        self.state = ContainerState(container["name"], container["image"], "waiting",
+                                    reason="ContainerCreating")
+        self._stopping = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._run, name=f"container-{container['name']}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, grace_s: float) -> None:
+        self._stopping.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self._thread.join(grace_s + 5)
+
+    # -- the container's life -------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = BACKOFF_START_S
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            code = self._run_once()
+            if self._stopping.is_set() or not self._should_restart(code):
+                return
+            backoff = BACKOFF_START_S if time.monotonic() - started > BACKOFF_RESET_AFTER_S \
+                else min(backoff * 2, BACKOFF_MAX_S)
+            self._set(state="waiting", reason="CrashLoopBackOff", pid=None, ready=False,
+                      message=f"back-off {backoff:.0f}s restarting failed container",
+                      restart_count=self.state.restart_count + 1, last_exit_code=code)
+            self._stopping.wait(backoff)
+
+    def _should_restart(self, code: int) -> bool:
+        return self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)
+
+    def _run_once(self) -> int:
+        with Path(self.plan.log_path).open("ab") as log:
+            self._proc = subprocess.Popen(
+                netns.exec_argv(self.netns_name, [sys.executable, "-m",
+                                                  "teeroute_sandbox.runner.launcher",
+                                                  str(self.plan_file)]),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        readiness = self.spec.get("readinessProbe")
+        self._set(state="running", reason="", message="", started_at=now_rfc3339(),
+                  pid=self._proc.pid, exit_code=None, ready=readiness is None)
+        self._watch(self._proc)
+        code = self._proc.wait()
+        self._set(state="terminated", reason="Completed" if code == 0 else "Error",
+                  exit_code=code, ready=False, pid=None)
+        return code
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wait for the process to exit (or for `stop`), probing it on schedule."""
+        probes = _Probes(_spec(self.spec.get("readinessProbe")),
+                         _spec(self.spec.get("livenessProbe")))
+        next_probe = time.monotonic() + probes.initial_delay_s
+        while proc.poll() is None and not self._stopping.wait(0.2):
+            if probes.empty or time.monotonic() < next_probe:
+                continue
+            next_probe = time.monotonic() + probes.period_s
+            if not self._probe_round(probes):
+                proc.send_signal(signal.SIGTERM)  # liveness failed: restart it
+                return
+
+    def _probe_round(self, probes: _Probes) -> bool:
+        """One round of probes; False when liveness has failed for good."""
+        if probes.liveness is not None:
+            probes.live_failures = 0 if self._probe(probes.liveness) else probes.live_failures + 1
+            if probes.live_failures >= probes.liveness.failure_threshold:
+                return False
+        if probes.readiness is not None:
+            ok = self._probe(probes.readiness)
+            probes.ready_streak = probes.ready_streak + 1 if ok else 0
+            probes.ready_failures = 0 if ok else probes.ready_failures + 1
+            if probes.ready_streak >= probes.readiness.success_threshold and not self.state.ready:
+                self._set(ready=True)
+            elif probes.ready_failures >= probes.readiness.failure_threshold and self.state.ready:
+                self._set(ready=False)
+        return True
+
+    def _probe(self, spec: ProbeSpec) -> bool:
+        return check(spec, self.pod_ip, self.spec, self._exec_in_container)
+
+    def _exec_in_container(self, argv: list[str], timeout_s: float) -> int:
+        probe_plan = self.plan_file.with_suffix(".probe.json")
+        probe_plan.write_text(json.dumps(replace(self.plan, argv=argv).to_json()))
+        try:
+            return subprocess.run(
+                netns.exec_argv(self.netns_name, [sys.executable, "-m",
+                                                  "teeroute_sandbox.runner.launcher",
+                                                  str(probe_plan)]),
+                capture_output=True, timeout=timeout_s + 2).returncode
+        except subprocess.TimeoutExpired:
+            return 1
+
+    def _set(self, **changes: Any) -> None:
+        self.state = replace(self.state, **changes)
+        self.on_change()
+
+
+@dataclass
+class _Probes:
+    readiness: ProbeSpec | None
+    liveness: ProbeSpec | None
+    live_failures: int = 0
+    ready_streak: int = 0
+    ready_failures: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.readiness is None and self.liveness is None
+
+    @property
+    def period_s(self) -> float:
+        return min(p.period_s for p in (self.readiness, self.liveness) if p is not None)
+
+    @property
+    def initial_delay_s(self) -> float:
+        specs = [p.initial_delay_s for p in (self.readiness, self.liveness) if p is not None]
+        return min(specs, default=0.0)
+
+
+def _spec(raw: dict[str, Any] | None) -> ProbeSpec | None:
+    return ProbeSpec.parse(raw) if raw else None
