@@ -20,23 +20,27 @@ from teeroute_sandbox.settings import SandboxSettings
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "sandbox", help="a local Kubernetes cluster with confidential node pools (no Docker)")
-    parser.add_argument("--name", default=SandboxSettings.name,
-                        help="sandbox instance, also its network namespace (default: %(default)s)")
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument("--name", default=SandboxSettings.name,
+                       help="sandbox instance, also its network namespace (default: %(default)s)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("up", help="build what is missing, start what is not running, "
-                                  "print the admin kubeconfig path").set_defaults(handler=_up)
-    status = actions.add_parser("status", help="components, server version and nodes")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(handler=_status)
-    run = actions.add_parser("exec", help="run a command inside the sandbox's network namespace "
-                                          "with KUBECONFIG set: teeroute sandbox exec -- CMD …")
-    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
-    run.set_defaults(handler=_exec)
-    actions.add_parser("down", help="stop every process of the sandbox and delete its "
-                                    "namespaces and state (logs are kept)").set_defaults(
-        handler=_down)
-    actions.add_parser("build", help="build the control-plane binaries into the cache "
-                                     "without starting anything").set_defaults(handler=_build)
+
+    def action(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = actions.add_parser(name, help=help_text, parents=[named])
+        sub.set_defaults(handler=handler)
+        return sub
+
+    action("up", "build what is missing, start what is not running, print the admin "
+                 "kubeconfig path", _up)
+    action("status", "components (with memory), server version and nodes", _status) \
+        .add_argument("--json", action="store_true", help="machine-readable output")
+    action("exec", "run a command inside the sandbox's network namespace with KUBECONFIG "
+                   "set: teeroute sandbox exec -- CMD …", _exec) \
+        .add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    action("down", "stop every process of the sandbox and delete its namespaces and state "
+                   "(logs are kept)", _down)
+    action("build", "build the control-plane binaries into the cache without starting "
+                    "anything", _build)
 
 
 def _sandbox(args: argparse.Namespace) -> Sandbox:
@@ -78,8 +82,8 @@ def _status_dict(status: Status) -> dict[str, Any]:
         "healthy": status.healthy,
         "serverVersion": status.server_version,
         "nodes": {"ready": status.nodes_ready, "total": status.nodes_total},
-        "components": {c.name: {"pid": c.pid, "running": c.pid is not None}
-                       for c in status.components},
+        "components": {c.name: {"pid": c.pid, "running": c.pid is not None,
+                                "rssBytes": c.rss_bytes} for c in status.components},
         "kubeconfig": str(status.kubeconfig),
     }
 
@@ -87,7 +91,9 @@ def _status_dict(status: Status) -> dict[str, Any]:
 def _status_text(status: Status) -> str:
     lines = [f"sandbox {status.name}: {'up' if status.healthy else 'not healthy'}"]
     for c in status.components:
-        lines.append(f"  {c.name:<24} {'running (pid ' + str(c.pid) + ')' if c.pid else 'stopped'}")
+        state = f"running (pid {c.pid}, {(c.rss_bytes or 0) / 2**20:.0f} MiB)" if c.pid \
+            else "stopped"
+        lines.append(f"  {c.name:<24} {state}")
     lines.append(f"  server version           {status.server_version or '-'}")
     lines.append(f"  nodes ready              {status.nodes_ready}/{status.nodes_total}")
     lines.append(f"  kubeconfig               {status.kubeconfig}")

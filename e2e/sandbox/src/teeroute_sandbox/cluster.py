@@ -37,6 +37,7 @@ COMPONENT_NAMES = controlplane.COMPONENT_NAMES
 class ComponentStatus:
     name: str
     pid: int | None
+    rss_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class Sandbox:
         return self.kubeconfig
 
     def status(self) -> Status:
-        comps = [ComponentStatus(n, daemons.running(self.layout, n)) for n in COMPONENT_NAMES]
+        pids = {n: daemons.running(self.layout, n) for n in COMPONENT_NAMES}
+        comps = [ComponentStatus(n, pid, daemons.rss_bytes(pid) if pid else None)
+                 for n, pid in pids.items()]
         version, ready, total = None, 0, 0
         if netns.exists(self.netns) and self.kubeconfig.exists():
             try:
@@ -98,7 +101,8 @@ class Sandbox:
             leftovers: list[int] = []
             for name in [*netns.names(self.pod_netns_prefix), self.netns]:
                 leftovers += netns.pids(name)
-            daemons.terminate(leftovers, grace_s=5)
+            # A caller inside the namespace (a test session that entered it) is spared.
+            daemons.terminate([p for p in leftovers if p != os.getpid()], grace_s=5)
             for name in [*netns.names(self.pod_netns_prefix), self.netns]:
                 netns.delete(name)
             for path in self.layout.root.iterdir():
@@ -214,9 +218,7 @@ class Sandbox:
             nodes = api.get("/api/v1/nodes")["items"]
         finally:
             api.close()
-        ready = sum(1 for n in nodes for c in (n.get("status") or {}).get("conditions") or []
-                    if c["type"] == "Ready" and c["status"] == "True")
-        return version, ready, len(nodes)
+        return version, sum(1 for n in nodes if node_schedulable(n)), len(nodes)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -224,6 +226,18 @@ class Sandbox:
         with self.layout.lock.open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
+
+
+def node_schedulable(node: dict[str, Any]) -> bool:
+    """Ready, and the node-lifecycle controller has lifted the taints it puts on new nodes
+    (until then a freshly Ready node still turns pods away)."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    taints = {t["key"] for t in (node.get("spec") or {}).get("taints") or []}
+    return ready and not taints & NOT_READY_TAINTS
 
 
 def _kubernetes_version(bins: dict[str, Path]) -> str:

@@ -28,6 +28,17 @@ def start_time(pid: int) -> str | None:
     return fields[19]
 
 
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of a process, or None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def alive(pid: int, started: str) -> bool:
     return start_time(pid) == started
 

@@ -9,6 +9,8 @@ shows, from inside a runner pod, what a container sees. Tests and `sandbox` demo
                                       service-account token, as any in-cluster client does
     GET /api/whoami                   the apiserver's SelfSubjectReview of the token
 
+With $PROBE_EXIT_AFTER_S set it exits with code 3 after that many seconds (a crash).
+
 Listens on 0.0.0.0:$PROBE_PORT (default 8080), as a container would.
 """
 
@@ -19,6 +21,7 @@ import os
 import socket
 import ssl
 import sys
+import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -108,7 +111,11 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     port = int(os.environ.get("PROBE_PORT", "8080"))
-    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()  # noqa: S104 - a pod
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - a pod's address
+    exit_after = os.environ.get("PROBE_EXIT_AFTER_S")
+    if exit_after:  # lets tests watch the runner restart a crashing container
+        threading.Timer(float(exit_after), lambda: os._exit(3)).start()
+    server.serve_forever()
 
 
 if __name__ == "__main__":

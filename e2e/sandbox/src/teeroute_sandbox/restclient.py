@@ -49,6 +49,9 @@ class KubeRest:
         return self._send("PATCH", path, content=json.dumps(body),
                           headers={"Content-Type": content_type})
 
+    def delete(self, path: str) -> Obj:
+        return self._send("DELETE", path)
+
     def get_or_none(self, path: str) -> Obj | None:
         try:
             return self.get(path)

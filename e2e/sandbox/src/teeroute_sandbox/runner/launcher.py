@@ -12,6 +12,7 @@ Exit codes: 126 cannot set the container up, 127 command not found.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -46,16 +47,12 @@ def _mount(source: str | None, target: str, flags: int) -> None:
     _check(_libc.mount(src, target.encode(), None, flags, None), f"mount {target}")
 
 
-def _bind(mount: Mount) -> None:
+def _bind(mount: Mount, created: list[Path] | None = None) -> None:
     source = Path(mount.source)
     target = Path(mount.target)
     if not source.exists():
         raise FileNotFoundError(errno.ENOENT, f"volume source {source} is missing")
-    if source.is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.touch(exist_ok=True)
+    _make_mount_point(target, source.is_dir(), created if created is not None else [])
     _mount(str(source), str(target), MS_BIND | MS_REC)
     if mount.read_only:
         _mount(None, str(target), MS_BIND | MS_REMOUNT | MS_RDONLY)
@@ -88,18 +85,36 @@ def _reveal(paths: list[str]) -> None:
         staging.rmdir()
 
 
+def _make_mount_point(target: Path, directory: bool, created: list[Path]) -> None:
+    """Create what is missing of `target` on the host, noting each path created (outermost
+    first) so the runner can remove them, still empty, when the pod goes."""
+    missing = [p for p in [*reversed(target.parents), target] if not p.exists()]
+    for path in missing:
+        if path == target and not directory:
+            path.touch()
+        else:
+            path.mkdir()
+        created.append(path)
+
+
 def _die_with_parent() -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
 
 
-def set_up(plan: LaunchPlan) -> None:
+def set_up(plan: LaunchPlan, record: Path) -> None:
     _die_with_parent()
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
     _mount(None, "/", MS_REC | MS_PRIVATE)
     host = plan.hostname.encode()
     _check(_libc.sethostname(host, len(host)), "sethostname")
-    for mount in plan.mounts:
-        _bind(mount)
+    created: list[Path] = []
+    try:
+        for mount in plan.mounts:
+            _bind(mount, created)
+    finally:  # still root here, and the state directory not yet masked
+        if created:
+            with record.open("a") as out:
+                out.writelines(f"{p}\n" for p in created)
     if plan.uid != 0:  # after the binds: masking may hide their sources (the state dir)
         _reveal(plan.reveal)
     if plan.read_only_root:
@@ -111,10 +126,30 @@ def set_up(plan: LaunchPlan) -> None:
     os.chdir(plan.working_dir)
 
 
+def created_record(plan_file: Path) -> Path:
+    return plan_file.with_suffix(".created")
+
+
+def remove_created(plan_file: Path) -> None:
+    """Undo `_make_mount_point` for a container that is gone: innermost first, and only
+    what is still empty (another pod may have put something there since)."""
+    record = created_record(plan_file)
+    if not record.exists():
+        return
+    for line in reversed(record.read_text().splitlines()):
+        path = Path(line)
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            elif path.is_file() and path.stat().st_size == 0:
+                path.unlink()
+
+
 def main(argv: list[str]) -> int:
-    plan = LaunchPlan.from_json(json.loads(Path(argv[1]).read_text()))
+    plan_file = Path(argv[1])
+    plan = LaunchPlan.from_json(json.loads(plan_file.read_text()))
     try:
-        set_up(plan)
+        set_up(plan, created_record(plan_file))
     except OSError as exc:
         print(f"sandbox runner: cannot set up the container: {exc}", file=sys.stderr)
         return 126

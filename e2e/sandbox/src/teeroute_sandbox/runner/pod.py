@@ -16,6 +16,7 @@ from typing import Any
 from teeroute_sandbox.restclient import ApiError, KubeRest
 from teeroute_sandbox.runner import podnet
 from teeroute_sandbox.runner.images import ImageMap
+from teeroute_sandbox.runner.launcher import remove_created
 from teeroute_sandbox.runner.plan import (ConfigError, LaunchPlan, Lookups, build_plan,
                                           service_env)
 from teeroute_sandbox.runner.status import pod_status_patch
@@ -134,6 +135,7 @@ class PodSandbox:
         grace = min(float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)), MAX_GRACE_S)
         for c in self.containers:
             c.stop(grace)
+            remove_created(c.plan_file)
         podnet.delete(self.netns_prefix, self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.log(f"stopped pod {self.key}")

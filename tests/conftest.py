@@ -1,0 +1,1 @@
+pytest_plugins = ["teeroute_sandbox.testing"]
