@@ -39,6 +39,8 @@ def test_kubectl_lists_the_pools_and_reports_the_server_version_we_built(kubectl
 def test_kubernetes_service_points_at_the_apiserver(kube: KubeRest) -> None:
     svc = kube.get("/api/v1/namespaces/default/services/kubernetes")
     assert svc["spec"]["clusterIP"] == "10.96.0.1"
-    slices = kube.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
-                      labelSelector="kubernetes.io/service-name=kubernetes")["items"]
+    slices = kube.get(
+        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+        labelSelector="kubernetes.io/service-name=kubernetes",
+    )["items"]
     assert [e["addresses"] for e in slices[0]["endpoints"]] == [["10.95.0.1"]]

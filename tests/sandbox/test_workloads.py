@@ -23,8 +23,9 @@ POOL_OF_NODE = {name: pool.name for pool in nodepools.POOLS for name in pool.nod
 
 
 def pods(kube: KubeRest, ns: str, app: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = kube.get(f"/api/v1/namespaces/{ns}/pods",
-                                           labelSelector=f"app={app}")["items"]
+    items: list[dict[str, Any]] = kube.get(
+        f"/api/v1/namespaces/{ns}/pods", labelSelector=f"app={app}"
+    )["items"]
     return items
 
 
@@ -40,16 +41,25 @@ def http_get(ip: str, path: str, port: int = 8080) -> Any:
 
 
 @pytest.mark.parametrize("pool", sorted(w.POOL_PLACEMENT))
-def test_deployment_pods_land_only_on_the_matching_pool(kube: KubeRest, namespace: str,
-                                                        pool: str) -> None:
+def test_deployment_pods_land_only_on_the_matching_pool(
+    kube: KubeRest, namespace: str, pool: str
+) -> None:
     name = f"web-{pool}"
-    kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
-              w.deployment(name, 3, w.POOL_PLACEMENT[pool], w.probe_container()))
+    kube.post(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        w.deployment(name, 3, w.POOL_PLACEMENT[pool], w.probe_container()),
+    )
     kube.post(f"/api/v1/namespaces/{namespace}/services", w.service(name))
 
-    running = wait_for(lambda: [p for p in pods(kube, namespace, name) if ready(p)]
-                       if len([p for p in pods(kube, namespace, name) if ready(p)]) == 3
-                       else None, timeout_s=60, what=f"3 ready pods of {name}")
+    running = wait_for(
+        lambda: (
+            [p for p in pods(kube, namespace, name) if ready(p)]
+            if len([p for p in pods(kube, namespace, name) if ready(p)]) == 3
+            else None
+        ),
+        timeout_s=60,
+        what=f"3 ready pods of {name}",
+    )
     assert {POOL_OF_NODE[p["spec"]["nodeName"]] for p in running} == {pool}
     assert all(p["status"]["phase"] == "Running" for p in running)
     replica_sets = kube.get(f"/apis/apps/v1/namespaces/{namespace}/replicasets")["items"]
@@ -58,10 +68,17 @@ def test_deployment_pods_land_only_on_the_matching_pool(kube: KubeRest, namespac
     pod_ips = {p["status"]["podIP"] for p in running}
 
     def slice_ips() -> set[str] | None:
-        slices = kube.get(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-                          labelSelector=f"kubernetes.io/service-name={name}")["items"]
-        ips = {a for s in slices for e in s.get("endpoints") or [] for a in e["addresses"]
-               if e["conditions"].get("ready")}
+        slices = kube.get(
+            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+            labelSelector=f"kubernetes.io/service-name={name}",
+        )["items"]
+        ips = {
+            a
+            for s in slices
+            for e in s.get("endpoints") or []
+            for a in e["addresses"]
+            if e["conditions"].get("ready")
+        }
         return ips if ips == pod_ips else None
 
     wait_for(slice_ips, what="the EndpointSlice to list the 3 pod IPs")
@@ -69,55 +86,97 @@ def test_deployment_pods_land_only_on_the_matching_pool(kube: KubeRest, namespac
         assert http_get(ip, "/whoami")["local_address"] == ip
 
 
-def test_pods_without_the_toleration_stay_off_tainted_gpu_nodes(kube: KubeRest,
-                                                                 namespace: str) -> None:
+def test_pods_without_the_toleration_stay_off_tainted_gpu_nodes(
+    kube: KubeRest, namespace: str
+) -> None:
     placement = {"nodeSelector": w.POOL_PLACEMENT["aks-cvmgpu"]["nodeSelector"]}
-    kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
-              w.deployment("untolerated", 1, placement, w.probe_container()))
+    kube.post(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        w.deployment("untolerated", 1, placement, w.probe_container()),
+    )
 
     def unschedulable() -> bool:
         found = pods(kube, namespace, "untolerated")
         conditions = found[0]["status"].get("conditions") or [] if found else []
-        return any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable" and
-                   "untolerated taint" in c.get("message", "") for c in conditions)
+        return any(
+            c["type"] == "PodScheduled"
+            and c.get("reason") == "Unschedulable"
+            and "untolerated taint" in c.get("message", "")
+            for c in conditions
+        )
 
     wait_for(unschedulable, what="the scheduler to refuse the tainted nodes")
     assert not pods(kube, namespace, "untolerated")[0]["spec"].get("nodeName")
 
 
 def test_runner_pod_sees_secret_env_and_calls_the_apiserver_with_its_token(
-        kube: KubeRest, namespace: str) -> None:
+    kube: KubeRest, namespace: str
+) -> None:
     ns = namespace
-    kube.post(f"/api/v1/namespaces/{ns}/secrets", {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
-        "stringData": {"password": "correct-horse"}})
-    kube.post(f"/api/v1/namespaces/{ns}/serviceaccounts", {
-        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "prober"}})
-    kube.post(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "pod-reader"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})
-    kube.post(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "prober-reads-pods"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                    "name": "pod-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": "prober", "namespace": ns}]})
+    kube.post(
+        f"/api/v1/namespaces/{ns}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "stringData": {"password": "correct-horse"},
+        },
+    )
+    kube.post(
+        f"/api/v1/namespaces/{ns}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "prober"}},
+    )
+    kube.post(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        },
+    )
+    kube.post(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "prober-reads-pods"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "pod-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "prober", "namespace": ns}],
+        },
+    )
     container = w.probe_container(
         env={"PROBE_READABLE": "/etc/creds"},
-        volumeMounts=[{"name": "creds", "mountPath": "/etc/creds", "readOnly": True}])
+        volumeMounts=[{"name": "creds", "mountPath": "/etc/creds", "readOnly": True}],
+    )
     container["env"] += [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
-    kube.post(f"/api/v1/namespaces/{ns}/pods", w.pod("probe", {
-        **w.POOL_PLACEMENT["kind-simtee"], "serviceAccountName": "prober",
-        "securityContext": {"runAsUser": 65532, "fsGroup": 65532},
-        "containers": [container],
-        "volumes": [{"name": "creds", "secret": {"secretName": "creds"}}]}))
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    ]
+    kube.post(
+        f"/api/v1/namespaces/{ns}/pods",
+        w.pod(
+            "probe",
+            {
+                **w.POOL_PLACEMENT["kind-simtee"],
+                "serviceAccountName": "prober",
+                "securityContext": {"runAsUser": 65532, "fsGroup": 65532},
+                "containers": [container],
+                "volumes": [{"name": "creds", "secret": {"secretName": "creds"}}],
+            },
+        ),
+    )
 
-    pod = wait_for(lambda: ready(p := kube.get(f"/api/v1/namespaces/{ns}/pods/probe")) and p,
-                   timeout_s=60, what="the probe pod to be ready")
+    pod = wait_for(
+        lambda: ready(p := kube.get(f"/api/v1/namespaces/{ns}/pods/probe")) and p,
+        timeout_s=60,
+        what="the probe pod to be ready",
+    )
     ip = pod["status"]["podIP"]
     me = http_get(ip, "/whoami")
     assert (me["uid"], me["hostname"]) == (65532, "probe")
@@ -135,12 +194,21 @@ def test_runner_pod_sees_secret_env_and_calls_the_apiserver_with_its_token(
     assert http_get(ip, can + "delete&resource=pods") == {"allowed": False}
 
 
-def test_crashing_container_is_restarted_and_its_exit_reported(kube: KubeRest,
-                                                               namespace: str) -> None:
+def test_crashing_container_is_restarted_and_its_exit_reported(
+    kube: KubeRest, namespace: str
+) -> None:
     container = w.probe_container(env={"PROBE_EXIT_AFTER_S": "1"})
-    kube.post(f"/api/v1/namespaces/{namespace}/pods", w.pod("crashy", {
-        **w.POOL_PLACEMENT["kind-simtee"], "securityContext": {"runAsUser": 65532},
-        "containers": [container]}))
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/pods",
+        w.pod(
+            "crashy",
+            {
+                **w.POOL_PLACEMENT["kind-simtee"],
+                "securityContext": {"runAsUser": 65532},
+                "containers": [container],
+            },
+        ),
+    )
 
     def restarted_twice() -> dict[str, Any] | None:
         pod = kube.get(f"/api/v1/namespaces/{namespace}/pods/crashy")
@@ -151,13 +219,24 @@ def test_crashing_container_is_restarted_and_its_exit_reported(kube: KubeRest,
     assert status["lastState"]["terminated"]["exitCode"] == 3
 
 
-def test_deleting_a_pod_stops_its_process_and_network(kube: KubeRest, namespace: str,
-                                                      sandbox: Sandbox) -> None:
-    kube.post(f"/api/v1/namespaces/{namespace}/pods", w.pod("short-lived", {
-        **w.POOL_PLACEMENT["kind-simtee"], "securityContext": {"runAsUser": 65532},
-        "containers": [w.probe_container()]}))
-    pod = wait_for(lambda: ready(p := kube.get(
-        f"/api/v1/namespaces/{namespace}/pods/short-lived")) and p, what="the pod to be ready")
+def test_deleting_a_pod_stops_its_process_and_network(
+    kube: KubeRest, namespace: str, sandbox: Sandbox
+) -> None:
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/pods",
+        w.pod(
+            "short-lived",
+            {
+                **w.POOL_PLACEMENT["kind-simtee"],
+                "securityContext": {"runAsUser": 65532},
+                "containers": [w.probe_container()],
+            },
+        ),
+    )
+    pod = wait_for(
+        lambda: ready(p := kube.get(f"/api/v1/namespaces/{namespace}/pods/short-lived")) and p,
+        what="the pod to be ready",
+    )
     uid, ip = pod["metadata"]["uid"], pod["status"]["podIP"]
     assert http_get(ip, "/healthz") == "ok"
     pod_ns = f"{sandbox.pod_netns_prefix}{uid}"
@@ -172,11 +251,20 @@ def test_deleting_a_pod_stops_its_process_and_network(kube: KubeRest, namespace:
 
 def test_config_error_is_reported_instead_of_starting(kube: KubeRest, namespace: str) -> None:
     container = w.probe_container()
-    container["env"].append({"name": "MISSING", "valueFrom": {
-        "secretKeyRef": {"name": "does-not-exist", "key": "k"}}})
-    kube.post(f"/api/v1/namespaces/{namespace}/pods", w.pod("misconfigured", {
-        **w.POOL_PLACEMENT["kind-simtee"], "securityContext": {"runAsUser": 65532},
-        "containers": [container]}))
+    container["env"].append(
+        {"name": "MISSING", "valueFrom": {"secretKeyRef": {"name": "does-not-exist", "key": "k"}}}
+    )
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/pods",
+        w.pod(
+            "misconfigured",
+            {
+                **w.POOL_PLACEMENT["kind-simtee"],
+                "securityContext": {"runAsUser": 65532},
+                "containers": [container],
+            },
+        ),
+    )
 
     def waiting_reason() -> str | None:
         pod = kube.get(f"/api/v1/namespaces/{namespace}/pods/misconfigured")
@@ -192,24 +280,46 @@ def test_config_error_is_reported_instead_of_starting(kube: KubeRest, namespace:
 def test_non_root_pod_may_not_run_as_root(kube: KubeRest, namespace: str) -> None:
     container = w.probe_container()
     container["securityContext"]["runAsUser"] = 0
-    kube.post(f"/api/v1/namespaces/{namespace}/pods", w.pod("rooted", {
-        **w.POOL_PLACEMENT["kind-simtee"], "containers": [container]}))
-    message = wait_for(lambda: (kube.get(f"/api/v1/namespaces/{namespace}/pods/rooted")
-                                ["status"].get("containerStatuses") or [{}])[0]
-                       .get("state", {}).get("waiting", {}).get("message"),
-                       what="the runAsNonRoot refusal")
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/pods",
+        w.pod("rooted", {**w.POOL_PLACEMENT["kind-simtee"], "containers": [container]}),
+    )
+    message = wait_for(
+        lambda: (
+            (
+                kube.get(f"/api/v1/namespaces/{namespace}/pods/rooted")["status"].get(
+                    "containerStatuses"
+                )
+                or [{}]
+            )[0]
+            .get("state", {})
+            .get("waiting", {})
+            .get("message")
+        ),
+        what="the runAsNonRoot refusal",
+    )
     assert "runAsNonRoot" in message
 
 
 def test_runner_leaves_no_mount_points_behind(kube: KubeRest, namespace: str) -> None:
     mount_path = Path(f"/etc/teeroute-test-{namespace}/nested")
-    container = w.probe_container(volumeMounts=[{"name": "scratch",
-                                                 "mountPath": str(mount_path)}])
-    kube.post(f"/api/v1/namespaces/{namespace}/pods", w.pod("mounter", {
-        **w.POOL_PLACEMENT["kind-simtee"], "securityContext": {"runAsUser": 65532},
-        "containers": [container], "volumes": [{"name": "scratch", "emptyDir": {}}]}))
-    wait_for(lambda: ready(kube.get(f"/api/v1/namespaces/{namespace}/pods/mounter")),
-             what="the pod to be ready")
+    container = w.probe_container(volumeMounts=[{"name": "scratch", "mountPath": str(mount_path)}])
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/pods",
+        w.pod(
+            "mounter",
+            {
+                **w.POOL_PLACEMENT["kind-simtee"],
+                "securityContext": {"runAsUser": 65532},
+                "containers": [container],
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+            },
+        ),
+    )
+    wait_for(
+        lambda: ready(kube.get(f"/api/v1/namespaces/{namespace}/pods/mounter")),
+        what="the pod to be ready",
+    )
     assert mount_path.is_dir()
     kube.delete(f"/api/v1/namespaces/{namespace}/pods/mounter")
     wait_for(lambda: not mount_path.parent.exists(), what="the mount points to be removed")

@@ -19,10 +19,14 @@ from teeroute_sandbox.settings import SandboxSettings
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
-        "sandbox", help="a local Kubernetes cluster with confidential node pools (no Docker)")
+        "sandbox", help="a local Kubernetes cluster with confidential node pools (no Docker)"
+    )
     named = argparse.ArgumentParser(add_help=False)
-    named.add_argument("--name", default=SandboxSettings.name,
-                       help="sandbox instance, also its network namespace (default: %(default)s)")
+    named.add_argument(
+        "--name",
+        default=SandboxSettings.name,
+        help="sandbox instance, also its network namespace (default: %(default)s)",
+    )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def action(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
@@ -30,17 +34,28 @@ def register(commands: Any) -> None:
         sub.set_defaults(handler=handler)
         return sub
 
-    action("up", "build what is missing, start what is not running, print the admin "
-                 "kubeconfig path", _up)
-    action("status", "components (with memory), server version and nodes", _status) \
-        .add_argument("--json", action="store_true", help="machine-readable output")
-    action("exec", "run a command inside the sandbox's network namespace with KUBECONFIG "
-                   "set: teeroute sandbox exec -- CMD …", _exec) \
-        .add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
-    action("down", "stop every process of the sandbox and delete its namespaces and state "
-                   "(logs are kept)", _down)
-    action("build", "build the control-plane binaries into the cache without starting "
-                    "anything", _build)
+    action(
+        "up",
+        "build what is missing, start what is not running, print the admin kubeconfig path",
+        _up,
+    )
+    action("status", "components (with memory), server version and nodes", _status).add_argument(
+        "--json", action="store_true", help="machine-readable output"
+    )
+    action(
+        "exec",
+        "run a command inside the sandbox's network namespace with KUBECONFIG "
+        "set: teeroute sandbox exec -- CMD …",
+        _exec,
+    ).add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    action(
+        "down",
+        "stop every process of the sandbox and delete its namespaces and state (logs are kept)",
+        _down,
+    )
+    action(
+        "build", "build the control-plane binaries into the cache without starting anything", _build
+    )
 
 
 def _sandbox(args: argparse.Namespace) -> Sandbox:
@@ -82,8 +97,10 @@ def _status_dict(status: Status) -> dict[str, Any]:
         "healthy": status.healthy,
         "serverVersion": status.server_version,
         "nodes": {"ready": status.nodes_ready, "total": status.nodes_total},
-        "components": {c.name: {"pid": c.pid, "running": c.pid is not None,
-                                "rssBytes": c.rss_bytes} for c in status.components},
+        "components": {
+            c.name: {"pid": c.pid, "running": c.pid is not None, "rssBytes": c.rss_bytes}
+            for c in status.components
+        },
         "kubeconfig": str(status.kubeconfig),
     }
 
@@ -91,8 +108,9 @@ def _status_dict(status: Status) -> dict[str, Any]:
 def _status_text(status: Status) -> str:
     lines = [f"sandbox {status.name}: {'up' if status.healthy else 'not healthy'}"]
     for c in status.components:
-        state = f"running (pid {c.pid}, {(c.rss_bytes or 0) / 2**20:.0f} MiB)" if c.pid \
-            else "stopped"
+        state = (
+            f"running (pid {c.pid}, {(c.rss_bytes or 0) / 2**20:.0f} MiB)" if c.pid else "stopped"
+        )
         lines.append(f"  {c.name:<24} {state}")
     lines.append(f"  server version           {status.server_version or '-'}")
     lines.append(f"  nodes ready              {status.nodes_ready}/{status.nodes_total}")

@@ -7,6 +7,7 @@ runner, pods) and deletes the namespaces; only the logs stay, for post-mortems.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -55,8 +56,9 @@ class Status:
 
 
 class Sandbox:
-    def __init__(self, settings: SandboxSettings | None = None,
-                 progress: Progress | None = None) -> None:
+    def __init__(
+        self, settings: SandboxSettings | None = None, progress: Progress | None = None
+    ) -> None:
         self.settings = settings or SandboxSettings()
         self.layout = Layout(self.settings.state_dir)
         self.pki = pkimod.Pki(self.layout.pki)
@@ -84,14 +86,14 @@ class Sandbox:
 
     def status(self) -> Status:
         pids = {n: daemons.running(self.layout, n) for n in COMPONENT_NAMES}
-        comps = [ComponentStatus(n, pid, daemons.rss_bytes(pid) if pid else None)
-                 for n, pid in pids.items()]
+        comps = [
+            ComponentStatus(n, pid, daemons.rss_bytes(pid) if pid else None)
+            for n, pid in pids.items()
+        ]
         version, ready, total = None, 0, 0
         if netns.exists(self.netns) and self.kubeconfig.exists():
-            try:
+            with contextlib.suppress(ApiError, OSError, httpx.HTTPError):
                 version, ready, total = kube.in_netns(self.netns, self._cluster_facts)
-            except (ApiError, OSError, httpx.HTTPError):
-                pass
         return Status(self.settings.name, comps, version, ready, total, self.kubeconfig)
 
     def down(self) -> None:
@@ -129,8 +131,11 @@ class Sandbox:
         netns.create(self.netns)
         present = netns.ip("-4", "addr", "show", "dev", "lo", netns=self.netns)
         # The pods' gateway is local here, so the pods' ARP for it is answered.
-        for address in (self.settings.advertise_address, self.settings.kubernetes_service_ip,
-                        podnet.GATEWAY):
+        for address in (
+            self.settings.advertise_address,
+            self.settings.kubernetes_service_ip,
+            podnet.GATEWAY,
+        ):
             if f"inet {address}/" not in present:
                 netns.ip("addr", "add", f"{address}/32", "dev", "lo", netns=self.netns)
         netns.sysctl(self.netns, "net.ipv4.ip_forward", "1")
@@ -139,10 +144,18 @@ class Sandbox:
         for directory in (self.layout.root, self.layout.logs, self.layout.pids, self.layout.pods):
             directory.mkdir(parents=True, exist_ok=True)
         s = self.settings
-        pkimod.ensure(self.pki, s.apiserver_url,
-                      ips=[s.advertise_address, s.kubernetes_service_ip, "127.0.0.1"],
-                      dns=["kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                           "kubernetes.default.svc.cluster.local", "localhost"])
+        pkimod.ensure(
+            self.pki,
+            s.apiserver_url,
+            ips=[s.advertise_address, s.kubernetes_service_ip, "127.0.0.1"],
+            dns=[
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+            ],
+        )
         shutil.copyfile(self.pki.kubeconfig(pkimod.ADMIN), self.kubeconfig)
         self.kubeconfig.chmod(0o600)
         bindir = self.layout.root / "bin"  # the built kubectl & co. first on `exec`'s PATH
@@ -154,11 +167,16 @@ class Sandbox:
                 link.symlink_to(path)
 
     def _ensure_running(self, component: controlplane.Component) -> None:
+        fingerprint = component.fingerprint()
         if daemons.running(self.layout, component.name):
-            return
-        self._say(f"starting {component.name}")
-        daemons.spawn(self.layout, component.name,
-                      netns.exec_argv(self.netns, list(component.argv)))
+            if daemons.fingerprint(self.layout, component.name) == fingerprint:
+                return
+            self._say(f"restarting {component.name}: its binary, flags or code changed")
+            daemons.stop(self.layout, component.name)
+        else:
+            self._say(f"starting {component.name}")
+        argv = netns.exec_argv(self.netns, list(component.argv))
+        daemons.spawn(self.layout, component.name, argv, fingerprint)
         self._wait(component.name, self._probe(component.name))
 
     def _probe(self, name: str) -> readiness.Probe:
@@ -179,12 +197,16 @@ class Sandbox:
             if kube.in_netns(self.netns, probe):
                 return
             time.sleep(0.2)
-        raise StartupFailed(f"{name} was not ready after {self.settings.ready_timeout_s:.0f} s "
-                            f"(log: {self.layout.log(name)}):\n{self._log_tail(name)}")
+        raise StartupFailed(
+            f"{name} was not ready after {self.settings.ready_timeout_s:.0f} s "
+            f"(log: {self.layout.log(name)}):\n{self._log_tail(name)}"
+        )
 
     def _log_tail(self, name: str, lines: int = 25) -> str:
         try:
-            return "\n".join(self.layout.log(name).read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(
+                self.layout.log(name).read_text(errors="replace").splitlines()[-lines:]
+            )
         except OSError:
             return "(no log)"
 
@@ -241,8 +263,9 @@ def node_schedulable(node: dict[str, Any]) -> bool:
 
 
 def _kubernetes_version(bins: dict[str, Path]) -> str:
-    out = subprocess.run([str(bins["kube-apiserver"]), "--version"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(bins["kube-apiserver"]), "--version"], capture_output=True, text=True, check=True
+    ).stdout
     return out.split()[-1]
 
 
@@ -250,7 +273,8 @@ def _require_root() -> None:
     if os.geteuid() != 0:
         raise NamespacesNotPermitted(
             "the sandbox creates network and mount namespaces and must run as root "
-            "(in CI and on dev machines here you are root; elsewhere use sudo)")
+            "(in CI and on dev machines here you are root; elsewhere use sudo)"
+        )
 
 
 def _remove(path: Path) -> None:

@@ -6,6 +6,7 @@ daemon inside the sandbox's network namespace (see daemons.py); `Component.argv`
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,14 @@ ETCD_PEER_URL = "http://127.0.0.1:2380"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
-COMPONENT_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                   "kwok", "runner")
+COMPONENT_NAMES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "runner",
+)
 """In start order; `down` stops them in reverse."""
 
 
@@ -29,14 +36,25 @@ class Component:
     name: str
     argv: tuple[str, ...]
 
+    def fingerprint(self) -> str:
+        """Changes when the component must be restarted: other flags, another binary (paths
+        are content-hashed cache entries) or, for the runner, other code."""
+        digest = hashlib.sha256("\0".join(self.argv).encode())
+        if self.name == "runner":
+            for source in sorted(Path(__file__).parent.rglob("*.py")):
+                digest.update(source.read_bytes())
+        return digest.hexdigest()[:16]
+
 
 def components(settings: SandboxSettings, layout: Layout, bins: dict[str, Path]) -> list[Component]:
     pki = pkimod.Pki(layout.pki)
     return [
         Component("etcd", etcd_argv(bins["etcd"], layout)),
         Component("kube-apiserver", apiserver_argv(bins["kube-apiserver"], settings, pki)),
-        Component("kube-controller-manager", controller_manager_argv(
-            bins["kube-controller-manager"], settings, pki)),
+        Component(
+            "kube-controller-manager",
+            controller_manager_argv(bins["kube-controller-manager"], settings, pki),
+        ),
         Component("kube-scheduler", scheduler_argv(bins["kube-scheduler"], pki)),
         Component("kwok", kwok_argv(bins["kwok"], pki)),
         Component("runner", runner_argv(settings, layout)),
@@ -45,9 +63,13 @@ def components(settings: SandboxSettings, layout: Layout, bins: dict[str, Path])
 
 def etcd_argv(binary: Path, layout: Layout) -> tuple[str, ...]:
     return (
-        str(binary), "--name=sandbox", f"--data-dir={layout.etcd_data}",
-        f"--listen-client-urls={ETCD_CLIENT_URL}", f"--advertise-client-urls={ETCD_CLIENT_URL}",
-        f"--listen-peer-urls={ETCD_PEER_URL}", f"--initial-advertise-peer-urls={ETCD_PEER_URL}",
+        str(binary),
+        "--name=sandbox",
+        f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={ETCD_CLIENT_URL}",
+        f"--advertise-client-urls={ETCD_CLIENT_URL}",
+        f"--listen-peer-urls={ETCD_PEER_URL}",
+        f"--initial-advertise-peer-urls={ETCD_PEER_URL}",
         f"--initial-cluster=sandbox={ETCD_PEER_URL}",
         "--listen-metrics-urls=http://127.0.0.1:2381",
         "--unsafe-no-fsync",  # a test cluster: speed over durability
@@ -77,8 +99,9 @@ def apiserver_argv(binary: Path, settings: SandboxSettings, pki: pkimod.Pki) -> 
     )
 
 
-def controller_manager_argv(binary: Path, settings: SandboxSettings,
-                            pki: pkimod.Pki) -> tuple[str, ...]:
+def controller_manager_argv(
+    binary: Path, settings: SandboxSettings, pki: pkimod.Pki
+) -> tuple[str, ...]:
     kubeconfig = pki.kubeconfig(pkimod.CONTROLLER_MANAGER)
     return (
         str(binary),
@@ -124,7 +147,9 @@ def kwok_argv(binary: Path, pki: pkimod.Pki) -> tuple[str, ...]:
 
 def runner_argv(settings: SandboxSettings, layout: Layout) -> tuple[str, ...]:
     return (
-        sys.executable, "-m", "teeroute_sandbox.runner",
+        sys.executable,
+        "-m",
+        "teeroute_sandbox.runner",
         f"--kubeconfig={pkimod.Pki(layout.pki).kubeconfig(pkimod.NODES)}",
         f"--state-dir={layout.root}",
         f"--netns={settings.netns}",

@@ -43,25 +43,47 @@ def alive(pid: int, started: str) -> bool:
     return start_time(pid) == started
 
 
-def spawn(layout: Layout, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+def spawn(
+    layout: Layout,
+    name: str,
+    argv: list[str],
+    fingerprint: str = "-",
+) -> int:
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.pids.mkdir(parents=True, exist_ok=True)
     with layout.log(name).open("ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(env or {})})
-    layout.pidfile(name).write_text(f"{proc.pid} {start_time(proc.pid)}\n")
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    layout.pidfile(name).write_text(f"{proc.pid} {start_time(proc.pid)} {fingerprint}\n")
     return proc.pid
 
 
 def running(layout: Layout, name: str) -> int | None:
     """The daemon's pid while it runs, else None."""
+    record = _record(layout, name)
+    if record is None:
+        return None
+    pid, started, _ = record
+    return pid if alive(pid, started) else None
+
+
+def fingerprint(layout: Layout, name: str) -> str | None:
+    """What the running daemon was started from (see `spawn`)."""
+    record = _record(layout, name)
+    return record[2] if record else None
+
+
+def _record(layout: Layout, name: str) -> tuple[int, str, str] | None:
     try:
-        pid_text, started = layout.pidfile(name).read_text().split()
+        pid_text, started, *rest = layout.pidfile(name).read_text().split()
+        return int(pid_text), started, rest[0] if rest else "-"
     except (OSError, ValueError):
         return None
-    pid = int(pid_text)
-    return pid if alive(pid, started) else None
 
 
 def stop(layout: Layout, name: str, grace_s: float = 10.0) -> None:
@@ -73,8 +95,11 @@ def stop(layout: Layout, name: str, grace_s: float = 10.0) -> None:
 
 def terminate(pids: list[int], grace_s: float = 10.0) -> None:
     """SIGTERM each process group, then SIGKILL whatever is left after `grace_s`."""
-    watched = {pid: start_time(pid) for pid in pids}
-    watched = {pid: st for pid, st in watched.items() if st is not None}
+    watched: dict[int, str] = {}
+    for pid in pids:
+        started = start_time(pid)
+        if started is not None:
+            watched[pid] = started
     for pid in watched:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s

@@ -1,11 +1,11 @@
 """Errors the sandbox raises; each names what failed and what to do about it.
 
-    TeerouteError (teeroute.errors)
-    └── SandboxError
-        ├── NamespacesNotPermitted   cannot create network/mount namespaces here
-        ├── BuildFailed              a control-plane binary did not build
-        ├── StartupFailed            a component did not become ready (log path given)
-        └── NotRunning               the command needs a sandbox that is up
+TeerouteError (teeroute.errors)
+└── SandboxError
+    ├── NamespacesNotPermitted   cannot create network/mount namespaces here
+    ├── BuildFailed              a control-plane binary did not build
+    ├── StartupFailed            a component did not become ready (log path given)
+    └── NotRunning               the command needs a sandbox that is up
 """
 
 from teeroute.errors import TeerouteError

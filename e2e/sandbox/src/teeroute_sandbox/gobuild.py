@@ -92,7 +92,9 @@ def _go() -> str:
 
 
 def _go_version(go: str) -> str:
-    return subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [go, "env", "GOVERSION"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def cache_entry(cache_dir: Path, module: GoModule, go_version: str) -> tuple[Path, str]:
@@ -141,13 +143,30 @@ def _build_locked(go: str, module: GoModule, version: str, entry: Path, say: Pro
 
 def _run_go_build(go: str, module: GoModule, version: str, out: Path, say: Progress) -> None:
     src = gobuild_root() / module.dir_name
-    argv = [go, "build", "-v", "-mod=readonly", "-o", str(out) + "/",
-            "-ldflags", " ".join(module.ldflags(version)), *module.binaries.values()]
-    say(f"building {', '.join(module.binaries)} {version} from the Go module proxy "
-        f"(a cold build takes many minutes; progress every 15 s)")
+    argv = [
+        go,
+        "build",
+        "-v",
+        "-mod=readonly",
+        "-o",
+        str(out) + "/",
+        "-ldflags",
+        " ".join(module.ldflags(version)),
+        *module.binaries.values(),
+    ]
+    say(
+        f"building {', '.join(module.binaries)} {version} from the Go module proxy "
+        f"(a cold build takes many minutes; progress every 15 s)"
+    )
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=src, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "GOFLAGS": "-mod=readonly"})
+    proc = subprocess.Popen(
+        argv,
+        cwd=src,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "GOFLAGS": "-mod=readonly"},
+    )
     tail = _follow(proc, module.dir_name, started, say)
     if proc.wait() != 0:
         raise BuildFailed(f"go build of {module.dir_name} failed:\n" + "\n".join(tail))
@@ -169,7 +188,8 @@ def go_default_binary_name(package: str) -> str:
 
 def _follow(proc: subprocess.Popen[str], label: str, started: float, say: Progress) -> list[str]:
     """Count compiled packages and downloads; report every 15 s; keep the last lines."""
-    assert proc.stdout is not None
+    if proc.stdout is None:
+        return []
     compiled = downloaded = 0
     last_report = started
     tail: list[str] = []
@@ -183,8 +203,10 @@ def _follow(proc: subprocess.Popen[str], label: str, started: float, say: Progre
         now = time.monotonic()
         if now - last_report >= 15:
             last_report = now
-            say(f"[{label}] {now - started:4.0f} s: {compiled} packages compiled, "
-                f"{downloaded} modules downloaded (now: {line.split()[-1]})")
+            say(
+                f"[{label}] {now - started:4.0f} s: {compiled} packages compiled, "
+                f"{downloaded} modules downloaded (now: {line.split()[-1]})"
+            )
     return tail
 
 

@@ -73,8 +73,9 @@ def shell_argv(name: str, argv: list[str]) -> list[str]:
 
 def sysctl(name: str, key: str, value: str) -> None:
     path = Path("/proc/sys") / key.replace(".", "/")
-    done = subprocess.run(exec_argv(name, ["sh", "-c", f"echo {value} > {path}"]),
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        exec_argv(name, ["sh", "-c", f"echo {value} > {path}"]), capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SandboxError(f"cannot set {key}={value} in namespace {name}: {done.stderr.strip()}")
 
@@ -90,6 +91,8 @@ def enter(name: str) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, _CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
-            raise NamespacesNotPermitted(f"cannot enter network namespace {name}: {os.strerror(err)}")
+            raise NamespacesNotPermitted(
+                f"cannot enter network namespace {name}: {os.strerror(err)}"
+            )
     finally:
         os.close(fd)

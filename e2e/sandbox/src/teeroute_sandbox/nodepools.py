@@ -33,8 +33,12 @@ class NodePool:
     os_image: str
 
 
-_LINUX = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-          "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}
+_LINUX = {
+    "kubernetes.io/os": "linux",
+    "kubernetes.io/arch": "amd64",
+    "beta.kubernetes.io/os": "linux",
+    "beta.kubernetes.io/arch": "amd64",
+}
 
 AKS_CVM_GPU = NodePool(
     name="aks-cvmgpu",
@@ -57,10 +61,20 @@ AKS_CVM_GPU = NodePool(
         "topology.kubernetes.io/zone": "eastus2-1",
     },
     taints=({"key": "sku", "value": "gpu", "effect": "NoSchedule"},),
-    capacity={"cpu": "40", "memory": "330301440Ki", "pods": "250", "nvidia.com/gpu": "1",
-              "ephemeral-storage": "259966896Ki"},
-    allocatable={"cpu": "39500m", "memory": "325000000Ki", "pods": "250", "nvidia.com/gpu": "1",
-                 "ephemeral-storage": "239585757Ki"},
+    capacity={
+        "cpu": "40",
+        "memory": "330301440Ki",
+        "pods": "250",
+        "nvidia.com/gpu": "1",
+        "ephemeral-storage": "259966896Ki",
+    },
+    allocatable={
+        "cpu": "39500m",
+        "memory": "325000000Ki",
+        "pods": "250",
+        "nvidia.com/gpu": "1",
+        "ephemeral-storage": "239585757Ki",
+    },
     provider_id="azure:///subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"
     "mc_teeroute_sandbox_eastus2/providers/Microsoft.Compute/virtualMachineScaleSets/"
     "aks-cvmgpu-31415926-vmss/virtualMachines/{index}",
@@ -87,10 +101,20 @@ GKE_TDX_GPU = NodePool(
         "topology.kubernetes.io/zone": "us-central1-a",
     },
     taints=({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},),
-    capacity={"cpu": "26", "memory": "245366784Ki", "pods": "110", "nvidia.com/gpu": "1",
-              "ephemeral-storage": "98831908Ki"},
-    allocatable={"cpu": "25865m", "memory": "233201664Ki", "pods": "110", "nvidia.com/gpu": "1",
-                 "ephemeral-storage": "47060071478"},
+    capacity={
+        "cpu": "26",
+        "memory": "245366784Ki",
+        "pods": "110",
+        "nvidia.com/gpu": "1",
+        "ephemeral-storage": "98831908Ki",
+    },
+    allocatable={
+        "cpu": "25865m",
+        "memory": "233201664Ki",
+        "pods": "110",
+        "nvidia.com/gpu": "1",
+        "ephemeral-storage": "47060071478",
+    },
     provider_id="gce://teeroute-sandbox/us-central1-a/{node}",
     internal_ip_base="10.128.0.10",
     os_image="Container-Optimized OS from Google",
@@ -101,10 +125,18 @@ KIND_SIMULATED = NodePool(
     node_names=("sandbox-worker", "sandbox-worker2", "sandbox-worker3"),
     labels={**_LINUX, SIMULATED_TEE_LABEL: "true"},
     taints=(),
-    capacity={"cpu": "8", "memory": "16393216Ki", "pods": "110",
-              "ephemeral-storage": "102687672Ki"},
-    allocatable={"cpu": "8", "memory": "16393216Ki", "pods": "110",
-                 "ephemeral-storage": "102687672Ki"},
+    capacity={
+        "cpu": "8",
+        "memory": "16393216Ki",
+        "pods": "110",
+        "ephemeral-storage": "102687672Ki",
+    },
+    allocatable={
+        "cpu": "8",
+        "memory": "16393216Ki",
+        "pods": "110",
+        "ephemeral-storage": "102687672Ki",
+    },
     provider_id="kind://docker/sandbox/{node}",
     internal_ip_base="172.18.0.3",
     os_image="Debian GNU/Linux 12 (bookworm)",
@@ -124,16 +156,20 @@ def node_manifests(pod_cidr: str, kubelet_version: str) -> list[dict[str, Any]]:
     return nodes
 
 
-def node_manifest(pool: NodePool, index: int, name: str, pod_cidr: str,
-                  kubelet_version: str) -> dict[str, Any]:
+def node_manifest(
+    pool: NodePool, index: int, name: str, pod_cidr: str, kubelet_version: str
+) -> dict[str, Any]:
     internal_ip = str(ipaddress.ip_address(pool.internal_ip_base) + index)
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": name,
-            "labels": {**pool.labels, "kubernetes.io/hostname": name,
-                       "teeroute.dev/sandbox-pool": pool.name},
+            "labels": {
+                **pool.labels,
+                "kubernetes.io/hostname": name,
+                "teeroute.dev/sandbox-pool": pool.name,
+            },
             "annotations": {**KWOK_ANNOTATION, "node.alpha.kubernetes.io/ttl": "0"},
         },
         "spec": {
@@ -145,8 +181,10 @@ def node_manifest(pool: NodePool, index: int, name: str, pod_cidr: str,
         "status": {
             "capacity": dict(pool.capacity),
             "allocatable": dict(pool.allocatable),
-            "addresses": [{"type": "InternalIP", "address": internal_ip},
-                          {"type": "Hostname", "address": name}],
+            "addresses": [
+                {"type": "InternalIP", "address": internal_ip},
+                {"type": "Hostname", "address": name},
+            ],
             "nodeInfo": _node_info(pool, name, kubelet_version),
         },
     }

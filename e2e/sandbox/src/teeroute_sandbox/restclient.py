@@ -31,8 +31,7 @@ class KubeRest:
         cfg = yaml.safe_load(kubeconfig.read_text())
         cluster = cfg["clusters"][0]["cluster"]
         self.server = cluster["server"]
-        self._http = httpx.Client(base_url=self.server, verify=_tls_context(cfg),
-                                  timeout=timeout_s)
+        self._http = httpx.Client(base_url=self.server, verify=_tls_context(cfg), timeout=timeout_s)
 
     def close(self) -> None:
         self._http.close()
@@ -44,10 +43,13 @@ class KubeRest:
         return self._send("POST", path, json=body)
 
     def patch(self, path: str, body: Obj, kind: str = "merge") -> Obj:
-        content_type = {"merge": "application/merge-patch+json",
-                        "strategic": "application/strategic-merge-patch+json"}[kind]
-        return self._send("PATCH", path, content=json.dumps(body),
-                          headers={"Content-Type": content_type})
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+        }[kind]
+        return self._send(
+            "PATCH", path, content=json.dumps(body), headers={"Content-Type": content_type}
+        )
 
     def delete(self, path: str) -> Obj:
         return self._send("DELETE", path)
@@ -62,10 +64,15 @@ class KubeRest:
 
     def watch(self, path: str, resource_version: str, timeout_s: int = 300) -> Iterator[Obj]:
         """Watch events (`{"type", "object"}`) until the server closes the stream."""
-        params = {"watch": "1", "resourceVersion": resource_version,
-                  "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_s)}
-        with self._http.stream("GET", path, params=params,
-                               timeout=httpx.Timeout(30.0, read=timeout_s + 30)) as response:
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_s),
+        }
+        with self._http.stream(
+            "GET", path, params=params, timeout=httpx.Timeout(30.0, read=timeout_s + 30)
+        ) as response:
             if response.status_code != 200:
                 response.read()
                 raise ApiError(response.status_code, _message(response))
@@ -87,7 +94,8 @@ def _tls_context(cfg: Obj) -> ssl.SSLContext:
     cluster = cfg["clusters"][0]["cluster"]
     user = cfg["users"][0]["user"]
     context = ssl.create_default_context(
-        cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+    )
     with tempfile.TemporaryDirectory(prefix="kuberest-") as tmp:
         cert, key = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
         cert.write_bytes(base64.b64decode(user["client-certificate-data"]))

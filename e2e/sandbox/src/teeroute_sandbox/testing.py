@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -31,21 +32,27 @@ T = TypeVar("T")
 TEST_SANDBOX = os.environ.get("TEEROUTE_TEST_SANDBOX", "teeroute-test")
 
 
-def wait_for(fn: Callable[[], T], timeout_s: float = 30.0, interval_s: float = 0.2,
-             what: str = "the condition") -> T:
+def wait_for(
+    fn: Callable[[], T],
+    timeout_s: float = 30.0,
+    interval_s: float = 0.2,
+    what: str = "the condition",
+) -> T:
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while True:
         try:
-            last = fn()
+            value = fn()
         except (ApiError, OSError) as exc:
             last = exc
         else:
-            if last:
-                return last
+            if value:
+                return value
+            last = value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; "
-                                 f"last result: {last!r}")
+            raise AssertionError(
+                f"timed out after {timeout_s:.0f} s waiting for {what}; last result: {last!r}"
+            )
         time.sleep(interval_s)
 
 
@@ -72,8 +79,13 @@ def kubectl(sandbox: Sandbox) -> Callable[..., subprocess.CompletedProcess[str]]
     binary = sandbox.layout.root / "bin" / "kubectl"
 
     def run(*args: str, check: bool = True, stdin: str | None = None) -> Any:
-        done = subprocess.run([str(binary), f"--kubeconfig={sandbox.kubeconfig}", *args],
-                              capture_output=True, text=True, input=stdin, timeout=120)
+        done = subprocess.run(
+            [str(binary), f"--kubeconfig={sandbox.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=120,
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
         return done
@@ -85,10 +97,9 @@ def kubectl(sandbox: Sandbox) -> Callable[..., subprocess.CompletedProcess[str]]
 def namespace(kube: KubeRest, request: pytest.FixtureRequest) -> Iterator[str]:
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{stem}-{secrets.token_hex(3)}"
-    kube.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                     "metadata": {"name": name}})
+    kube.post(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
     yield name
-    try:
+    with contextlib.suppress(ApiError):
         kube.delete(f"/api/v1/namespaces/{name}")
-    except ApiError:
-        pass

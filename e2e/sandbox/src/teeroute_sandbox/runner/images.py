@@ -27,15 +27,18 @@ class ImageConfig:
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> ImageConfig:
-        return cls(entrypoint=tuple(raw["entrypoint"]), cmd=tuple(raw.get("cmd", ())),
-                   user=int(raw.get("user", 0)), env=dict(raw.get("env", {})))
+        return cls(
+            entrypoint=tuple(raw["entrypoint"]),
+            cmd=tuple(raw.get("cmd", ())),
+            user=int(raw.get("user", 0)),
+            env=dict(raw.get("env", {})),
+        )
 
 
 def builtin_images() -> dict[str, ImageConfig]:
     python = sys.executable
     return {
-        PROBE_IMAGE: ImageConfig(entrypoint=(python, "-m", "teeroute_sandbox.probe"),
-                                 user=65532),
+        PROBE_IMAGE: ImageConfig(entrypoint=(python, "-m", "teeroute_sandbox.probe"), user=65532),
     }
 
 
@@ -72,8 +75,12 @@ class ImageMap:
 def register(extra_file: Path, image: str, config: ImageConfig) -> None:
     """Add or replace a mapping in `extra_file` (the runner picks it up on its next look)."""
     raw = json.loads(extra_file.read_text()) if extra_file.exists() else {}
-    raw[image] = {"entrypoint": list(config.entrypoint), "cmd": list(config.cmd),
-                  "user": config.user, "env": config.env}
+    raw[image] = {
+        "entrypoint": list(config.entrypoint),
+        "cmd": list(config.cmd),
+        "user": config.user,
+        "env": config.env,
+    }
     tmp = extra_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(raw, indent=2))
     tmp.replace(extra_file)

@@ -77,8 +77,10 @@ def _reveal(paths: list[str]) -> None:
     for ancestor, children in untraversable_ancestors(paths).items():
         staging = Path(f"/run/teeroute-launcher-{os.getpid()}")
         staging.mkdir(mode=0o755, exist_ok=True)
-        _check(_libc.mount(b"tmpfs", str(staging).encode(), b"tmpfs", 0, b"mode=0755"),
-               f"mount tmpfs {staging}")
+        _check(
+            _libc.mount(b"tmpfs", str(staging).encode(), b"tmpfs", 0, b"mode=0755"),
+            f"mount tmpfs {staging}",
+        )
         for child in sorted(children):
             _bind(Mount(str(ancestor / child), str(staging / child), read_only=False))
         _mount(str(staging), str(ancestor), MS_MOVE)
@@ -154,7 +156,7 @@ def main(argv: list[str]) -> int:
         print(f"sandbox runner: cannot set up the container: {exc}", file=sys.stderr)
         return 126
     try:
-        os.execvpe(plan.argv[0], plan.argv, plan.env)
+        os.execvpe(plan.argv[0], plan.argv, plan.env)  # noqa: S606 - becoming the container
     except OSError as exc:
         print(f"sandbox runner: cannot run {plan.argv[0]!r}: {exc.strerror}", file=sys.stderr)
     return 127

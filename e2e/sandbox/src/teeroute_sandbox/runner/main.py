@@ -77,8 +77,9 @@ class Runner:
     def _handle(self, event: Obj) -> None:
         kind = event.get("type")
         if kind == "ERROR":
-            raise ApiError(int(event["object"].get("code", 500)),
-                           str(event["object"].get("message")))
+            raise ApiError(
+                int(event["object"].get("code", 500)), str(event["object"].get("message"))
+            )
         if kind == "BOOKMARK":
             return
         pod = event["object"]

@@ -76,7 +76,9 @@ def build_plan(pod: Obj, container: Obj, image: ImageConfig, lookups: Lookups) -
         argv=[expand(a, env) for a in _argv(container, image)],
         env=env,
         mounts=_mounts(container, lookups),
-        uid=uid, gid=gid, groups=groups,
+        uid=uid,
+        gid=gid,
+        groups=groups,
         working_dir=container.get("workingDir") or "/",
         hostname=pod["metadata"]["name"][:63],
         read_only_root=read_only_root,
@@ -89,8 +91,9 @@ def _argv(container: Obj, image: ImageConfig) -> list[str]:
     cmd = container["args"] if container.get("args") else list(image.cmd)
     argv = [*image.entrypoint, *cmd]
     if not argv:
-        raise ConfigError("no command specified: the image has no entrypoint and the "
-                          "container sets no command")
+        raise ConfigError(
+            "no command specified: the image has no entrypoint and the container sets no command"
+        )
     return argv
 
 
@@ -133,15 +136,19 @@ def _env_value(var: Obj, pod: Obj, container: Obj, env: dict[str, str], lookups:
         return field_value(pod, source["fieldRef"]["fieldPath"])
     if "resourceFieldRef" in source:
         return _resource_value(container, source["resourceFieldRef"])
-    for kind, table in (("secretKeyRef", lookups.secrets), ("configMapKeyRef", lookups.config_maps)):
+    for kind, table in (
+        ("secretKeyRef", lookups.secrets),
+        ("configMapKeyRef", lookups.config_maps),
+    ):
         if kind in source:
             ref = source[kind]
             value = (table.get(ref["name"]) or {}).get(ref["key"])
             if value is None:
                 if ref.get("optional"):
                     return ""
-                raise ConfigError(f"{kind} {ref['name']}/{ref['key']} for env {var['name']} "
-                                  "not found")
+                raise ConfigError(
+                    f"{kind} {ref['name']}/{ref['key']} for env {var['name']} not found"
+                )
             return value
     raise ConfigError(f"env {var['name']}: unsupported valueFrom {sorted(source)}")
 
@@ -167,7 +174,7 @@ def field_value(pod: Obj, path: str) -> str:
         return simple[path] or ""
     match = _LABEL_PATH.fullmatch(path)
     if match:
-        return (meta.get(match.group(1)) or {}).get(match.group(2), "")
+        return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
     if path in ("metadata.labels", "metadata.annotations"):
         items = meta.get(path.split(".")[1]) or {}
         return "\n".join(f'{k}="{v}"' for k, v in sorted(items.items()))
@@ -175,8 +182,18 @@ def field_value(pod: Obj, path: str) -> str:
 
 
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_SCALE = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_SCALE = {
+    "": 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def quantity(text: str) -> float:
@@ -216,8 +233,11 @@ def _identity(pod: Obj, container: Obj, image: ImageConfig) -> tuple[int, int, l
     non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot", False))
     if non_root and uid == 0:
         raise ConfigError("container has runAsNonRoot and image will run as root")
-    groups = [g for g in [pod_sc.get("fsGroup"), *(pod_sc.get("supplementalGroups") or [])]
-              if g is not None]
+    groups = [
+        g
+        for g in [pod_sc.get("fsGroup"), *(pod_sc.get("supplementalGroups") or [])]
+        if g is not None
+    ]
     return int(uid), int(gid), [int(g) for g in groups], bool(sc.get("readOnlyRootFilesystem"))
 
 
@@ -238,7 +258,8 @@ def service_env(services: list[Obj]) -> dict[str, str]:
             proto = port.get("protocol", "TCP")
             if port.get("name"):
                 env[f"{name}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(
-                    port["port"])
+                    port["port"]
+                )
             key = f"{name}_PORT_{port['port']}_{proto}"
             env[key] = f"{proto.lower()}://{ip}:{port['port']}"
             env[f"{key}_PROTO"] = proto.lower()

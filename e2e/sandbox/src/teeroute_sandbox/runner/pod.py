@@ -17,8 +17,7 @@ from teeroute_sandbox.restclient import ApiError, KubeRest
 from teeroute_sandbox.runner import podnet
 from teeroute_sandbox.runner.images import ImageMap
 from teeroute_sandbox.runner.launcher import remove_created
-from teeroute_sandbox.runner.plan import (ConfigError, LaunchPlan, Lookups, build_plan,
-                                          service_env)
+from teeroute_sandbox.runner.plan import ConfigError, LaunchPlan, Lookups, build_plan, service_env
 from teeroute_sandbox.runner.status import pod_status_patch
 from teeroute_sandbox.runner.supervisor import Container, ContainerState, now_rfc3339
 from teeroute_sandbox.runner.volumes import VolumeState, write_volumes
@@ -29,13 +28,14 @@ MAX_GRACE_S = 10.0
 
 def interpreter_paths() -> list[str]:
     """Where this Python and its packages live (base installation, virtualenv, sys.path)."""
-    paths = {sys.base_prefix, sys.prefix, *(p for p in sys.path if p and os.path.exists(p))}
+    paths = {sys.base_prefix, sys.prefix, *(p for p in sys.path if p and Path(p).exists())}
     return sorted({os.path.realpath(p) for p in paths})
 
 
 class PodSandbox:
-    def __init__(self, api: KubeRest, pod: Obj, images: ImageMap, root: Path,
-                 netns_prefix: str, log: Any) -> None:
+    def __init__(
+        self, api: KubeRest, pod: Obj, images: ImageMap, root: Path, netns_prefix: str, log: Any
+    ) -> None:
         self.api = api
         self.pod = pod
         self.images = images
@@ -59,32 +59,36 @@ class PodSandbox:
         name = podnet.create(self.netns_prefix, self.uid, pod_ip)
         try:
             self.volumes = write_volumes(self.api, self.pod, self.dir / "volumes")
-            plans = [self._plan(c) for c in self.pod["spec"]["containers"]]
+            plans = [self._plan(c, self.volumes.dirs) for c in self.pod["spec"]["containers"]]
         except ConfigError as exc:
             self.config_error = str(exc)
             self._report_config_error(str(exc))
             return
         self.config_error = None
         policy = self.pod["spec"].get("restartPolicy", "Always")
-        for container, (plan, plan_file) in zip(self.pod["spec"]["containers"], plans,
-                                                strict=True):
-            self.containers.append(Container(container, plan, plan_file, name, pod_ip, policy,
-                                             self.publish_status))
+        for container, (plan, plan_file) in zip(self.pod["spec"]["containers"], plans, strict=True):
+            self.containers.append(
+                Container(container, plan, plan_file, name, pod_ip, policy, self.publish_status)
+            )
         for c in self.containers:
             c.start()
         self.log(f"started pod {self.key} at {pod_ip} ({len(self.containers)} containers)")
 
-    def _plan(self, container: Obj) -> tuple[LaunchPlan, Path]:
+    def _plan(self, container: Obj, volume_dirs: dict[str, str]) -> tuple[LaunchPlan, Path]:
         image = self.images.resolve(container["image"])
-        assert image is not None  # the runner only takes pods whose images all map
-        assert self.volumes is not None
-        lookups = Lookups(secrets=self._env_sources("secrets", "secretKeyRef", "secretRef"),
-                          config_maps=self._env_sources("configmaps", "configMapKeyRef",
-                                                        "configMapRef"),
-                          service_env=self._service_env(), volume_dirs=self.volumes.dirs)
-        plan = replace(build_plan(self.pod, container, image, lookups),
-                       log_path=str(self.dir / f"{container['name']}.log"),
-                       reveal=interpreter_paths())
+        if image is None:  # the map changed since the runner took the pod
+            raise ConfigError(f"image {container['image']!r} is not in the runner's image map")
+        lookups = Lookups(
+            secrets=self._env_sources("secrets", "secretKeyRef", "secretRef"),
+            config_maps=self._env_sources("configmaps", "configMapKeyRef", "configMapRef"),
+            service_env=self._service_env(),
+            volume_dirs=volume_dirs,
+        )
+        plan = replace(
+            build_plan(self.pod, container, image, lookups),
+            log_path=str(self.dir / f"{container['name']}.log"),
+            reveal=interpreter_paths(),
+        )
         plan_file = self.dir / f"{container['name']}.plan.json"
         plan_file.parent.mkdir(parents=True, exist_ok=True)
         plan_file.write_text(json.dumps(plan.to_json()))
@@ -95,8 +99,11 @@ class PodSandbox:
         """The Secrets/ConfigMaps the containers' env refers to, decoded."""
         names: set[str] = set()
         for c in self.pod["spec"]["containers"]:
-            names |= {v["valueFrom"][key_ref]["name"] for v in c.get("env") or []
-                      if key_ref in (v.get("valueFrom") or {})}
+            names |= {
+                v["valueFrom"][key_ref]["name"]
+                for v in c.get("env") or []
+                if key_ref in (v.get("valueFrom") or {})
+            }
             names |= {s[from_ref]["name"] for s in c.get("envFrom") or [] if from_ref in s}
         ns = self.pod["metadata"]["namespace"]
         found: dict[str, dict[str, str]] = {}
@@ -105,8 +112,11 @@ class PodSandbox:
             if obj is None:
                 continue
             data = obj.get("data") or {}
-            found[name] = ({k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
-                           if resource == "secrets" else dict(data))
+            found[name] = (
+                {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+                if resource == "secrets"
+                else dict(data)
+            )
         return found
 
     def _service_env(self) -> dict[str, str]:
@@ -147,19 +157,34 @@ class PodSandbox:
 
     def _report_config_error(self, message: str) -> None:
         self.log(f"pod {self.key}: {message}")
-        states = [ContainerState(c["name"], c["image"], "waiting",
-                                 reason="CreateContainerConfigError", message=message)
-                  for c in self.pod["spec"]["containers"]]
+        states = [
+            ContainerState(
+                c["name"],
+                c["image"],
+                "waiting",
+                reason="CreateContainerConfigError",
+                message=message,
+            )
+            for c in self.pod["spec"]["containers"]
+        ]
         with self._status_lock:
             self._patch(states)
 
     def _patch(self, states: list[ContainerState]) -> None:
-        patch, ready = pod_status_patch(self.uid, states, self._was_ready, now_rfc3339(),
-                                        self.pod["spec"].get("restartPolicy", "Always"))
+        patch, ready = pod_status_patch(
+            self.uid,
+            states,
+            self._was_ready,
+            now_rfc3339(),
+            self.pod["spec"].get("restartPolicy", "Always"),
+        )
         meta = self.pod["metadata"]
         try:
-            self.api.patch(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
-                           patch, kind="strategic")
+            self.api.patch(
+                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+                patch,
+                kind="strategic",
+            )
             self._was_ready = ready
         except ApiError as exc:
             if exc.status != 404:

@@ -29,10 +29,14 @@ class ProbeSpec:
 
     @classmethod
     def parse(cls, raw: Obj) -> ProbeSpec:
-        return cls(action=raw, initial_delay_s=raw.get("initialDelaySeconds", 0),
-                   period_s=raw.get("periodSeconds", 10), timeout_s=raw.get("timeoutSeconds", 1),
-                   success_threshold=raw.get("successThreshold", 1),
-                   failure_threshold=raw.get("failureThreshold", 3))
+        return cls(
+            action=raw,
+            initial_delay_s=raw.get("initialDelaySeconds", 0),
+            period_s=raw.get("periodSeconds", 10),
+            timeout_s=raw.get("timeoutSeconds", 1),
+            success_threshold=raw.get("successThreshold", 1),
+            failure_threshold=raw.get("failureThreshold", 3),
+        )
 
 
 def resolve_port(port: int | str, container: Obj) -> int:

@@ -26,9 +26,16 @@ def container_status(uid: str, state: ContainerState) -> Obj:
         "lastState": {},
     }
     if state.last_exit_code is not None:
-        status["lastState"] = {"terminated": {"exitCode": state.last_exit_code,
-                                              "reason": "Error" if state.last_exit_code else
-                                              "Completed"}}
+        status["lastState"] = {
+            "terminated": _drop_empty(
+                {
+                    "exitCode": state.last_exit_code,
+                    "reason": "Error" if state.last_exit_code else "Completed",
+                    "startedAt": state.last_started_at,
+                    "finishedAt": state.last_finished_at,
+                }
+            )
+        }
     return status
 
 
@@ -36,16 +43,29 @@ def _state(state: ContainerState) -> Obj:
     if state.state == "running":
         return {"running": {"startedAt": state.started_at}}
     if state.state == "terminated":
-        return {"terminated": {"exitCode": state.exit_code, "reason": state.reason,
-                               "startedAt": state.started_at or None}}
+        return {
+            "terminated": _drop_empty(
+                {
+                    "exitCode": state.exit_code,
+                    "reason": state.reason,
+                    "startedAt": state.started_at,
+                    "finishedAt": state.finished_at,
+                }
+            )
+        }
     waiting: Obj = {"reason": state.reason}
     if state.message:
         waiting["message"] = state.message
     return {"waiting": waiting}
 
 
-def pod_status_patch(uid: str, states: list[ContainerState], was_ready: bool | None,
-                     now: str, restart_policy: str) -> tuple[Obj, bool]:
+def _drop_empty(fields: Obj) -> Obj:
+    return {k: v for k, v in fields.items() if v not in ("", None)}
+
+
+def pod_status_patch(
+    uid: str, states: list[ContainerState], was_ready: bool | None, now: str, restart_policy: str
+) -> tuple[Obj, bool]:
     """The patch, and whether the pod is now ready."""
     ready = bool(states) and all(s.ready for s in states)
     conditions = []
@@ -54,8 +74,10 @@ def pod_status_patch(uid: str, states: list[ContainerState], was_ready: bool | N
         if was_ready is None or was_ready != ready:
             condition["lastTransitionTime"] = now
         conditions.append(condition)
-    status: Obj = {"conditions": conditions,
-                   "containerStatuses": [container_status(uid, s) for s in states]}
+    status: Obj = {
+        "conditions": conditions,
+        "containerStatuses": [container_status(uid, s) for s in states],
+    }
     finished = states and all(s.state == "terminated" for s in states)
     if finished and restart_policy != "Always":
         failed = any(s.exit_code for s in states)

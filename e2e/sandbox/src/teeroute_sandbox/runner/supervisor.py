@@ -41,7 +41,10 @@ class ContainerState:
     restart_count: int = 0
     ready: bool = False
     pid: int | None = None
+    finished_at: str = ""
     last_exit_code: int | None = None
+    last_started_at: str = ""
+    last_finished_at: str = ""
 
 
 def now_rfc3339() -> str:
@@ -49,9 +52,16 @@ def now_rfc3339() -> str:
 
 
 class Container:
-    def __init__(self, container: dict[str, Any], plan: LaunchPlan, plan_file: Path,
-                 netns_name: str, pod_ip: str, restart_policy: str,
-                 on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        container: dict[str, Any],
+        plan: LaunchPlan,
+        plan_file: Path,
+        netns_name: str,
+        pod_ip: str,
+        restart_policy: str,
+        on_change: Callable[[], None],
+    ) -> None:
         self.spec = container
         self.plan = plan
         self.plan_file = plan_file
@@ -59,12 +69,14 @@ class Container:
         self.pod_ip = pod_ip
         self.restart_policy = restart_policy
         self.on_change = on_change
-        self.state = ContainerState(container["name"], container["image"], "waiting",
-                                    reason="ContainerCreating")
+        self.state = ContainerState(
+            container["name"], container["image"], "waiting", reason="ContainerCreating"
+        )
         self._stopping = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._thread = threading.Thread(target=self._run, name=f"container-{container['name']}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"container-{container['name']}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -89,11 +101,22 @@ class Container:
             code = self._run_once()
             if self._stopping.is_set() or not self._should_restart(code):
                 return
-            backoff = BACKOFF_START_S if time.monotonic() - started > BACKOFF_RESET_AFTER_S \
+            backoff = (
+                BACKOFF_START_S
+                if time.monotonic() - started > BACKOFF_RESET_AFTER_S
                 else min(backoff * 2, BACKOFF_MAX_S)
-            self._set(state="waiting", reason="CrashLoopBackOff", pid=None, ready=False,
-                      message=f"back-off {backoff:.0f}s restarting failed container",
-                      restart_count=self.state.restart_count + 1, last_exit_code=code)
+            )
+            self._set(
+                state="waiting",
+                reason="CrashLoopBackOff",
+                pid=None,
+                ready=False,
+                message=f"back-off {backoff:.0f}s restarting failed container",
+                restart_count=self.state.restart_count + 1,
+                last_exit_code=code,
+                last_started_at=self.state.started_at,
+                last_finished_at=self.state.finished_at,
+            )
             self._stopping.wait(backoff)
 
     def _should_restart(self, code: int) -> bool:
@@ -102,23 +125,41 @@ class Container:
     def _run_once(self) -> int:
         with Path(self.plan.log_path).open("ab") as log:
             self._proc = subprocess.Popen(
-                netns.exec_argv(self.netns_name, [sys.executable, "-m",
-                                                  "teeroute_sandbox.runner.launcher",
-                                                  str(self.plan_file)]),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                netns.exec_argv(
+                    self.netns_name,
+                    [sys.executable, "-m", "teeroute_sandbox.runner.launcher", str(self.plan_file)],
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         readiness = self.spec.get("readinessProbe")
-        self._set(state="running", reason="", message="", started_at=now_rfc3339(),
-                  pid=self._proc.pid, exit_code=None, ready=readiness is None)
+        self._set(
+            state="running",
+            reason="",
+            message="",
+            started_at=now_rfc3339(),
+            pid=self._proc.pid,
+            exit_code=None,
+            ready=readiness is None,
+        )
         self._watch(self._proc)
         code = self._proc.wait()
-        self._set(state="terminated", reason="Completed" if code == 0 else "Error",
-                  exit_code=code, ready=False, pid=None)
+        self._set(
+            state="terminated",
+            reason="Completed" if code == 0 else "Error",
+            finished_at=now_rfc3339(),
+            exit_code=code,
+            ready=False,
+            pid=None,
+        )
         return code
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         """Wait for the process to exit (or for `stop`), probing it on schedule."""
-        probes = _Probes(_spec(self.spec.get("readinessProbe")),
-                         _spec(self.spec.get("livenessProbe")))
+        probes = _Probes(
+            _spec(self.spec.get("readinessProbe")), _spec(self.spec.get("livenessProbe"))
+        )
         next_probe = time.monotonic() + probes.initial_delay_s
         while proc.poll() is None and not self._stopping.wait(0.2):
             if probes.empty or time.monotonic() < next_probe:
@@ -152,10 +193,13 @@ class Container:
         probe_plan.write_text(json.dumps(replace(self.plan, argv=argv).to_json()))
         try:
             return subprocess.run(
-                netns.exec_argv(self.netns_name, [sys.executable, "-m",
-                                                  "teeroute_sandbox.runner.launcher",
-                                                  str(probe_plan)]),
-                capture_output=True, timeout=timeout_s + 2).returncode
+                netns.exec_argv(
+                    self.netns_name,
+                    [sys.executable, "-m", "teeroute_sandbox.runner.launcher", str(probe_plan)],
+                ),
+                capture_output=True,
+                timeout=timeout_s + 2,
+            ).returncode
         except subprocess.TimeoutExpired:
             return 1
 

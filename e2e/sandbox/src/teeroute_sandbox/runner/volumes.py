@@ -101,15 +101,21 @@ def _token(api: KubeRest, pod: Obj, ns: str, src: Obj) -> tuple[str, float]:
     """A TokenRequest bound to the pod, as the kubelet makes for projected tokens."""
     sa = pod["spec"].get("serviceAccountName") or "default"
     lifetime = int(src.get("expirationSeconds", 3607))
-    spec: Obj = {"expirationSeconds": lifetime,
-                 "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
-                                    "name": pod["metadata"]["name"],
-                                    "uid": pod["metadata"]["uid"]}}
+    spec: Obj = {
+        "expirationSeconds": lifetime,
+        "boundObjectRef": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": pod["metadata"]["name"],
+            "uid": pod["metadata"]["uid"],
+        },
+    }
     if src.get("audience"):
         spec["audiences"] = [src["audience"]]
-    response = api.post(f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token",
-                        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                         "spec": spec})
+    response = api.post(
+        f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+    )
     return response["status"]["token"], time.time() + TOKEN_REFRESH_FRACTION * lifetime
 
 
@@ -120,8 +126,9 @@ def _secret(api: KubeRest, ns: str, name: str, optional: bool | None) -> dict[st
     return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
 
 
-def _config_map(api: KubeRest, ns: str, name: str,
-                optional: bool | None) -> dict[str, bytes] | None:
+def _config_map(
+    api: KubeRest, ns: str, name: str, optional: bool | None
+) -> dict[str, bytes] | None:
     obj = _get(api, f"/api/v1/namespaces/{ns}/configmaps/{name}", "configmap", name, optional)
     if obj is None:
         return None
