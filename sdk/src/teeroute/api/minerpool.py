@@ -1,0 +1,288 @@
+"""MinerPool: a set of miners serving models inside TEEs, at a price.
+
+Either the operator runs them (`replicas` of the agent + engine images, placed on confidential
+nodes by `placement`), or they run elsewhere and are listed as `endpoints`. Cross-field rules are
+CEL validations the apiserver enforces at apply time (see `x-kubernetes-validations` below).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from teeroute.api.common import (
+    DNS_LABEL,
+    ApiModel,
+    Condition,
+    Duration,
+    ObjectMeta,
+    Price,
+    TeeType,
+    cel,
+    parse_duration,
+)
+
+PlacementProfile = Literal["aks", "gke", "kind"]
+PaymentMethod = Literal["prepaid-credit", "invoice", "usdc", "tao"]
+HEX_MEASUREMENT = r"^[0-9a-f]{96}$"
+
+
+class ServedModel(ApiModel):
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$")]
+    """The model the engine serves, as it names it (e.g. meta-llama/Llama-3.1-8B-Instruct)."""
+    context_length: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    """Maximum context in tokens; shown in /v1/models."""
+
+
+class GpuRequirement(ApiModel):
+    required: bool = False
+    """Whether the engine needs a GPU in confidential-computing mode (NVIDIA Hopper or newer);
+    when true, its evidence is verified beside the CPU's."""
+
+
+class TeeRequirement(ApiModel):
+    type: TeeType
+    """The TEE the miners run in: sev-snp (AMD), tdx (Intel) or simulated (test clusters only;
+    trusted only where a policy allows it explicitly)."""
+    gpu: GpuRequirement = Field(default_factory=GpuRequirement)
+    """GPU confidential-computing requirements."""
+
+
+class Toleration(ApiModel):
+    key: str = ""
+    """The taint key the toleration applies to; empty with operator Exists matches all."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists or Equal."""
+    value: str = ""
+    """The taint value to match with operator Equal."""
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    """The taint effect to match; empty matches all."""
+    toleration_seconds: int | None = None
+    """For NoExecute: how long the pod stays bound after the taint appears."""
+
+
+class Placement(ApiModel):
+    profile: PlacementProfile
+    """Where the pool runs: aks (AKS confidential VM node pools), gke (Confidential GKE Nodes) or
+    kind (a local cluster with the simulated TEE). Sets the nodeSelector and tolerations that
+    find confidential nodes for the TEE type; the fields below add to or override them."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Extra node labels to require, merged over the profile's (same key: this value wins)."""
+    tolerations: list[Toleration] = Field(default_factory=list)
+    """Extra tolerations, added to the profile's."""
+    affinity: Annotated[
+        dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    ] = Field(default_factory=dict)
+    """A core/v1 Affinity for the pods, passed through as written."""
+    runtime_class_name: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)] | None = None
+    """RuntimeClass for the pods (e.g. a confidential-containers runtime)."""
+
+
+class Images(ApiModel):
+    agent: Annotated[str, Field(min_length=1)]
+    """The enclave agent image (evidence, sealing, receipts)."""
+    engine: Annotated[str, Field(min_length=1)]
+    """The inference engine image (OpenAI-compatible server, e.g. vLLM)."""
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Image pull policy of both containers."""
+
+
+class Resources(ApiModel):
+    gpus: Annotated[int, Field(ge=0, le=16)] = 0
+    """NVIDIA GPUs per replica (nvidia.com/gpu), requested by the engine."""
+    cpu: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?m?$")] = "1"
+    """CPU per replica for the engine (Kubernetes quantity, e.g. 4 or 500m)."""
+    memory: Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$")] = "2Gi"
+    """Memory per replica for the engine (Kubernetes quantity, e.g. 16Gi)."""
+
+
+class Pricing(ApiModel):
+    input_per_million: Price
+    """Price of one million input (prompt) tokens, in `currency`."""
+    output_per_million: Price
+    """Price of one million output (completion) tokens, in `currency`."""
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3,5}$")] = "USD"
+    """ISO 4217 code or token ticker, upper case (USD, EUR, USDC, TAO)."""
+
+
+class AttestationPolicy(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "duration(self.reattestationInterval) < duration(self.maxEvidenceAge)",
+                    "reattestationInterval must be shorter than maxEvidenceAge, "
+                    "or evidence expires before it is refreshed",
+                    field_path=".reattestationInterval",
+                )
+            ]
+        }
+    )
+
+    allowed_measurements: list[Annotated[str, Field(pattern=HEX_MEASUREMENT)]] = Field(
+        default_factory=list, max_length=64
+    )
+    """Launch measurements allowed (SNP MEASUREMENT / TDX MRTD, 48 bytes as lowercase hex).
+    Empty: any measurement, which only suits development."""
+    minimum_tcb: dict[str, Annotated[int, Field(ge=0, le=255)]] = Field(default_factory=dict)
+    """Minimum TCB component versions by name (SNP: bootloader, tee, snp, microcode; TDX:
+    tdxModule, seam)."""
+    debug_forbidden: bool = True
+    """Reject evidence from a TEE whose policy allows debugging (the host could read memory)."""
+    max_evidence_age: Duration = "5m"
+    """How long a verified piece of evidence keeps an endpoint admitted."""
+    reattestation_interval: Duration = "1m"
+    """How often each endpoint is challenged with a fresh nonce."""
+
+    @model_validator(mode="after")
+    def _interval_within_age(self) -> AttestationPolicy:
+        if parse_duration(self.reattestation_interval) >= parse_duration(self.max_evidence_age):
+            raise ValueError("reattestationInterval must be shorter than maxEvidenceAge")
+        return self
+
+
+class Endpoint(ApiModel):
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+    """A name for the endpoint, unique in the pool."""
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=2048)]
+    """Base URL of the miner's agent (its evidence and inference API)."""
+
+
+def _default_payment_methods() -> list[PaymentMethod]:
+    return ["prepaid-credit"]
+
+
+class MinerPoolSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.endpoints) != has(self.images)",
+                    "set either images (miners run by the operator) or endpoints (external "
+                    "miners), not both and not neither",
+                ),
+                cel(
+                    "!has(self.endpoints) || !has(self.replicas)",
+                    "replicas cannot be set for external endpoints",
+                    field_path=".replicas",
+                ),
+                cel(
+                    "!has(self.endpoints) || !has(self.placement)",
+                    "placement cannot be set for external endpoints",
+                    field_path=".placement",
+                ),
+                cel(
+                    "has(self.endpoints) || has(self.placement)",
+                    "placement is required when the operator runs the miners",
+                    field_path=".placement",
+                ),
+                cel(
+                    "self.tee.type != 'simulated' || !has(self.placement) || "
+                    "self.placement.profile == 'kind'",
+                    "the simulated TEE may only be placed with the kind profile",
+                    field_path=".tee.type",
+                ),
+                cel(
+                    "!self.tee.gpu.required || has(self.endpoints) || "
+                    "(has(self.resources) && self.resources.gpus >= 1)",
+                    "tee.gpu.required needs resources.gpus of at least 1",
+                    field_path=".resources.gpus",
+                ),
+            ]
+        }
+    )
+
+    models: Annotated[list[ServedModel], Field(min_length=1, max_length=16)]
+    """The models this pool serves."""
+    tee: TeeRequirement
+    """The trusted execution environment the miners must run in."""
+    pricing: Pricing
+    """What the pool charges."""
+    payment_methods: Annotated[list[PaymentMethod], Field(min_length=1)] = Field(
+        default_factory=_default_payment_methods
+    )
+    """Payment methods the pool accepts."""
+    attestation: AttestationPolicy = Field(default_factory=AttestationPolicy)
+    """How evidence is judged and how often it is refreshed."""
+    placement: Placement | None = None
+    """Where the operator runs the miners (required with images)."""
+    replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+    """Number of miner pods (default 1; not with endpoints)."""
+    images: Images | None = None
+    """Container images of the miners run by the operator (not with endpoints)."""
+    resources: Resources | None = None
+    """Engine resources per replica."""
+    endpoints: Annotated[list[Endpoint], Field(min_length=1, max_length=256)] | None = None
+    """Miners outside the cluster, attested and routed like in-cluster ones."""
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> MinerPoolSpec:
+        problems = spec_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def desired_replicas(self) -> int:
+        if self.endpoints is not None:
+            return len(self.endpoints)
+        return 1 if self.replicas is None else self.replicas
+
+
+def spec_problems(spec: MinerPoolSpec) -> list[str]:
+    """The CEL rules above, for objects that never passed through an apiserver."""
+    external = spec.endpoints is not None
+    checks = [
+        (
+            external == (spec.images is not None),
+            "set either images (miners run by the operator) or endpoints (external miners), "
+            "not both and not neither",
+        ),
+        (external and spec.replicas is not None, "replicas cannot be set for external endpoints"),
+        (external and spec.placement is not None, "placement cannot be set for external endpoints"),
+        (
+            not external and spec.placement is None,
+            "placement is required when the operator runs the miners",
+        ),
+        (
+            spec.tee.type == "simulated"
+            and spec.placement is not None
+            and spec.placement.profile != "kind",
+            "the simulated TEE may only be placed with the kind profile",
+        ),
+        (
+            spec.tee.gpu.required
+            and not external
+            and (spec.resources is None or spec.resources.gpus < 1),
+            "tee.gpu.required needs resources.gpus of at least 1",
+        ),
+    ]
+    return [message for failed, message in checks if failed]
+
+
+class MinerPoolStatus(ApiModel):
+    observed_generation: int = 0
+    """The .metadata.generation this status describes."""
+    desired_replicas: int = 0
+    """Miners the spec asks for (replicas, or the number of endpoints)."""
+    replicas: int = 0
+    """Miner pods that exist."""
+    ready_replicas: int = 0
+    """Miner pods that are ready."""
+    attested_replicas: int = 0
+    """Miners whose evidence is verified and unexpired: the only ones that receive traffic."""
+    last_attestation_failure: str = ""
+    """Why the last failed attestation failed (which check)."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, Progressing, Degraded."""
+
+
+class MinerPool(ApiModel):
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["teeroute.dev/v1alpha1"] = "teeroute.dev/v1alpha1"
+    kind: Literal["MinerPool"] = "MinerPool"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: MinerPoolSpec
+    status: MinerPoolStatus = Field(default_factory=MinerPoolStatus)
