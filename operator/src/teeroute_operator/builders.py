@@ -1,0 +1,216 @@
+"""MinerPool -> the objects that run it (pure: manifests as dicts, no I/O).
+
+A pool run by the operator gets a Deployment (agent + engine containers on confidential
+nodes), a Service *without a selector* whose EndpointSlices the attestation sweeper writes
+with attested endpoints only, and a PodDisruptionBudget. A pool of external endpoints gets
+only the Service. All are owned by the pool, so deleting it deletes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from teeroute.api import API_VERSION
+from teeroute.api.minerpool import Images, MinerPool, Placement
+from teeroute_operator import profiles
+
+Obj = dict[str, Any]
+MANAGED_BY = "teeroute-operator"
+POOL_LABEL = "teeroute.dev/pool"
+AGENT_PORT = 8443
+ENGINE_PORT = 8000
+RUN_AS = 65532
+
+_RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def labels(pool: MinerPool) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "teeroute-miner",
+        "app.kubernetes.io/instance": pool.metadata.name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        POOL_LABEL: pool.metadata.name,
+    }
+
+
+def selector(pool: MinerPool) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "teeroute-miner", POOL_LABEL: pool.metadata.name}
+
+
+def owner_reference(pool: MinerPool) -> Obj:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MinerPool",
+        "name": pool.metadata.name,
+        "uid": pool.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(pool: MinerPool) -> Obj:
+    return {
+        "name": pool.metadata.name,
+        "namespace": pool.metadata.namespace,
+        "labels": labels(pool),
+        "ownerReferences": [owner_reference(pool)],
+    }
+
+
+def children(pool: MinerPool) -> list[Obj]:
+    if pool.spec.endpoints is not None:
+        return [build_service(pool)]
+    return [build_deployment(pool), build_service(pool), build_pdb(pool)]
+
+
+def build_service(pool: MinerPool) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(pool),
+        "spec": {
+            "type": "ClusterIP",
+            "ports": [
+                {"name": "agent", "port": AGENT_PORT, "targetPort": AGENT_PORT, "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def build_pdb(pool: MinerPool) -> Obj:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(pool),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(pool)}},
+    }
+
+
+def build_deployment(pool: MinerPool) -> Obj:
+    spec = pool.spec
+    gpus = spec.resources.gpus if spec.resources else 0
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(pool),
+        "spec": {
+            "replicas": spec.desired_replicas,
+            "selector": {"matchLabels": selector(pool)},
+            # GPUs are scarce: replace in place rather than surge a pod nothing can host.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": (
+                    {"maxSurge": 0, "maxUnavailable": 1}
+                    if gpus
+                    else {"maxSurge": 1, "maxUnavailable": 0}
+                ),
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(pool),
+                    "annotations": {"teeroute.dev/tee": spec.tee.type},
+                },
+                "spec": _pod_spec(pool, gpus),
+            },
+        },
+    }
+
+
+def _operated(pool: MinerPool) -> tuple[Images, Placement]:
+    """Images and placement of a pool the operator runs (the CRD requires both)."""
+    if pool.spec.images is None or pool.spec.placement is None:
+        raise ValueError(
+            f"MinerPool {pool.metadata.name} lists external endpoints: "
+            "the operator runs no pods for it"
+        )
+    return pool.spec.images, pool.spec.placement
+
+
+def _pod_spec(pool: MinerPool, gpus: int) -> Obj:
+    images, placement = _operated(pool)
+    where = profiles.scheduling(
+        placement, pool.spec.tee.type, gpu=gpus > 0 or pool.spec.tee.gpu.required
+    )
+    spec: Obj = {
+        "automountServiceAccountToken": False,  # miners never talk to the apiserver
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "nodeSelector": where.node_selector,
+        "tolerations": where.tolerations,
+        "containers": [_agent(pool, images), _engine(pool, images, gpus)],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "model-cache", "emptyDir": {}}],
+    }
+    if where.affinity:
+        spec["affinity"] = where.affinity
+    if where.runtime_class_name:
+        spec["runtimeClassName"] = where.runtime_class_name
+    return spec
+
+
+def _field_env(name: str, path: str) -> Obj:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def _agent(pool: MinerPool, images: Images) -> Obj:
+    health = {"httpGet": {"path": "/healthz", "port": "agent"}}
+    return {
+        "name": "agent",
+        "image": images.agent,
+        "imagePullPolicy": images.pull_policy,
+        "ports": [{"name": "agent", "containerPort": AGENT_PORT, "protocol": "TCP"}],
+        "env": [
+            _field_env("POD_NAME", "metadata.name"),
+            _field_env("POD_NAMESPACE", "metadata.namespace"),
+            _field_env("NODE_NAME", "spec.nodeName"),
+            {"name": "TEEROUTE_POOL", "value": pool.metadata.name},
+            {"name": "TEEROUTE_TEE", "value": pool.spec.tee.type},
+            {"name": "TEEROUTE_AGENT_PORT", "value": str(AGENT_PORT)},
+            {"name": "TEEROUTE_ENGINE_URL", "value": f"http://127.0.0.1:{ENGINE_PORT}"},
+        ],
+        # The pod is ready when the agent is, and the agent when the engine answers it.
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 6},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "securityContext": dict(_RESTRICTED),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a path in the pod
+    }
+
+
+def _engine(pool: MinerPool, images: Images, gpus: int) -> Obj:
+    resources = pool.spec.resources
+    cpu, memory = (resources.cpu, resources.memory) if resources else ("1", "2Gi")
+    amounts: Obj = {"cpu": cpu, "memory": memory}
+    if gpus:
+        amounts["nvidia.com/gpu"] = str(gpus)
+    model = pool.spec.models[0].name
+    return {
+        "name": "engine",
+        "image": images.engine,
+        "imagePullPolicy": images.pull_policy,
+        # Loopback only: nothing but the agent beside it may reach the engine.
+        "args": ["--model", model, "--host", "127.0.0.1", "--port", str(ENGINE_PORT)],
+        "env": [
+            {"name": "HF_HOME", "value": "/var/cache/engine"},
+            {"name": "HOME", "value": "/tmp"},  # noqa: S108 - a path in the pod
+        ],
+        "resources": {"requests": amounts, "limits": amounts},
+        "securityContext": dict(_RESTRICTED),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a path in the pod
+            {"name": "model-cache", "mountPath": "/var/cache/engine"},
+        ],
+    }

@@ -1,0 +1,121 @@
+"""kopf handlers: thin. Each trigger names the object to reconcile and hands it to
+reconcile.py, which reads the cluster, decides with pure functions and applies.
+
+    MinerPool created/updated/resumed, or its timer      -> reconcile_pool
+    a Deployment/Service/PDB/Pod the operator manages   -> reconcile_pool of its pool (drift)
+    any MinerPool event (spec or status)                 -> reconcile_route for its namespace
+    Route created/updated/resumed, or its timer          -> reconcile_route
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import kopf
+
+from teeroute.kube import Kube, load_config
+from teeroute_operator import builders, reconcile
+from teeroute_operator.settings import OperatorSettings
+
+GROUP, VERSION = "teeroute.dev", "v1alpha1"
+MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("", "v1", "pods"),
+)
+Obj = dict[str, Any]
+KubeRef = Callable[[], Kube]
+
+
+def emit(obj: Obj, type_: str, reason: str, message: str) -> None:
+    kopf.event(cast(Any, obj), type=type_, reason=reason, message=message)
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    kube = _register_lifecycle(registry, settings)
+    _register_pools(registry, settings, kube)
+    _register_routes(registry, settings, kube)
+    return registry
+
+
+def _register_lifecycle(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> KubeRef:
+    state: dict[str, Kube] = {}
+    operator = settings
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        _configure_kopf(settings)
+        state["kube"] = Kube(load_config(operator.kubeconfig), field_manager=operator.field_manager)
+
+    @kopf.on.cleanup(registry=registry)
+    async def close(**_: Any) -> None:
+        await state.pop("kube").aclose()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        cfg = load_config(operator.kubeconfig)
+        return kopf.ConnectionInfo(
+            server=cfg.server,
+            ca_data=cfg.ca_pem,
+            certificate_data=cfg.cert_pem,
+            private_key_data=cfg.key_pem,
+            token=cfg.bearer_token(),
+            default_namespace=cfg.namespace,
+        )
+
+    return lambda: state["kube"]
+
+
+def _register_pools(
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: KubeRef
+) -> None:
+    @kopf.on.resume(GROUP, VERSION, "minerpools", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "minerpools", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "minerpools", registry=registry)
+    @kopf.timer(GROUP, VERSION, "minerpools", interval=settings.resync_seconds, registry=registry)
+    async def pool_changed(*, namespace: str | None, name: str, **_: Any) -> None:
+        if namespace:
+            await reconcile.reconcile_pool(kube(), namespace, name, emit)
+
+    async def child_changed(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        pool = labels.get(builders.POOL_LABEL)
+        if namespace and pool:
+            await reconcile.reconcile_pool(kube(), namespace, pool, emit)
+
+    for group, version, plural in CHILD_RESOURCES:
+        kopf.on.event(group, version, plural, labels=MANAGED, registry=registry)(child_changed)
+
+
+def _register_routes(
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: KubeRef
+) -> None:
+    @kopf.on.event(GROUP, VERSION, "minerpools", registry=registry)
+    async def pools_moved(*, namespace: str | None, **_: Any) -> None:
+        if namespace:
+            await reconcile.reconcile_routes_in(kube(), namespace, emit)
+
+    @kopf.on.resume(GROUP, VERSION, "routes", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "routes", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "routes", registry=registry)
+    @kopf.timer(GROUP, VERSION, "routes", interval=settings.resync_seconds, registry=registry)
+    async def route_changed(*, namespace: str | None, name: str, **_: Any) -> None:
+        if namespace:
+            await reconcile.reconcile_route(kube(), namespace, name, emit)
+
+
+def _configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Our own annotation prefix and finalizer name instead of kopf's defaults; only
+    warnings from handlers become Events (we post the meaningful ones ourselves)."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150

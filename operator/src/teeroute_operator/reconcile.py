@@ -1,0 +1,170 @@
+"""Reconciling one MinerPool or Route: read, decide (pure modules), apply. Called by the
+kopf handlers for every trigger (spec change, child change, pool change, timer), serialised
+per object, idempotent, so any number of triggers or restarts converges to one result."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from teeroute.api.minerpool import MinerPool
+from teeroute.api.route import Route
+from teeroute.kube import Kube, paths
+from teeroute_operator import builders
+from teeroute_operator.conditions import is_true
+from teeroute_operator.routes import route_status
+from teeroute_operator.status import Observed, pool_status
+
+Obj = dict[str, Any]
+EventSink = Callable[[Obj, str, str, str], None]
+"""(object, type Normal|Warning, reason, message) -> posts a Kubernetes Event."""
+
+_locks: defaultdict[tuple[str, str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+_MANAGED_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("policy/v1", "PodDisruptionBudget"),
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def reconcile_pool(kube: Kube, namespace: str, name: str, emit: EventSink) -> None:
+    async with _locks[("MinerPool", namespace, name)]:
+        path = f"{paths.collection('teeroute.dev/v1alpha1', 'MinerPool', namespace)}/{name}"
+        body = await kube.get_or_none(path)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # deleted: owner references let the garbage collector remove the children
+        try:
+            pool = MinerPool.model_validate(body)
+        except ValidationError as exc:
+            emit(body, "Warning", "InvalidSpec", _first_error(exc))
+            return
+        wanted = builders.children(pool)
+        for child in wanted:
+            await _apply(kube, body, child, emit)
+        await _prune(kube, pool, wanted)
+        seen = Observed(
+            deployment=await kube.get_or_none(
+                f"{paths.collection('apps/v1', 'Deployment', namespace)}/{name}"
+            ),
+            pods=await kube.list(
+                paths.collection("v1", "Pod", namespace),
+                labelSelector=f"{builders.POOL_LABEL}={name}",
+            ),
+            now=_now(),
+        )
+        await _publish(kube, path, body, pool_status(pool, seen, body.get("status") or {}), emit)
+
+
+async def _apply(kube: Kube, owner: Obj, child: Obj, emit: EventSink) -> None:
+    before = await kube.get_or_none(paths.of(child))
+    after = await kube.apply(child)
+    kind = child["kind"]
+    if before is None:
+        emit(owner, "Normal", "Created", f"created {kind} {child['metadata']['name']}")
+    elif before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"] and _spec_of(
+        before
+    ) != _spec_of(after):
+        emit(
+            owner,
+            "Normal",
+            "Reconciled",
+            f"restored {kind} {child['metadata']['name']} to the pool's spec",
+        )
+
+
+def _spec_of(obj: Obj) -> Any:
+    return obj.get("spec")
+
+
+async def _prune(kube: Kube, pool: MinerPool, wanted: list[Obj]) -> None:
+    """Delete children this pool no longer wants (e.g. its Deployment after switching to
+    external endpoints). Only objects it controls, found by label and owner uid."""
+    keep = {(c["apiVersion"], c["kind"], c["metadata"]["name"]) for c in wanted}
+    for api_version, kind in _MANAGED_KINDS:
+        found = await kube.list(
+            paths.collection(api_version, kind, pool.metadata.namespace),
+            labelSelector=f"{builders.POOL_LABEL}={pool.metadata.name}",
+        )
+        for obj in found:
+            owners = obj["metadata"].get("ownerReferences") or []
+            ours = any(o.get("uid") == pool.metadata.uid for o in owners)
+            if ours and (api_version, kind, obj["metadata"]["name"]) not in keep:
+                await kube.delete(paths.of({**obj, "apiVersion": api_version, "kind": kind}))
+
+
+async def _publish(kube: Kube, path: str, body: Obj, status: Obj, emit: EventSink) -> None:
+    previous = body.get("status") or {}
+    if status == previous:
+        return
+    await kube.patch_status(path, status)
+    was, now = (is_true(s.get("conditions") or [], "Ready") for s in (previous, status))
+    if was != now:
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        emit(body, "Normal" if now else "Warning", ready["reason"], ready["message"])
+    degraded = next((c for c in status["conditions"] if c["type"] == "Degraded"), None)
+    if (
+        degraded
+        and degraded["status"] == "True"
+        and not is_true(previous.get("conditions") or [], "Degraded")
+    ):
+        emit(body, "Warning", degraded["reason"], degraded["message"])
+
+
+async def reconcile_route(kube: Kube, namespace: str, name: str, emit: EventSink) -> None:
+    async with _locks[("Route", namespace, name)]:
+        path = f"{paths.collection('teeroute.dev/v1alpha1', 'Route', namespace)}/{name}"
+        body = await kube.get_or_none(path)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            route = Route.model_validate(body)
+        except ValidationError as exc:
+            emit(body, "Warning", "InvalidSpec", _first_error(exc))
+            return
+        pools = await _pools(kube, namespace)
+        status = route_status(route, pools, body.get("status") or {}, _now())
+        previous = body.get("status") or {}
+        if status != previous:
+            await kube.patch_status(path, status)
+            if is_true(previous.get("conditions") or [], "Ready") != is_true(
+                status["conditions"], "Ready"
+            ):
+                ready = status["conditions"][-1]
+                emit(
+                    body,
+                    "Normal" if ready["status"] == "True" else "Warning",
+                    ready["reason"],
+                    ready["message"],
+                )
+
+
+async def reconcile_routes_in(kube: Kube, namespace: str, emit: EventSink) -> None:
+    for route in await kube.list(paths.collection("teeroute.dev/v1alpha1", "Route", namespace)):
+        await reconcile_route(kube, namespace, route["metadata"]["name"], emit)
+
+
+async def _pools(kube: Kube, namespace: str) -> dict[str, MinerPool]:
+    pools = {}
+    for body in await kube.list(paths.collection("teeroute.dev/v1alpha1", "MinerPool", namespace)):
+        if body["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            pools[body["metadata"]["name"]] = MinerPool.model_validate(body)
+        except ValidationError:
+            continue  # its own reconcile reports it
+    return pools
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}"[:512]

@@ -1,0 +1,44 @@
+"""Operator settings, from environment variables prefixed TEEROUTE_OPERATOR_ (e.g.
+TEEROUTE_OPERATOR_NAMESPACES=miners,staging)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TEEROUTE_OPERATOR_", use_attribute_docstrings=True, frozen=True
+    )
+
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Namespaces to watch, comma-separated; empty watches the whole cluster (needs a
+    ClusterRole instead of per-namespace Roles)."""
+
+    peering: str = ""
+    """Name of the kopf peering object for high availability: replicas with the same name
+    elect one active operator. Empty runs standalone (one replica only)."""
+
+    resync_seconds: float = Field(default=30.0, gt=0)
+    """How often every pool and route is reconciled even without a change, in seconds; a
+    safety net under the watches, which repair drift within about a second."""
+
+    field_manager: str = "teeroute-operator"
+    """Server-side apply field manager: the fields the operator owns on its children."""
+
+    kubeconfig: Path | None = None
+    """Kubeconfig to use; unset: $KUBECONFIG, else the pod's service account."""
+
+    liveness_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the /healthz liveness endpoint; 0 disables it."""
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value

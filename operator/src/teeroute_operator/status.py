@@ -1,0 +1,147 @@
+"""What a MinerPool's status should say, from what its children report (pure).
+
+Counts come from the Deployment and its pods; a pod counts as attested while its
+`teeroute.dev/attestation-expires-at` annotation (written by the attestation sweeper) is in the
+future. Conditions: Ready (every desired miner ready), Progressing (a rollout is under way),
+Degraded (something keeps miners from running, with the reason).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from teeroute.api.minerpool import MinerPool
+from teeroute_operator.conditions import set_condition
+
+Obj = dict[str, Any]
+EXPIRES_AT = "teeroute.dev/attestation-expires-at"
+FAILURE_ANNOTATION = "teeroute.dev/attestation-failure"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the operator read from the cluster for one pool."""
+
+    deployment: Obj | None
+    pods: list[Obj]
+    now: dt.datetime
+
+
+def attested(pod: Obj, now: dt.datetime) -> bool:
+    expires = ((pod.get("metadata") or {}).get("annotations") or {}).get(EXPIRES_AT)
+    if not expires:
+        return False
+    try:
+        return dt.datetime.fromisoformat(expires.replace("Z", "+00:00")) > now
+    except ValueError:
+        return False  # an unreadable verdict admits nothing
+
+
+def pool_status(pool: MinerPool, seen: Observed, previous: Obj) -> Obj:
+    generation = pool.metadata.generation
+    desired = pool.spec.desired_replicas
+    live = [p for p in seen.pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    ready = sum(1 for p in live if _pod_ready(p))
+    attested_count = sum(1 for p in live if _pod_ready(p) and attested(p, seen.now))
+    now = seen.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    conditions: list[Obj] = list(previous.get("conditions") or [])
+    for type_, value, reason, message in _conditions(pool, seen, live, ready, desired):
+        conditions = set_condition(conditions, type_, value, reason, message, now, generation)
+    return {
+        "observedGeneration": generation,
+        "desiredReplicas": desired,
+        "replicas": len(live),
+        "readyReplicas": ready,
+        "attestedReplicas": attested_count,
+        "lastAttestationFailure": _last_failure(live, previous),
+        "conditions": conditions,
+    }
+
+
+def _conditions(
+    pool: MinerPool, seen: Observed, live: list[Obj], ready: int, desired: int
+) -> list[tuple[str, bool | None, str, str]]:
+    if pool.spec.endpoints is not None:
+        return [
+            (
+                "Ready",
+                False,
+                "AwaitingAttestation",
+                f"{desired} external endpoints are admitted once their evidence verifies",
+            ),
+            ("Progressing", False, "External", "the operator runs no pods for this pool"),
+            ("Degraded", False, "External", ""),
+        ]
+    degraded = _degraded(seen, live)
+    rolling = _rolling_out(seen.deployment, desired, ready)
+    return [
+        (
+            "Ready",
+            ready >= desired,
+            "MinersReady" if ready >= desired else "MinersNotReady",
+            f"{ready}/{desired} miners ready",
+        ),
+        (
+            "Progressing",
+            rolling,
+            "RollingOut" if rolling else "Complete",
+            f"{ready}/{desired} miners ready" if rolling else "rollout complete",
+        ),
+        (
+            "Degraded",
+            degraded is not None,
+            degraded[0] if degraded else "AsExpected",
+            degraded[1] if degraded else "",
+        ),
+    ]
+
+
+def _rolling_out(deployment: Obj | None, desired: int, ready: int) -> bool:
+    if deployment is None:
+        return desired > 0
+    status = deployment.get("status") or {}
+    stale = status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0)
+    return stale or status.get("updatedReplicas", 0) < desired or ready < desired
+
+
+def _degraded(seen: Observed, live: list[Obj]) -> tuple[str, str] | None:
+    for pod in live:
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+                return "Unschedulable", _short(cond.get("message", ""))
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in (
+                "CrashLoopBackOff",
+                "CreateContainerConfigError",
+                "ImagePullBackOff",
+                "ErrImagePull",
+            ):
+                return waiting["reason"], f"container {cs['name']}: " + _short(
+                    waiting.get("message", "")
+                )
+    for cond in ((seen.deployment or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return "ReplicaFailure", _short(cond.get("message", ""))
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return "ProgressDeadlineExceeded", _short(cond.get("message", ""))
+    return None
+
+
+def _pod_ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _last_failure(live: list[Obj], previous: Obj) -> str:
+    for pod in live:
+        failure = ((pod.get("metadata") or {}).get("annotations") or {}).get(FAILURE_ANNOTATION)
+        if failure:
+            return _short(failure)
+    return str(previous.get("lastAttestationFailure", ""))
+
+
+def _short(text: str, limit: int = 512) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,77 @@
+"""The operator as a real process against the sandbox, for tests to start, kill and restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from teeroute_sandbox.cluster import Sandbox
+from teeroute_sandbox.testing import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class OperatorProcess:
+    def __init__(self, sandbox: Sandbox, log: Path) -> None:
+        self.sandbox = sandbox
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.sandbox.kubeconfig),
+            "TEEROUTE_OPERATOR_LIVENESS_PORT": "0",
+            "TEEROUTE_OPERATOR_RESYNC_SECONDS": "5",
+        }
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "teeroute_operator"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        """kill -9: no cleanup, no chance to finish what it was doing."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Any, kube: Any) -> None:
+    kubectl("apply", "-f", str(ROOT / "crds"))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/minerpools.teeroute.dev",
+        "crd/routes.teeroute.dev",
+        "--timeout=60s",
+    )
+    wait_for(lambda: kube.get("/apis/teeroute.dev/v1alpha1"), what="the teeroute API")
+
+
+@pytest.fixture(scope="session")
+def operator(
+    sandbox: Sandbox, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(sandbox, tmp_path_factory.mktemp("operator") / "operator.log")
+    process.start()
+    yield process
+    process.stop()

@@ -1,0 +1,152 @@
+"""Manifests from MinerPools (pure builders, no cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from teeroute.api import MinerPool
+from teeroute_operator import builders, profiles
+
+from ..cases import ENDPOINTS, valid_pool
+
+
+def make(**spec: Any) -> MinerPool:
+    body = valid_pool("p")
+    body["metadata"].update(namespace="ns", uid="uid-1", generation=3)
+    body["spec"].update(spec)
+    return MinerPool.model_validate(body)
+
+
+def containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+
+
+def test_operator_pool_gets_deployment_service_and_pdb_owned_by_it() -> None:
+    kinds = [c["kind"] for c in builders.children(make())]
+    assert kinds == ["Deployment", "Service", "PodDisruptionBudget"]
+    for child in builders.children(make()):
+        assert child["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "teeroute.dev/v1alpha1",
+                "kind": "MinerPool",
+                "name": "p",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert child["metadata"]["labels"]["teeroute.dev/pool"] == "p"
+
+
+def test_external_pool_gets_only_a_selectorless_service() -> None:
+    pool = make(images=None, placement=None, replicas=None, endpoints=ENDPOINTS)
+    (service,) = builders.children(pool)
+    assert service["kind"] == "Service"
+    assert "selector" not in service["spec"]
+
+
+def test_service_has_no_selector_so_only_the_sweeper_fills_its_endpoints() -> None:
+    assert "selector" not in builders.build_service(make())["spec"]
+
+
+def test_pods_are_locked_down() -> None:
+    pod = builders.build_deployment(make())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_engine_listens_on_loopback_and_agent_is_probed() -> None:
+    parts = containers(builders.build_deployment(make()))
+    args = parts["engine"]["args"]
+    assert args[args.index("--host") + 1] == "127.0.0.1"
+    assert "ports" not in parts["engine"]
+    assert parts["agent"]["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_gpu_pool_requests_gpus_and_replaces_without_surge() -> None:
+    pool = make(
+        tee={"type": "sev-snp", "gpu": {"required": True}},
+        placement={"profile": "aks"},
+        resources={"gpus": 2, "cpu": "8", "memory": "64Gi"},
+    )
+    deployment = builders.build_deployment(pool)
+    engine = containers(deployment)["engine"]
+    assert engine["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+@pytest.mark.parametrize(
+    ("profile", "tee", "gpu", "selector", "taint_keys"),
+    [
+        (
+            "aks",
+            "sev-snp",
+            True,
+            {
+                "kubernetes.azure.com/security-type": "ConfidentialVM",
+                "kubernetes.azure.com/accelerator": "nvidia",
+            },
+            ["sku"],
+        ),
+        ("aks", "sev-snp", False, {"kubernetes.azure.com/security-type": "ConfidentialVM"}, []),
+        (
+            "gke",
+            "tdx",
+            True,
+            {
+                "cloud.google.com/gke-confidential-nodes-instance-type": "TDX",
+                "cloud.google.com/gke-gpu": "true",
+            },
+            ["nvidia.com/gpu"],
+        ),
+        (
+            "gke",
+            "sev-snp",
+            False,
+            {"cloud.google.com/gke-confidential-nodes-instance-type": "SEV_SNP"},
+            [],
+        ),
+        ("kind", "simulated", False, {"teeroute.dev/simulated-tee": "true"}, []),
+    ],
+)
+def test_profiles_find_the_confidential_nodes(
+    profile: str, tee: str, gpu: bool, selector: dict[str, str], taint_keys: list[str]
+) -> None:
+    found = profiles.profile_defaults(profile, tee, gpu)
+    assert found.node_selector == selector
+    assert [t["key"] for t in found.tolerations] == taint_keys
+
+
+def test_placement_overrides_merge_over_the_profile() -> None:
+    pool = make(
+        tee={"type": "tdx"},
+        placement={
+            "profile": "gke",
+            "nodeSelector": {
+                "cloud.google.com/gke-nodepool": "tdx-a",
+                "cloud.google.com/gke-confidential-nodes-instance-type": "TDX",
+            },
+            "tolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "miners", "effect": "NoSchedule"}
+            ],
+            "runtimeClassName": "nvidia",
+        },
+    )
+    pod = builders.build_deployment(pool)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {
+        "cloud.google.com/gke-confidential-nodes-instance-type": "TDX",
+        "cloud.google.com/gke-nodepool": "tdx-a",
+    }
+    assert pod["tolerations"] == [{"key": "dedicated", "value": "miners", "effect": "NoSchedule"}]
+    assert pod["runtimeClassName"] == "nvidia"
+
+
+def test_replicas_default_to_one() -> None:
+    assert builders.build_deployment(make(replicas=None))["spec"]["replicas"] == 1

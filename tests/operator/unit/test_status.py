@@ -1,0 +1,137 @@
+"""Pool and Route status decisions (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from teeroute.api import MinerPool, Route
+from teeroute_operator.conditions import set_condition
+from teeroute_operator.routes import route_status
+from teeroute_operator.status import Observed, attested, pool_status
+
+from ..cases import valid_pool, valid_route
+
+NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+
+
+def pod(ready: bool = True, expires: str | None = None, **status: Any) -> dict[str, Any]:
+    annotations = {"teeroute.dev/attestation-expires-at": expires} if expires else {}
+    return {
+        "metadata": {"annotations": annotations},
+        "status": {"conditions": [{"type": "Ready", "status": str(ready)}], **status},
+    }
+
+
+def pool(replicas: int = 2, **status: Any) -> MinerPool:
+    body = valid_pool("p")
+    body["spec"]["replicas"] = replicas
+    body["metadata"]["generation"] = 4
+    body["status"] = status
+    return MinerPool.model_validate(body)
+
+
+def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_ready_when_every_desired_miner_is() -> None:
+    status = pool_status(pool(), Observed(None, [pod(), pod()], NOW), {})
+    assert (status["readyReplicas"], status["desiredReplicas"], status["observedGeneration"]) == (
+        2,
+        2,
+        4,
+    )
+    assert conditions(status)["Ready"]["status"] == "True"
+
+
+def test_attested_counts_only_unexpired_verdicts_on_ready_pods() -> None:
+    later, earlier = "2026-11-24T12:05:00Z", "2026-11-24T11:55:00Z"
+    pods = [
+        pod(expires=later),
+        pod(expires=earlier),
+        pod(ready=False, expires=later),
+        pod(expires="garbage"),
+    ]
+    assert pool_status(pool(4), Observed(None, pods, NOW), {})["attestedReplicas"] == 1
+    assert not attested(pod(expires="not a time"), NOW)
+
+
+def test_unschedulable_pod_degrades_the_pool() -> None:
+    stuck = pod(ready=False)
+    stuck["status"]["conditions"].append(
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/7 nodes are available",
+        }
+    )
+    status = pool_status(pool(1), Observed(None, [stuck], NOW), {})
+    assert conditions(status)["Degraded"]["reason"] == "Unschedulable"
+    assert conditions(status)["Ready"]["status"] == "False"
+
+
+def test_crash_loop_degrades_the_pool() -> None:
+    crashing = pod(
+        ready=False,
+        containerStatuses=[
+            {
+                "name": "engine",
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+            }
+        ],
+    )
+    status = pool_status(pool(1), Observed(None, [crashing], NOW), {})
+    assert conditions(status)["Degraded"]["reason"] == "CrashLoopBackOff"
+    assert "engine" in conditions(status)["Degraded"]["message"]
+
+
+def test_transition_time_is_kept_while_the_value_holds() -> None:
+    first = set_condition([], "Ready", True, "A", "", "t1", 1)
+    again = set_condition(first, "Ready", True, "B", "changed", "t2", 2)
+    flipped = set_condition(again, "Ready", False, "C", "", "t3", 3)
+    assert again[0]["lastTransitionTime"] == "t1"
+    assert flipped[0]["lastTransitionTime"] == "t3"
+
+
+def route_obj(**spec: Any) -> Route:
+    body = valid_route("r", ("a", "b"))
+    body["spec"].update(spec)
+    return Route.model_validate(body)
+
+
+def test_route_lists_every_backend_with_its_verdict() -> None:
+    pools = {"a": pool(readyReplicas=1), "b": pool(readyReplicas=0)}
+    status = route_status(route_obj(), pools, {}, NOW)
+    assert status["eligibleBackends"] == 1
+    assert [(b["pool"], b["eligible"], b["reason"]) for b in status["backends"]] == [
+        ("a", True, ""),
+        ("b", False, "NoReadyMiners"),
+    ]
+    assert conditions(status)["Ready"]["status"] == "True"
+
+
+def test_route_without_pools_is_not_ready_and_says_why() -> None:
+    status = route_status(route_obj(), {}, {}, NOW)
+    ready = conditions(status)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "PoolNotFound")
+    assert "a: PoolNotFound" in ready["message"]
+
+
+def test_route_selector_picks_pools_by_label() -> None:
+    labelled = valid_pool("x")
+    labelled["metadata"]["labels"] = {"family": "llama"}
+    labelled["status"] = {"readyReplicas": 1}
+    pools = {"x": MinerPool.model_validate(labelled), "y": pool(readyReplicas=1)}
+    route = Route.model_validate(
+        {
+            **valid_route("r"),
+            "spec": {
+                "model": "m",
+                "selector": {"matchLabels": {"family": "llama"}},
+                "constraints": {"allowedTee": ["simulated"]},
+            },
+        }
+    )
+    assert [b["pool"] for b in route_status(route, pools, {}, NOW)["backends"]] == ["x"]
