@@ -67,7 +67,7 @@ def crds(kubectl: Any, kube: Any) -> None:
     wait_for(lambda: kube.get("/apis/teeroute.dev/v1alpha1"), what="the teeroute API")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(
     sandbox: Sandbox, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:

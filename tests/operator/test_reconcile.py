@@ -168,6 +168,38 @@ def test_drift_is_repaired_within_ten_seconds(
     )
 
 
+def test_spec_changes_roll_out(kube: KubeRest, operator: OperatorProcess, namespace: str) -> None:
+    kube.post(f"{API}/{namespace}/minerpools", valid_pool("rolling"))
+    wait_for(lambda: pool_ready(kube, namespace, "rolling"), timeout_s=60, what="Ready")
+    kube.patch(
+        f"{API}/{namespace}/minerpools/rolling",
+        {
+            "spec": {
+                "images": {"engine": "teeroute.dev/engine-sim:v2"},
+                "replicas": 2,
+                "models": [{"name": "qwen/Qwen2.5-7B-Instruct"}],
+            }
+        },
+    )
+
+    def rolled_out() -> bool:
+        deployment = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/rolling")
+        engine = deployment["spec"]["template"]["spec"]["containers"][1]
+        return (
+            engine["image"] == "teeroute.dev/engine-sim:v2"
+            and "qwen/Qwen2.5-7B-Instruct" in engine["args"]
+            and deployment["status"].get("updatedReplicas") == 2
+            and pool_ready(kube, namespace, "rolling")
+        )
+
+    wait_for(rolled_out, timeout_s=60, what="the new engine to roll out")
+    pods = kube.get(
+        f"/api/v1/namespaces/{namespace}/pods", labelSelector="teeroute.dev/pool=rolling"
+    )["items"]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert {p["spec"]["containers"][1]["image"] for p in live} == {"teeroute.dev/engine-sim:v2"}
+
+
 def owned_children(kube: KubeRest, ns: str) -> dict[str, list[tuple[str, str]]]:
     """kind -> [(name, owner uid)] of everything carrying the operator's pool label."""
     found: dict[str, list[tuple[str, str]]] = {}

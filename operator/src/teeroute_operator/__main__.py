@@ -13,7 +13,9 @@ from teeroute_operator.settings import OperatorSettings
 def main() -> None:
     settings = OperatorSettings()
     kopf.configure(verbose=False)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    # One line per request, or per handler run, is noise; Events carry what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         registry=build_registry(settings),
         standalone=not settings.peering,

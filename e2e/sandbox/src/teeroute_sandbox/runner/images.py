@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 PROBE_IMAGE = "teeroute.dev/sandbox-probe:dev"
+OPERATOR_IMAGE = "teeroute.dev/operator:dev"
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,11 @@ class ImageConfig:
 
 def builtin_images() -> dict[str, ImageConfig]:
     python = sys.executable
+    env = {"PYTHONUNBUFFERED": "1"}  # as a Python image's Dockerfile sets it: logs as they come
     return {
-        PROBE_IMAGE: ImageConfig(entrypoint=(python, "-m", "teeroute_sandbox.probe"), user=65532),
+        PROBE_IMAGE: ImageConfig((python, "-m", "teeroute_sandbox.probe"), user=65532, env=env),
+        # The operator's image as the runner plays it: this workspace's interpreter.
+        OPERATOR_IMAGE: ImageConfig((python, "-m", "teeroute_operator"), user=65532, env=env),
     }
 
 

@@ -103,6 +103,26 @@ def _die_with_parent() -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
 
 
+def passwd_with(uid: int, gid: int, passwd: str) -> str | None:
+    """`passwd` with an entry for `uid` added, or None when it has one: images made for a
+    non-root user carry that user in /etc/passwd (distroless: nonroot, 65532), and programs
+    such as getpass.getuser() fail without it."""
+    if any(line.split(":")[2:3] == [str(uid)] for line in passwd.splitlines()):
+        return None
+    return (
+        passwd.rstrip("\n") + f"\nnonroot:x:{uid}:{gid}:container user:/nonexistent:/sbin/nologin\n"
+    )
+
+
+def _passwd(plan: LaunchPlan, scratch: Path) -> None:
+    augmented = passwd_with(plan.uid, plan.gid, Path("/etc/passwd").read_text())
+    if augmented is not None:
+        copy = scratch / f"passwd-{plan.uid}"
+        copy.write_text(augmented)
+        copy.chmod(0o644)
+        _bind(Mount(str(copy), "/etc/passwd", read_only=True))
+
+
 def set_up(plan: LaunchPlan, record: Path) -> None:
     _die_with_parent()
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
@@ -117,6 +137,7 @@ def set_up(plan: LaunchPlan, record: Path) -> None:
         if created:
             with record.open("a") as out:
                 out.writelines(f"{p}\n" for p in created)
+    _passwd(plan, record.parent)
     if plan.uid != 0:  # after the binds: masking may hide their sources (the state dir)
         _reveal(plan.reveal)
     if plan.read_only_root:

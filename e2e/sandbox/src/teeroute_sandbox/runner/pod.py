@@ -55,6 +55,8 @@ class PodSandbox:
         return f"{meta['namespace']}/{meta['name']}"
 
     def start(self) -> None:
+        # kwok marked the pod Ready when it gave it an IP; until our processes say so, it is not.
+        self._report_waiting("ContainerCreating", "")
         pod_ip = self.pod["status"]["podIP"]
         name = podnet.create(self.netns_prefix, self.uid, pod_ip)
         try:
@@ -157,12 +159,15 @@ class PodSandbox:
 
     def _report_config_error(self, message: str) -> None:
         self.log(f"pod {self.key}: {message}")
+        self._report_waiting("CreateContainerConfigError", message)
+
+    def _report_waiting(self, reason: str, message: str) -> None:
         states = [
             ContainerState(
                 c["name"],
                 c["image"],
                 "waiting",
-                reason="CreateContainerConfigError",
+                reason=reason,
                 message=message,
             )
             for c in self.pod["spec"]["containers"]

@@ -156,34 +156,33 @@ class Container:
         return code
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
-        """Wait for the process to exit (or for `stop`), probing it on schedule."""
-        probes = _Probes(
-            _spec(self.spec.get("readinessProbe")), _spec(self.spec.get("livenessProbe"))
-        )
-        next_probe = time.monotonic() + probes.initial_delay_s
+        """Wait for the process to exit (or for `stop`), running each probe on its own
+        schedule (initialDelaySeconds, then every periodSeconds)."""
+        started = time.monotonic()
+        readiness = _Schedule.of(self.spec.get("readinessProbe"), started)
+        liveness = _Schedule.of(self.spec.get("livenessProbe"), started)
         while proc.poll() is None and not self._stopping.wait(0.2):
-            if probes.empty or time.monotonic() < next_probe:
-                continue
-            next_probe = time.monotonic() + probes.period_s
-            if not self._probe_round(probes):
-                proc.send_signal(signal.SIGTERM)  # liveness failed: restart it
+            now = time.monotonic()
+            if liveness is not None and liveness.due(now) and not self._live(liveness):
+                proc.send_signal(signal.SIGTERM)  # liveness failed: restart the container
                 return
+            if readiness is not None and readiness.due(now):
+                self._ready(readiness)
 
-    def _probe_round(self, probes: _Probes) -> bool:
-        """One round of probes; False when liveness has failed for good."""
-        if probes.liveness is not None:
-            probes.live_failures = 0 if self._probe(probes.liveness) else probes.live_failures + 1
-            if probes.live_failures >= probes.liveness.failure_threshold:
-                return False
-        if probes.readiness is not None:
-            ok = self._probe(probes.readiness)
-            probes.ready_streak = probes.ready_streak + 1 if ok else 0
-            probes.ready_failures = 0 if ok else probes.ready_failures + 1
-            if probes.ready_streak >= probes.readiness.success_threshold and not self.state.ready:
-                self._set(ready=True)
-            elif probes.ready_failures >= probes.readiness.failure_threshold and self.state.ready:
-                self._set(ready=False)
-        return True
+    def _live(self, schedule: _Schedule) -> bool:
+        """False once liveness has failed failureThreshold times in a row."""
+        ok = self._probe(schedule.spec)
+        schedule.failures = 0 if ok else schedule.failures + 1
+        return schedule.failures < schedule.spec.failure_threshold
+
+    def _ready(self, schedule: _Schedule) -> None:
+        ok = self._probe(schedule.spec)
+        schedule.successes = schedule.successes + 1 if ok else 0
+        schedule.failures = 0 if ok else schedule.failures + 1
+        if schedule.successes >= schedule.spec.success_threshold and not self.state.ready:
+            self._set(ready=True)
+        elif schedule.failures >= schedule.spec.failure_threshold and self.state.ready:
+            self._set(ready=False)
 
     def _probe(self, spec: ProbeSpec) -> bool:
         return check(spec, self.pod_ip, self.spec, self._exec_in_container)
@@ -209,25 +208,24 @@ class Container:
 
 
 @dataclass
-class _Probes:
-    readiness: ProbeSpec | None
-    liveness: ProbeSpec | None
-    live_failures: int = 0
-    ready_streak: int = 0
-    ready_failures: int = 0
+class _Schedule:
+    """One probe's timetable and its run of results."""
 
-    @property
-    def empty(self) -> bool:
-        return self.readiness is None and self.liveness is None
+    spec: ProbeSpec
+    next_at: float
+    successes: int = 0
+    failures: int = 0
 
-    @property
-    def period_s(self) -> float:
-        return min(p.period_s for p in (self.readiness, self.liveness) if p is not None)
+    @classmethod
+    def of(cls, raw: dict[str, Any] | None, started: float) -> _Schedule | None:
+        spec = _spec(raw)
+        return cls(spec, started + spec.initial_delay_s) if spec else None
 
-    @property
-    def initial_delay_s(self) -> float:
-        specs = [p.initial_delay_s for p in (self.readiness, self.liveness) if p is not None]
-        return min(specs, default=0.0)
+    def due(self, now: float) -> bool:
+        if now < self.next_at:
+            return False
+        self.next_at = now + self.spec.period_s
+        return True
 
 
 def _spec(raw: dict[str, Any] | None) -> ProbeSpec | None:
