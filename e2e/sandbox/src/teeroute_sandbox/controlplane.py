@@ -99,10 +99,9 @@ def apiserver_argv(binary: Path, settings: SandboxSettings, pki: pkimod.Pki) -> 
     )
 
 
-def controller_manager_argv(
-    binary: Path, settings: SandboxSettings, pki: pkimod.Pki
-) -> tuple[str, ...]:
-    kubeconfig = pki.kubeconfig(pkimod.CONTROLLER_MANAGER)
+def _controller_base(binary: Path, kubeconfig: Path) -> tuple[str, ...]:
+    """What the controller-manager and the scheduler share: their identity for the
+    apiserver and for delegated authn/z, a loopback-only port, no leader election."""
     return (
         str(binary),
         f"--kubeconfig={kubeconfig}",
@@ -110,6 +109,15 @@ def controller_manager_argv(
         f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
         "--leader-elect=false",
+        "--profiling=false",
+    )
+
+
+def controller_manager_argv(
+    binary: Path, settings: SandboxSettings, pki: pkimod.Pki
+) -> tuple[str, ...]:
+    return (
+        *_controller_base(binary, pki.kubeconfig(pkimod.CONTROLLER_MANAGER)),
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={pki.sa_key}",
         f"--root-ca-file={pki.ca_cert}",
@@ -117,21 +125,11 @@ def controller_manager_argv(
         f"--cluster-signing-key-file={pki.ca_key}",
         f"--service-cluster-ip-range={settings.service_cidr}",
         "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
-        "--profiling=false",
     )
 
 
 def scheduler_argv(binary: Path, pki: pkimod.Pki) -> tuple[str, ...]:
-    kubeconfig = pki.kubeconfig(pkimod.SCHEDULER)
-    return (
-        str(binary),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        "--leader-elect=false",
-        "--profiling=false",
-    )
+    return _controller_base(binary, pki.kubeconfig(pkimod.SCHEDULER))
 
 
 def kwok_argv(binary: Path, pki: pkimod.Pki) -> tuple[str, ...]:
