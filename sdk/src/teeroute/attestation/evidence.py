@@ -1,0 +1,116 @@
+"""The evidence document an enclave agent returns for a challenge, and its verification.
+
+    {"tee": "sev-snp" | "tdx" | "simulated",
+     "nonce": base64, "evidence": base64 (raw report or quote),
+     "certificates": [PEM, ...]   (SNP: VCEK or VLEK, optionally ASK and ARK; simulated: chip),
+     "enclave_keys": {"hpke": base64, "signing": base64},
+     "gpu_evidence": optional, "produced_at": RFC 3339}
+
+report_data must equal SHA-512(nonce ‖ hpke ‖ signing): the keys a client seals to and the
+key that signs receipts are the ones the TEE vouched for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from teeroute.attestation import simulated, snp
+from teeroute.attestation.errors import CollateralUnavailable, EvidenceInvalid, UnsupportedEvidence
+from teeroute.attestation.policy import Challenge, Policy
+from teeroute.attestation.verdict import Verdict
+from teeroute.attestation.x509chain import load_pem_chain
+
+
+class EnclaveKeys(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hpke: str
+    signing: str
+
+
+class EvidenceDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tee: Literal["sev-snp", "tdx", "simulated"]
+    nonce: str
+    evidence: str
+    certificates: list[str]
+    enclave_keys: EnclaveKeys
+    gpu_evidence: dict[str, Any] | None = None
+    produced_at: dt.datetime
+
+    @classmethod
+    def parse(cls, raw: Any) -> EvidenceDocument:
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "document"
+            raise EvidenceInvalid("evidence.document", f"{where}: {err['msg']}") from exc
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Roots beyond the built-in vendor ones."""
+
+    simulated_root_pem: bytes | None = None
+
+
+def _b64(value: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EvidenceInvalid("evidence.document", f"{field} is not base64") from exc
+
+
+def verify_document(
+    doc: EvidenceDocument,
+    *,
+    now: dt.datetime,
+    policy: Policy | None = None,
+    trust: Trust | None = None,
+    issued_at: dt.datetime | None = None,
+) -> Verdict:
+    challenge = Challenge(
+        nonce=_b64(doc.nonce, "nonce"),
+        issued_at=issued_at,
+        hpke_public=_b64(doc.enclave_keys.hpke, "enclave_keys.hpke"),
+        signing_public=_b64(doc.enclave_keys.signing, "enclave_keys.signing"),
+    )
+    raw = _b64(doc.evidence, "evidence")
+    if doc.tee == "sev-snp":
+        return _snp(doc, raw, now, policy, challenge)
+    if doc.tee == "simulated":
+        root = (trust or Trust()).simulated_root_pem
+        if root is None:
+            raise CollateralUnavailable(
+                "sim.chain", "no simulated root CA is trusted here (pass --simulated-root)"
+            )
+        if not doc.certificates:
+            raise EvidenceInvalid("evidence.document", "no chip certificate")
+        return simulated.verify(
+            raw, doc.certificates[0].encode(), root, now=now, policy=policy, challenge=challenge
+        )
+    raise UnsupportedEvidence("tdx", "TDX quote verification is not implemented yet")
+
+
+def _snp(
+    doc: EvidenceDocument, raw: bytes, now: dt.datetime, policy: Policy | None, challenge: Challenge
+) -> Verdict:
+    certs = load_pem_chain("".join(doc.certificates).encode(), "snp.certificates")
+    if not certs:
+        raise EvidenceInvalid("evidence.document", "no VCEK or VLEK certificate")
+    chain = b"".join(c.public_bytes(Encoding.PEM) for c in certs[1:]) or None
+    return snp.verify(
+        raw,
+        certs[0].public_bytes(Encoding.DER),
+        now=now,
+        chain_pem=chain,
+        policy=policy or Policy(allowed_tee=frozenset({"sev-snp"}), debug_forbidden=None),
+        challenge=challenge,
+    )

@@ -1,0 +1,82 @@
+"""Certificate checks shared by the TEE types: issued-by, validity at `now`, CA usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
+
+from teeroute.attestation.errors import EvidenceInvalid
+from teeroute.attestation.verdict import Check
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_der(data: bytes, what: str) -> x509.Certificate:
+    try:
+        with warnings.catch_warnings():
+            # AMD's VCEKs have serial number 0, which RFC 5280 forbids; they are real.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise EvidenceInvalid(f"{what}.parse", f"not a DER certificate: {exc}") from exc
+
+
+def load_pem_chain(data: bytes, what: str) -> list[x509.Certificate]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise EvidenceInvalid(f"{what}.parse", f"not PEM certificates: {exc}") from exc
+
+
+def issued_by(name: str, cert: x509.Certificate, issuer: x509.Certificate) -> Check:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError) as exc:
+        return Check(
+            name,
+            "failed",
+            f"{_cn(cert)} is not signed by {_cn(issuer)}: {exc or type(exc).__name__}",
+        )
+    return Check(name, "passed", f"{_cn(cert)} signed by {_cn(issuer)}")
+
+
+def valid_at(name: str, certs: list[x509.Certificate], now: dt.datetime) -> Check:
+    expired = [
+        f"{_cn(c)} valid {c.not_valid_before_utc:%Y-%m-%d}..{c.not_valid_after_utc:%Y-%m-%d}"
+        for c in certs
+        if not c.not_valid_before_utc <= now <= c.not_valid_after_utc
+    ]
+    return Check.of(name, not expired, "; ".join(expired) or f"all valid at {now:%Y-%m-%dT%H:%MZ}")
+
+
+def is_ca(name: str, certs: list[x509.Certificate]) -> Check:
+    """CA certificates must say so (basicConstraints CA, keyCertSign where key usage is set)."""
+    bad = []
+    for cert in certs:
+        try:
+            ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            ca = False
+        try:
+            signs = cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+        except x509.ExtensionNotFound:
+            signs = True
+        if not (ca and signs):
+            bad.append(_cn(cert))
+    return Check.of(name, not bad, f"not a CA: {', '.join(bad)}" if bad else "")
+
+
+def same_key(a: x509.Certificate, b: x509.Certificate) -> bool:
+    return a.public_key().public_bytes(*_SPKI) == b.public_key().public_bytes(*_SPKI)
+
+
+def _cn(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
