@@ -64,7 +64,7 @@ def widgets(kube: KubeRest) -> str:
         crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{GROUP}")
         return any(
             c["type"] == "Established" and c["status"] == "True"
-            for c in crd.get("status", {}).get("conditions", [])
+            for c in (crd.get("status") or {}).get("conditions") or []
         )
 
     wait_for(established, what="the CRD to be established")
