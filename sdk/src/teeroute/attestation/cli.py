@@ -1,4 +1,4 @@
-"""`teeroute verify snp|evidence` — registered into the `teeroute` CLI.
+"""`teeroute verify snp|nvidia|evidence` — registered into the `teeroute` CLI.
 
 Without --policy the evidence's authenticity is checked (parse, chain to the built-in vendor
 roots, signatures, bindings) and its measured values printed; checks without a policy or
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from teeroute.attestation import evidence, snp
+from teeroute.attestation import evidence, nvidia, snp
 from teeroute.attestation.policy import Policy
 from teeroute.attestation.verdict import Verdict
 from teeroute.errors import TeerouteError
@@ -45,6 +45,13 @@ def register(commands: Any) -> None:
         "--chain", type=Path, help="ASK (or ASVK) then ARK, PEM; default: AMD's, built in"
     )
     snp_cmd.set_defaults(handler=_snp)
+    gpu_cmd = kinds.add_parser("nvidia", parents=[common], help="NVIDIA Hopper GPU evidence")
+    gpu_cmd.add_argument("report", type=Path, help="SPDM request+response, hex")
+    gpu_cmd.add_argument(
+        "--chain", type=Path, required=True, help="the GPU's certificate chain, leaf first (PEM)"
+    )
+    gpu_cmd.add_argument("--nonce", help="the nonce you sent, hex (else not checked)")
+    gpu_cmd.set_defaults(handler=_nvidia)
     doc_cmd = kinds.add_parser(
         "evidence", parents=[common], help="an evidence document as the enclave agent returns it"
     )
@@ -95,6 +102,18 @@ def _snp(args: argparse.Namespace) -> int:
         chain_pem=_read(args.chain) if args.chain else None,
         policy=_policy(args),
     )
+    return _report(verdict, args.json)
+
+
+def _nvidia(args: argparse.Namespace) -> int:
+    try:
+        report = bytes.fromhex(_read(args.report).decode(errors="replace").strip())
+        nonce = bytes.fromhex(args.nonce) if args.nonce else None
+    except ValueError as exc:
+        raise UsageError(f"not hex: {exc}") from exc
+    if args.policy is not None:
+        raise UsageError("GPU policies (golden measurements) are not supported yet")
+    verdict = nvidia.verify(report, _read(args.chain), now=args.at or _now(), nonce=nonce)
     return _report(verdict, args.json)
 
 
