@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from teeroute import cli
 from teeroute.attestation import evidence, simulated
-from teeroute.attestation.errors import CollateralUnavailable, EvidenceInvalid, UnsupportedEvidence
+from teeroute.attestation.errors import CollateralUnavailable, EvidenceInvalid
 from teeroute.attestation.policy import Policy, bind
 from teeroute.attestation.x509chain import load_der
 
@@ -214,8 +214,8 @@ def test_snp_document_with_vcek_pem_verifies_authenticity_and_binding() -> None:
                 "enclave_keys": {"hpke": "", "signing": ""},
                 "produced_at": "2026-01-01T00:00:00Z",
             },
-            UnsupportedEvidence,
-            "not implemented",
+            EvidenceInvalid,
+            "tdx.parse: quote is 0 bytes",
         ),
         (
             {

@@ -126,8 +126,8 @@ class AttestationPolicy(ApiModel):
     """Launch measurements allowed (SNP MEASUREMENT / TDX MRTD, 48 bytes as lowercase hex).
     Empty: any measurement, which only suits development."""
     minimum_tcb: dict[str, Annotated[int, Field(ge=0, le=255)]] = Field(default_factory=dict)
-    """Minimum TCB component versions by name (SNP: bootloader, tee, snp, microcode; TDX:
-    tdxModule, seam)."""
+    """Minimum TCB component versions by name (SNP: bootloader, tee, snp, microcode and, on
+    Turin, fmc; TDX: teeTcbSvn0 to teeTcbSvn15, the bytes of TEE_TCB_SVN)."""
     debug_forbidden: bool = True
     """Reject evidence from a TEE whose policy allows debugging (the host could read memory)."""
     max_evidence_age: Duration = "5m"

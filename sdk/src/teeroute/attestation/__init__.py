@@ -14,5 +14,8 @@ checked (no policy or collateral for it); it is ok only when every performed che
     policy.py     Policy (a field per check; None = not checked), report_data binding
     x509chain.py  certificate-chain checks shared by the TEE types
     snp.py        AMD SEV-SNP reports (VCEK and VLEK chains; Milan, Genoa, Turin roots)
+    tdx.py        Intel TDX quotes v4 (PCK chain, QE report, CRLs, TCB Info, QE Identity)
+    nvidia.py     NVIDIA Hopper GPU evidence (SPDM 1.1 measurements, device chain)
+    evidence.py   the evidence document agents return, verified by TEE type
     simulated.py  the simulated TEE: same shape, its own CA; trusted only where allowed
 """

@@ -1,4 +1,4 @@
-"""`teeroute verify snp|nvidia|evidence` — registered into the `teeroute` CLI.
+"""`teeroute verify snp|tdx|nvidia|evidence` — registered into the `teeroute` CLI.
 
 Without --policy the evidence's authenticity is checked (parse, chain to the built-in vendor
 roots, signatures, bindings) and its measured values printed; checks without a policy or
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from teeroute.attestation import evidence, nvidia, snp
+from teeroute.attestation import evidence, nvidia, snp, tdx
 from teeroute.attestation.policy import Policy
 from teeroute.attestation.verdict import Verdict
 from teeroute.errors import TeerouteError
@@ -45,6 +45,15 @@ def register(commands: Any) -> None:
         "--chain", type=Path, help="ASK (or ASVK) then ARK, PEM; default: AMD's, built in"
     )
     snp_cmd.set_defaults(handler=_snp)
+    tdx_cmd = kinds.add_parser("tdx", parents=[common], help="an Intel TDX quote (v4)")
+    tdx_cmd.add_argument("quote", type=Path, help="raw quote")
+    tdx_cmd.add_argument(
+        "--collateral",
+        type=Path,
+        help="directory with Intel PCS collateral: tcbinfo-response.json, "
+        "qeidentity-response.json, root-crl.der, pck-crl.der (each optional)",
+    )
+    tdx_cmd.set_defaults(handler=_tdx)
     gpu_cmd = kinds.add_parser("nvidia", parents=[common], help="NVIDIA Hopper GPU evidence")
     gpu_cmd.add_argument("report", type=Path, help="SPDM request+response, hex")
     gpu_cmd.add_argument(
@@ -100,6 +109,34 @@ def _snp(args: argparse.Namespace) -> int:
         cert,
         now=args.at or _now(),
         chain_pem=_read(args.chain) if args.chain else None,
+        policy=_policy(args),
+    )
+    return _report(verdict, args.json)
+
+
+def _collateral(directory: Path | None) -> tdx.Collateral | None:
+    if directory is None:
+        return None
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory")
+
+    def part(name: str) -> bytes | None:
+        path = directory / name
+        return _read(path) if path.exists() else None
+
+    return tdx.Collateral.from_files(
+        part("tcbinfo-response.json"),
+        part("qeidentity-response.json"),
+        part("root-crl.der"),
+        part("pck-crl.der"),
+    )
+
+
+def _tdx(args: argparse.Namespace) -> int:
+    verdict = tdx.verify(
+        _read(args.quote),
+        now=args.at or _now(),
+        collateral=_collateral(args.collateral),
         policy=_policy(args),
     )
     return _report(verdict, args.json)

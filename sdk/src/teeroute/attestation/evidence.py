@@ -21,7 +21,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from teeroute.attestation import simulated, snp
+from teeroute.attestation import simulated, snp, tdx
 from teeroute.attestation.errors import CollateralUnavailable, EvidenceInvalid, UnsupportedEvidence
 from teeroute.attestation.policy import Challenge, Policy
 from teeroute.attestation.verdict import Verdict
@@ -59,6 +59,7 @@ class Trust:
     """Roots beyond the built-in vendor ones."""
 
     simulated_root_pem: bytes | None = None
+    tdx_collateral: tdx.Collateral | None = None
 
 
 def _b64(value: str, field: str) -> bytes:
@@ -96,7 +97,15 @@ def verify_document(
         return simulated.verify(
             raw, doc.certificates[0].encode(), root, now=now, policy=policy, challenge=challenge
         )
-    raise UnsupportedEvidence("tdx", "TDX quote verification is not implemented yet")
+    if doc.tee == "tdx":
+        return tdx.verify(
+            raw,
+            now=now,
+            collateral=(trust or Trust()).tdx_collateral,
+            policy=policy or Policy(allowed_tee=frozenset({"tdx"}), debug_forbidden=None),
+            challenge=challenge,
+        )
+    raise UnsupportedEvidence(doc.tee, f"no verifier for {doc.tee}")
 
 
 def _snp(

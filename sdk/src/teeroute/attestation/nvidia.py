@@ -187,7 +187,7 @@ def _fwid(report: GpuReport, leaf: x509.Certificate) -> Check:
 
 
 def _signature(report: GpuReport, leaf: x509.Certificate) -> Check:
-    key = leaf.public_key()
+    key = x509chain.public_key(leaf)
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         return Check("nvidia.signature", "failed", "the leaf has no P-384 key")
     signature = encode_dss_signature(

@@ -193,7 +193,7 @@ def verify(
     claims = Claims(
         "simulated", report.measurement, {"tcb": report.tcb}, report.debug, report.report_data
     )
-    chip_key = chip.public_key()
+    chip_key = x509chain.public_key(chip)
     checks = [
         x509chain.issued_by("sim.chain.chip_signed_by_root", chip, root),
         x509chain.is_ca("sim.chain.ca_usage", [root]),
@@ -229,7 +229,7 @@ def _one(certs: list[x509.Certificate]) -> list[x509.Certificate]:
 
 
 def _signature(report: SimReport, chip: x509.Certificate) -> Check:
-    key = chip.public_key()
+    key = x509chain.public_key(chip)
     if not isinstance(key, ec.EllipticCurvePublicKey):
         return Check("sim.signature", "failed", "the chip certificate has no EC key")
     signature = encode_dss_signature(

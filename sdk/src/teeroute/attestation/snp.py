@@ -267,7 +267,7 @@ def _cert_matches_report(report: SnpReport, cert: x509.Certificate, product: str
 
 
 def _signature(report: SnpReport, cert: x509.Certificate) -> Check:
-    key = cert.public_key()
+    key = x509chain.public_key(cert)
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         return Check("snp.signature", "failed", "the signing certificate has no P-384 key")
     signature = encode_dss_signature(report.signature_r, report.signature_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -73,8 +74,22 @@ def is_ca(name: str, certs: list[x509.Certificate]) -> Check:
     return Check.of(name, not bad, f"not a CA: {', '.join(bad)}" if bad else "")
 
 
+def public_key(cert: x509.Certificate) -> Any:
+    """The certificate's public key, or None when it cannot be used (evidence comes from
+    the untrusted side: a certificate may parse while its key does not)."""
+    try:
+        return cert.public_key()
+    except (ValueError, TypeError):
+        return None
+
+
 def same_key(a: x509.Certificate, b: x509.Certificate) -> bool:
-    return a.public_key().public_bytes(*_SPKI) == b.public_key().public_bytes(*_SPKI)
+    key_a, key_b = public_key(a), public_key(b)
+    return (
+        key_a is not None
+        and key_b is not None
+        and key_a.public_bytes(*_SPKI) == key_b.public_bytes(*_SPKI)
+    )
 
 
 def _cn(cert: x509.Certificate) -> str:
