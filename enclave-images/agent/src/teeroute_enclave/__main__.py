@@ -1,0 +1,53 @@
+"""`python -m teeroute_enclave`: the enclave agent, configured from the environment."""
+
+from __future__ import annotations
+
+import sys
+
+from teeroute_enclave.keys import EnclaveKeys
+from teeroute_enclave.providers import (
+    ConfigfsTsmProvider,
+    Provider,
+    ProviderError,
+    SimulatedProvider,
+)
+from teeroute_enclave.server import AgentServer
+from teeroute_enclave.settings import AgentSettings
+
+ALL_ADDRESSES = "0.0.0.0"  # noqa: S104 - in its pod, the agent serves on the pod's IP
+
+
+def provider(settings: AgentSettings) -> Provider:
+    if settings.tee == "simulated":
+        measurement = (
+            bytes.fromhex(settings.simulated_measurement)
+            if settings.simulated_measurement
+            else None
+        )
+        return SimulatedProvider(settings.simulated_dir, settings.node_name, measurement)
+    found = ConfigfsTsmProvider()
+    if found.tee != settings.tee:
+        raise ProviderError(f"configured for {settings.tee} but this guest is {found.tee}")
+    return found
+
+
+def main() -> int:
+    settings = AgentSettings()
+    try:
+        chosen = provider(settings)
+    except (ProviderError, ValueError) as exc:
+        print(f"agent: cannot start: {exc}", file=sys.stderr)
+        return 2
+    keys = EnclaveKeys.generate()
+    server = AgentServer((ALL_ADDRESSES, settings.agent_port), chosen, keys, settings.engine_url)
+    print(
+        f"agent: {chosen.tee} evidence on :{settings.agent_port}, keys {keys.fingerprint()}",
+        file=sys.stderr,
+        flush=True,
+    )
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The evidence document for one challenge (the contract in teeroute.attestation.evidence)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+from teeroute.attestation.policy import bind
+from teeroute_enclave.keys import EnclaveKeys
+from teeroute_enclave.providers import Provider
+
+NONCE_SIZE = 32
+
+
+def evidence_document(
+    provider: Provider, keys: EnclaveKeys, nonce: bytes, now: dt.datetime
+) -> dict[str, Any]:
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError(f"the nonce must be {NONCE_SIZE} bytes, not {len(nonce)}")
+    evidence = provider.evidence(bind(nonce, keys.hpke_public, keys.signing_public))
+    return {
+        "tee": provider.tee,
+        "nonce": _b64(nonce),
+        "evidence": _b64(evidence.raw),
+        "certificates": evidence.certificates,
+        "enclave_keys": {"hpke": _b64(keys.hpke_public), "signing": _b64(keys.signing_public)},
+        "produced_at": now.isoformat(timespec="seconds"),
+    }
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
