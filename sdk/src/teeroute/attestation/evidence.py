@@ -102,7 +102,7 @@ def verify_document(
             raw,
             now=now,
             collateral=(trust or Trust()).tdx_collateral,
-            policy=policy or Policy(allowed_tee=frozenset({"tdx"}), debug_forbidden=None),
+            policy=policy or Policy.authenticity_only("tdx"),
             challenge=challenge,
         )
     raise UnsupportedEvidence(doc.tee, f"no verifier for {doc.tee}")
@@ -120,6 +120,6 @@ def _snp(
         certs[0].public_bytes(Encoding.DER),
         now=now,
         chain_pem=chain,
-        policy=policy or Policy(allowed_tee=frozenset({"sev-snp"}), debug_forbidden=None),
+        policy=policy or Policy.authenticity_only("sev-snp"),
         challenge=challenge,
     )

@@ -22,12 +22,8 @@ from functools import cache
 from importlib import resources
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from teeroute.attestation import x509chain
+from teeroute.attestation import signatures, x509chain
 from teeroute.attestation.errors import EvidenceInvalid
 from teeroute.attestation.verdict import Check, Verdict
 
@@ -187,17 +183,16 @@ def _fwid(report: GpuReport, leaf: x509.Certificate) -> Check:
 
 
 def _signature(report: GpuReport, leaf: x509.Certificate) -> Check:
-    key = x509chain.public_key(leaf)
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
-        return Check("nvidia.signature", "failed", "the leaf has no P-384 key")
-    signature = encode_dss_signature(
-        int.from_bytes(report.signature[:48], "big"), int.from_bytes(report.signature[48:], "big")
+    r, s = signatures.halves(report.signature)
+    return signatures.ecdsa_check(
+        "nvidia.signature",
+        x509chain.public_key(leaf),
+        report.signed,
+        r,
+        s,
+        "secp384r1",
+        "signed by the GPU's attestation key",
     )
-    try:
-        key.verify(signature, report.signed, ec.ECDSA(hashes.SHA384()))
-    except InvalidSignature:
-        return Check("nvidia.signature", "failed", "ECDSA P-384 signature does not verify")
-    return Check("nvidia.signature", "passed", "signed by the GPU's attestation key")
 
 
 def _nonce(report: GpuReport, expected: bytes | None) -> Check:

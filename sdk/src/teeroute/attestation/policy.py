@@ -51,6 +51,12 @@ class Policy:
     """How old the challenge may be when the evidence is judged."""
 
     @classmethod
+    def authenticity_only(cls, tee: str) -> Policy:
+        """Accept `tee` and judge nothing else: what `teeroute verify` does without a policy
+        (so bindings are still checked, but measurements, TCB and debug are not)."""
+        return cls(allowed_tee=frozenset({tee}), debug_forbidden=None)
+
+    @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Policy:
         """From the MinerPool attestation policy's shape (camelCase keys), as in a policy
         file; unknown keys are refused so a typo cannot silently disable a check."""

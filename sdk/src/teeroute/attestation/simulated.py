@@ -21,16 +21,14 @@ import struct
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
-    encode_dss_signature,
 )
 from cryptography.x509.oid import NameOID
 
-from teeroute.attestation import x509chain
+from teeroute.attestation import signatures, x509chain
 from teeroute.attestation.errors import EvidenceInvalid
 from teeroute.attestation.policy import Challenge, Claims, Policy, policy_checks
 from teeroute.attestation.verdict import Check, Verdict
@@ -229,14 +227,13 @@ def _one(certs: list[x509.Certificate]) -> list[x509.Certificate]:
 
 
 def _signature(report: SimReport, chip: x509.Certificate) -> Check:
-    key = x509chain.public_key(chip)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        return Check("sim.signature", "failed", "the chip certificate has no EC key")
-    signature = encode_dss_signature(
-        int.from_bytes(report.signature[:48], "big"), int.from_bytes(report.signature[48:], "big")
+    r, s = signatures.halves(report.signature)
+    return signatures.ecdsa_check(
+        "sim.signature",
+        x509chain.public_key(chip),
+        report.signed,
+        r,
+        s,
+        "secp384r1",
+        "signed by the chip key",
     )
-    try:
-        key.verify(signature, report.signed, ec.ECDSA(hashes.SHA384()))
-    except InvalidSignature:
-        return Check("sim.signature", "failed", "ECDSA P-384 signature does not verify")
-    return Check("sim.signature", "passed", "signed by the chip key")

@@ -16,12 +16,8 @@ from functools import cache
 from importlib import resources
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from teeroute.attestation import x509chain
+from teeroute.attestation import signatures, x509chain
 from teeroute.attestation.errors import CollateralUnavailable, EvidenceInvalid
 from teeroute.attestation.policy import Challenge, Claims, Policy, policy_checks
 from teeroute.attestation.verdict import Check, Verdict
@@ -186,7 +182,7 @@ def verify(
     ]
     if policy is not None or challenge is not None:
         checks += policy_checks(
-            policy or Policy(allowed_tee=frozenset({"sev-snp"}), debug_forbidden=None),
+            policy or Policy.authenticity_only("sev-snp"),
             claims,
             challenge,
             now,
@@ -267,15 +263,15 @@ def _cert_matches_report(report: SnpReport, cert: x509.Certificate, product: str
 
 
 def _signature(report: SnpReport, cert: x509.Certificate) -> Check:
-    key = x509chain.public_key(cert)
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
-        return Check("snp.signature", "failed", "the signing certificate has no P-384 key")
-    signature = encode_dss_signature(report.signature_r, report.signature_s)
-    try:
-        key.verify(signature, report.signed, ec.ECDSA(hashes.SHA384()))
-    except InvalidSignature:
-        return Check("snp.signature", "failed", "ECDSA P-384 signature does not verify")
-    return Check("snp.signature", "passed", f"signed by the {report.signing_key.upper()}")
+    return signatures.ecdsa_check(
+        "snp.signature",
+        x509chain.public_key(cert),
+        report.signed,
+        report.signature_r,
+        report.signature_s,
+        "secp384r1",
+        f"signed by the {report.signing_key.upper()}",
+    )
 
 
 def _product(cert: x509.Certificate, ask: x509.Certificate) -> str:

@@ -25,12 +25,9 @@ from importlib import resources
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from teeroute.attestation import der, x509chain
+from teeroute.attestation import der, signatures, x509chain
 from teeroute.attestation.errors import EvidenceInvalid
 from teeroute.attestation.policy import Challenge, Claims, Policy, policy_checks
 from teeroute.attestation.verdict import Check, Verdict
@@ -253,7 +250,7 @@ def verify(
     )
     if policy is not None or challenge is not None:
         checks += policy_checks(
-            policy or Policy(allowed_tee=frozenset({"tdx"}), debug_forbidden=None),
+            policy or Policy.authenticity_only("tdx"),
             claims,
             challenge,
             now,
@@ -284,16 +281,8 @@ def _raw_p256(xy: bytes) -> ec.EllipticCurvePublicKey | None:
 
 
 def _ecdsa(name: str, key: object, message: bytes, signature: bytes) -> Check:
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        return Check(name, "failed", "no usable P-256 key")
-    der_sig = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
-    try:
-        key.verify(der_sig, message, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        return Check(name, "failed", "ECDSA P-256 signature does not verify")
-    return Check(name, "passed", "")
+    r, s = signatures.halves(signature)
+    return signatures.ecdsa_check(name, key, message, r, s, "secp256r1", "")
 
 
 def _key_binding(quote: TdxQuote) -> Check:
