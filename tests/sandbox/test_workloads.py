@@ -13,6 +13,7 @@ import pytest
 from teeroute_sandbox import netns, nodepools
 from teeroute_sandbox.cluster import Sandbox
 from teeroute_sandbox.restclient import KubeRest
+from teeroute_sandbox.testing import runner_ready as ready
 from teeroute_sandbox.testing import wait_for
 
 from . import workloads as w
@@ -27,11 +28,6 @@ def pods(kube: KubeRest, ns: str, app: str) -> list[dict[str, Any]]:
         f"/api/v1/namespaces/{ns}/pods", labelSelector=f"app={app}"
     )["items"]
     return items
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def http_get(ip: str, path: str, port: int = 8080) -> Any:
@@ -62,8 +58,16 @@ def test_deployment_pods_land_only_on_the_matching_pool(
     )
     assert {POOL_OF_NODE[p["spec"]["nodeName"]] for p in running} == {pool}
     assert all(p["status"]["phase"] == "Running" for p in running)
-    replica_sets = kube.get(f"/apis/apps/v1/namespaces/{namespace}/replicasets")["items"]
-    assert [rs["status"].get("readyReplicas") for rs in replica_sets] == [3]
+    wait_for(
+        lambda: (
+            [
+                rs["status"].get("readyReplicas")
+                for rs in kube.get(f"/apis/apps/v1/namespaces/{namespace}/replicasets")["items"]
+            ]
+            == [3]
+        ),
+        what="the ReplicaSet to count 3 ready replicas",
+    )
 
     pod_ips = {p["status"]["podIP"] for p in running}
 
@@ -270,9 +274,12 @@ def test_config_error_is_reported_instead_of_starting(kube: KubeRest, namespace:
         pod = kube.get(f"/api/v1/namespaces/{namespace}/pods/misconfigured")
         statuses = pod["status"].get("containerStatuses") or [{}]
         waiting = statuses[0].get("state", {}).get("waiting", {})
-        return f"{waiting.get('reason')}: {waiting.get('message')}" if waiting else None
+        # The runner first reports ContainerCreating while it sets the pod up.
+        if waiting.get("reason") in (None, "ContainerCreating"):
+            return None
+        return f"{waiting.get('reason')}: {waiting.get('message')}"
 
-    reason = wait_for(waiting_reason, what="a waiting reason")
+    reason = wait_for(waiting_reason, what="a waiting reason other than ContainerCreating")
     assert reason.startswith("CreateContainerConfigError")
     assert "does-not-exist" in reason
 

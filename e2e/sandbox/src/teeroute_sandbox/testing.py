@@ -8,6 +8,7 @@
 - `kube` (session): a JSON client with admin rights; `kubectl` runs the built kubectl.
 - `namespace`: a fresh namespace per test, deleted afterwards.
 - `wait_for(fn, …)`: poll until `fn()` returns something truthy; fail naming what.
+- `runner_ready(pod)`: the runner's processes say the pod is ready (not just kwok).
 """
 
 from __future__ import annotations
@@ -54,6 +55,26 @@ def wait_for(
                 f"timed out after {timeout_s:.0f} s waiting for {what}; last result: {last!r}"
             )
         time.sleep(interval_s)
+
+
+def runner_ready(pod: dict[str, Any]) -> bool:
+    """Ready as reported by the runner's own processes.
+
+    kwok marks every pod on its nodes Ready the moment it assigns an IP, before the runner
+    has created the pod's network or started anything; only statuses carrying the runner's
+    `sandbox://` container IDs describe real processes.
+    """
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    conditions = status.get("conditions") or []
+    return (
+        bool(statuses)
+        and all(
+            str(s.get("containerID", "")).startswith("sandbox://") and s.get("ready")
+            for s in statuses
+        )
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    )
 
 
 @pytest.fixture(scope="session")
