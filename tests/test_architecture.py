@@ -17,6 +17,7 @@ PACKAGES = [
     "teeroute_operator",
     "teeroute_gateway",
     "teeroute_enclave",
+    "teeroute_engine_sim",
     "teeroute_sandbox",
 ]
 
