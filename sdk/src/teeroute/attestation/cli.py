@@ -119,17 +119,7 @@ def _collateral(directory: Path | None) -> tdx.Collateral | None:
         return None
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
-
-    def part(name: str) -> bytes | None:
-        path = directory / name
-        return _read(path) if path.exists() else None
-
-    return tdx.Collateral.from_files(
-        part("tcbinfo-response.json"),
-        part("qeidentity-response.json"),
-        part("root-crl.der"),
-        part("pck-crl.der"),
-    )
+    return tdx.Collateral.from_directory(directory)
 
 
 def _tdx(args: argparse.Namespace) -> int:

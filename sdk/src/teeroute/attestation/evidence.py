@@ -4,10 +4,17 @@
      "nonce": base64, "evidence": base64 (raw report or quote),
      "certificates": [PEM, ...]   (SNP: VCEK or VLEK, optionally ASK and ARK; simulated: chip),
      "enclave_keys": {"hpke": base64, "signing": base64},
-     "gpu_evidence": optional, "produced_at": RFC 3339}
+     "gpu_evidence": {"report": hex SPDM response, "certificates": [PEM, ...]} (optional),
+     "produced_at": RFC 3339}
 
 report_data must equal SHA-512(nonce ‖ hpke ‖ signing): the keys a client seals to and the
-key that signs receipts are the ones the TEE vouched for.
+key that signs receipts are the ones the TEE vouched for. GPU evidence answers the nonce
+derived from the same challenge (`nvidia.gpu_nonce`), so it cannot be relayed from another
+challenge; its checks join the CPU verdict's, prefixed `gpu.`.
+
+Every verdict carries a `chip_id` claim: the identity of the hardware that signed (SNP and
+simulated: the report's chip_id; TDX: SHA-256 of the PCK certificate's public key), and with
+GPU evidence a `gpu_id` (SHA-256 of the device leaf certificate's public key).
 """
 
 from __future__ import annotations
@@ -15,16 +22,16 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from teeroute.attestation import simulated, snp, tdx
+from teeroute.attestation import nvidia, simulated, snp, tdx, x509chain
 from teeroute.attestation.errors import CollateralUnavailable, EvidenceInvalid, UnsupportedEvidence
 from teeroute.attestation.policy import Challenge, Policy
-from teeroute.attestation.verdict import Verdict
+from teeroute.attestation.verdict import Check, Verdict
 from teeroute.attestation.x509chain import load_pem_chain
 
 
@@ -34,6 +41,12 @@ class EnclaveKeys(BaseModel):
     signing: str
 
 
+class GpuEvidence(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    report: str
+    certificates: list[str]
+
+
 class EvidenceDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     tee: Literal["sev-snp", "tdx", "simulated"]
@@ -41,7 +54,7 @@ class EvidenceDocument(BaseModel):
     evidence: str
     certificates: list[str]
     enclave_keys: EnclaveKeys
-    gpu_evidence: dict[str, Any] | None = None
+    gpu_evidence: GpuEvidence | None = None
     produced_at: dt.datetime
 
     @classmethod
@@ -76,6 +89,43 @@ def verify_document(
     policy: Policy | None = None,
     trust: Trust | None = None,
     issued_at: dt.datetime | None = None,
+    require_gpu: bool = False,
+) -> Verdict:
+    """Verify the CPU evidence, then the GPU evidence if present (required: `require_gpu`)."""
+    cpu = _verify_cpu(doc, now=now, policy=policy, trust=trust, issued_at=issued_at)
+    if doc.gpu_evidence is None:
+        if not require_gpu:
+            return cpu
+        missing = Check("gpu.evidence_present", "failed", "the pool requires GPU evidence")
+        return replace(cpu, checks=(*cpu.checks, missing))
+    gpu = nvidia.verify(
+        _hex(doc.gpu_evidence.report, "gpu_evidence.report"),
+        "".join(doc.gpu_evidence.certificates).encode(),
+        now=now,
+        nonce=nvidia.gpu_nonce(_b64(doc.nonce, "nonce")),
+    )
+    leaf = load_pem_chain("".join(doc.gpu_evidence.certificates).encode(), "nvidia.chain")[0]
+    return replace(
+        cpu,
+        checks=(*cpu.checks, *(replace(c, name=f"gpu.{c.name}") for c in gpu.checks)),
+        claims={**cpu.claims, "gpu": gpu.claims, "gpu_id": x509chain.key_id(leaf)},
+    )
+
+
+def _hex(value: str, field: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except ValueError as exc:
+        raise EvidenceInvalid("evidence.document", f"{field} is not hex") from exc
+
+
+def _verify_cpu(
+    doc: EvidenceDocument,
+    *,
+    now: dt.datetime,
+    policy: Policy | None,
+    trust: Trust | None,
+    issued_at: dt.datetime | None,
 ) -> Verdict:
     challenge = Challenge(
         nonce=_b64(doc.nonce, "nonce"),

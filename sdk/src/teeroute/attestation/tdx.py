@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -163,6 +164,14 @@ def _qe_report(raw: bytes) -> QeReport:
     )
 
 
+COLLATERAL_FILES = (
+    "tcbinfo-response.json",
+    "qeidentity-response.json",
+    "root-crl.der",
+    "pck-crl.der",
+)
+
+
 @dataclass(frozen=True)
 class Collateral:
     """Intel PCS collateral for the quote's platform; any part may be missing."""
@@ -190,6 +199,25 @@ class Collateral:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise EvidenceInvalid("tdx.collateral", f"unreadable collateral: {exc}") from exc
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> Collateral:
+        """From Intel PCS responses saved in `directory` (any may be missing):
+        tcbinfo-response.json, qeidentity-response.json, root-crl.der, pck-crl.der."""
+
+        def part(name: str) -> bytes | None:
+            path = directory / name
+            try:
+                return path.read_bytes() if path.exists() else None
+            except OSError as exc:
+                raise EvidenceInvalid("tdx.collateral", f"cannot read {path}: {exc}") from exc
+
+        return cls.from_files(
+            part(COLLATERAL_FILES[0]),
+            part(COLLATERAL_FILES[1]),
+            part(COLLATERAL_FILES[2]),
+            part(COLLATERAL_FILES[3]),
+        )
 
 
 @cache
@@ -268,6 +296,8 @@ def verify(
             "debug": quote.debug,
             "fmspc": info["fmspc"].hex(),
             "pck": pck.subject.rfc4514_string(),
+            # The platform's identity: its PCK key (one per platform and TCB level).
+            "chip_id": x509chain.key_id(pck),
             "trailing_bytes": quote.trailing,
         },
     )

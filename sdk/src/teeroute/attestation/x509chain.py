@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import warnings
 from typing import Any
 
@@ -81,6 +82,19 @@ def public_key(cert: x509.Certificate) -> Any:
         return cert.public_key()
     except (ValueError, TypeError):
         return None
+
+
+def key_id(cert: x509.Certificate) -> str:
+    """SHA-256 of the certificate's SubjectPublicKeyInfo, hex: an identity for the hardware
+    key it certifies ("" when the key is unusable)."""
+    key = public_key(cert)
+    if key is None:
+        return ""
+    return hashlib.sha256(
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).hexdigest()
 
 
 def same_key(a: x509.Certificate, b: x509.Certificate) -> bool:

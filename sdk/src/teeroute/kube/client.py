@@ -75,6 +75,15 @@ class Kube:
             headers={"Content-Type": "application/apply-patch+yaml"},
         )
 
+    async def merge_patch(self, path: str, patch: Obj) -> Obj:
+        """JSON merge patch (RFC 7386): null removes a key, e.g. an annotation."""
+        return await self._send(
+            "PATCH",
+            path,
+            content=json.dumps(patch),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
     async def patch_status(self, path: str, status: Obj) -> Obj:
         return await self._send(
             "PATCH",

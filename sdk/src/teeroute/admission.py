@@ -1,0 +1,163 @@
+"""The contract between the attestation sweeper (which admits endpoints) and everything that
+routes to them (the gateway, any Kubernetes-native proxy).
+
+The operator writes one EndpointSlice per pool, named `<pool>-attested`, labelled with the
+pool's Service, listing only endpoints whose evidence verified and has not expired. Each
+endpoint's expiry is also on the slice (annotation `teeroute.dev/attestation-expiry`, a JSON
+map address -> RFC 3339), so a reader fails closed on its own when the operator stops
+refreshing: `admitted()` drops what has expired, whatever the slice lists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+PREFIX = "teeroute.dev/"
+MANAGED_BY = "teeroute-operator"
+SLICE_SUFFIX = "-attested"
+SERVICE_LABEL = "kubernetes.io/service-name"
+SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+POOL_LABEL = f"{PREFIX}pool"
+EXPIRY = f"{PREFIX}attestation-expiry"
+
+# Pod annotations: the verdict of the last challenge, written by the sweeper.
+ATTESTED_AT = f"{PREFIX}attested-at"
+EXPIRES_AT = f"{PREFIX}attestation-expires-at"
+TEE = f"{PREFIX}attested-tee"
+MEASUREMENT = f"{PREFIX}measurement"
+CHIP_ID = f"{PREFIX}chip-id"
+HPKE_KEY = f"{PREFIX}hpke-key-sha256"
+SIGNING_KEY = f"{PREFIX}signing-key-sha256"
+FAILURE = f"{PREFIX}attestation-failure"
+CHIP_CHANGED = f"{PREFIX}chip-changed"
+READMIT = f"{PREFIX}readmit-chip"
+"""Set by an administrator to the new chip id to re-admit an endpoint whose chip changed."""
+
+VERDICT_ANNOTATIONS = (
+    ATTESTED_AT,
+    EXPIRES_AT,
+    TEE,
+    MEASUREMENT,
+    CHIP_ID,
+    HPKE_KEY,
+    SIGNING_KEY,
+    FAILURE,
+    CHIP_CHANGED,
+)
+
+
+def slice_name(pool: str) -> str:
+    return f"{pool}{SLICE_SUFFIX}"
+
+
+def rfc3339(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> dt.datetime | None:
+    """An RFC 3339 time, or None when unreadable (which admits nothing)."""
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+    return when if when.tzinfo else None
+
+
+@dataclass(frozen=True)
+class AdmittedEndpoint:
+    address: str
+    port: int
+    expires_at: dt.datetime
+    pod: str = ""
+    node: str = ""
+
+
+def admitted(slice_: dict[str, Any], now: dt.datetime) -> list[AdmittedEndpoint]:
+    """The endpoints of an attested slice that may receive traffic at `now`: listed, ready,
+    with an expiry on the slice that is still in the future. Anything malformed is dropped."""
+    expiry = _expiry_map(slice_)
+    ports = [p.get("port") for p in slice_.get("ports") or [] if isinstance(p.get("port"), int)]
+    if not ports:
+        return []
+    found = []
+    for endpoint in slice_.get("endpoints") or []:
+        if (endpoint.get("conditions") or {}).get("ready") is False:
+            continue
+        for address in endpoint.get("addresses") or []:
+            expires = parse_time(expiry.get(address, ""))
+            if expires is None or expires <= now:
+                continue
+            found.append(
+                AdmittedEndpoint(
+                    address=address,
+                    port=ports[0],
+                    expires_at=expires,
+                    pod=((endpoint.get("targetRef") or {}).get("name")) or "",
+                    node=endpoint.get("nodeName") or "",
+                )
+            )
+    return found
+
+
+def _expiry_map(slice_: dict[str, Any]) -> dict[str, str]:
+    raw = ((slice_.get("metadata") or {}).get("annotations") or {}).get(EXPIRY, "")
+    try:
+        value = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}
+
+
+def build_slice(
+    *,
+    namespace: str,
+    pool: str,
+    port: int,
+    endpoints: list[AdmittedEndpoint],
+    owner: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The EndpointSlice listing `endpoints` for the pool's Service (sorted: stable output,
+    so an unchanged set is an unchanged object)."""
+    ordered = sorted(endpoints, key=lambda e: e.address)
+    metadata: dict[str, Any] = {
+        "name": slice_name(pool),
+        "namespace": namespace,
+        "labels": {
+            SERVICE_LABEL: pool,
+            SLICE_MANAGED_BY_LABEL: MANAGED_BY,
+            POOL_LABEL: pool,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+        },
+        "annotations": {
+            EXPIRY: json.dumps(
+                {e.address: rfc3339(e.expires_at) for e in ordered}, separators=(",", ":")
+            )
+        },
+    }
+    if owner:
+        metadata["ownerReferences"] = [owner]
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": metadata,
+        "addressType": "IPv4",
+        "ports": [{"name": "agent", "port": port, "protocol": "TCP"}],
+        "endpoints": [_endpoint(e, namespace) for e in ordered],
+    }
+
+
+def _endpoint(e: AdmittedEndpoint, namespace: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "addresses": [e.address],
+        "conditions": {"ready": True, "serving": True, "terminating": False},
+    }
+    if e.pod:
+        out["targetRef"] = {"kind": "Pod", "name": e.pod, "namespace": namespace}
+    if e.node:
+        out["nodeName"] = e.node
+    return out

@@ -1,0 +1,96 @@
+"""The admission contract: the attested EndpointSlice the operator writes and every router
+reads; readers fail closed on expiry, whatever the slice lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from teeroute import admission
+from teeroute.admission import AdmittedEndpoint, admitted, build_slice
+
+NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+
+
+def endpoint(address: str, seconds_left: int, pod: str = "") -> AdmittedEndpoint:
+    return AdmittedEndpoint(
+        address, 8443, NOW + dt.timedelta(seconds=seconds_left), pod=pod or address, node="n1"
+    )
+
+
+def test_round_trip_keeps_addresses_expiry_and_targets() -> None:
+    written = [endpoint("10.0.0.2", 60, "b"), endpoint("10.0.0.1", 30, "a")]
+    slice_ = build_slice(namespace="miners", pool="llama", port=8443, endpoints=written)
+    assert slice_["metadata"]["name"] == "llama-attested"
+    assert slice_["metadata"]["labels"][admission.SERVICE_LABEL] == "llama"
+    assert slice_["metadata"]["labels"][admission.SLICE_MANAGED_BY_LABEL] == "teeroute-operator"
+    assert [e["addresses"] for e in slice_["endpoints"]] == [["10.0.0.1"], ["10.0.0.2"]]
+    assert slice_["endpoints"][0]["targetRef"] == {
+        "kind": "Pod",
+        "name": "a",
+        "namespace": "miners",
+    }
+    assert sorted(admitted(slice_, NOW), key=lambda e: e.address) == sorted(
+        written, key=lambda e: e.address
+    )
+
+
+def test_expired_endpoints_are_dropped_by_the_reader() -> None:
+    slice_ = build_slice(
+        namespace="m",
+        pool="p",
+        port=8443,
+        endpoints=[endpoint("10.0.0.1", 30), endpoint("10.0.0.2", 90)],
+    )
+    assert [e.address for e in admitted(slice_, NOW + dt.timedelta(seconds=31))] == ["10.0.0.2"]
+    assert admitted(slice_, NOW + dt.timedelta(seconds=90)) == []  # expiry is exclusive
+
+
+def mangle(slice_: dict[str, Any], how: str) -> dict[str, Any]:
+    out = json.loads(json.dumps(slice_))
+    if how == "no-expiry-annotation":
+        del out["metadata"]["annotations"]
+    elif how == "expiry-not-json":
+        out["metadata"]["annotations"][admission.EXPIRY] = "{"
+    elif how == "expiry-a-list":
+        out["metadata"]["annotations"][admission.EXPIRY] = "[]"
+    elif how == "expiry-without-zone":
+        out["metadata"]["annotations"][admission.EXPIRY] = '{"10.0.0.1": "2099-01-01T00:00:00"}'
+    elif how == "expiry-garbage":
+        out["metadata"]["annotations"][admission.EXPIRY] = '{"10.0.0.1": "soon"}'
+    elif how == "address-not-in-expiry":
+        out["endpoints"][0]["addresses"] = ["10.9.9.9"]
+    elif how == "not-ready":
+        out["endpoints"][0]["conditions"]["ready"] = False
+    elif how == "no-ports":
+        out["ports"] = []
+    return out
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "no-expiry-annotation",
+        "expiry-not-json",
+        "expiry-a-list",
+        "expiry-without-zone",
+        "expiry-garbage",
+        "address-not-in-expiry",
+        "not-ready",
+        "no-ports",
+    ],
+)
+def test_anything_malformed_admits_nothing(how: str) -> None:
+    slice_ = build_slice(namespace="m", pool="p", port=8443, endpoints=[endpoint("10.0.0.1", 60)])
+    assert admitted(slice_, NOW)
+    assert admitted(mangle(slice_, how), NOW) == []
+
+
+def test_output_is_stable_for_an_unchanged_set() -> None:
+    a = [endpoint("10.0.0.1", 60), endpoint("10.0.0.2", 60)]
+    one = build_slice(namespace="m", pool="p", port=8443, endpoints=a)
+    two = build_slice(namespace="m", pool="p", port=8443, endpoints=list(reversed(a)))
+    assert one == two
