@@ -20,6 +20,10 @@ POOL_LABEL = "teeroute.dev/pool"
 AGENT_PORT = 8443
 ENGINE_PORT = 8000
 RUN_AS = 65532
+SIMULATED_TEE_SECRET = "teeroute-simulated-tee"  # noqa: S105 - a Secret's name
+"""Simulated TEE only: the Secret in the pool's namespace with each node's chip key and
+certificate (`<node>.key`, `<node>.crt`), as a real TEE has them fused in."""
+SIMULATED_TEE_DIR = "/etc/teeroute/simulated-tee"
 
 _RESTRICTED = {
     "allowPrivilegeEscalation": False,
@@ -151,6 +155,13 @@ def _pod_spec(pool: MinerPool, gpus: int) -> Obj:
         "containers": [_agent(pool, images), _engine(pool, images, gpus)],
         "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "model-cache", "emptyDir": {}}],
     }
+    if pool.spec.tee.type == "simulated":
+        spec["volumes"].append(
+            {
+                "name": "simulated-tee",
+                "secret": {"secretName": SIMULATED_TEE_SECRET, "defaultMode": 0o440},
+            }
+        )
     if where.affinity:
         spec["affinity"] = where.affinity
     if where.runtime_class_name:
@@ -177,6 +188,7 @@ def _agent(pool: MinerPool, images: Images) -> Obj:
             {"name": "TEEROUTE_TEE", "value": pool.spec.tee.type},
             {"name": "TEEROUTE_AGENT_PORT", "value": str(AGENT_PORT)},
             {"name": "TEEROUTE_ENGINE_URL", "value": f"http://127.0.0.1:{ENGINE_PORT}"},
+            {"name": "TEEROUTE_SIMULATED_DIR", "value": SIMULATED_TEE_DIR},
         ],
         # The pod is ready when the agent is, and the agent when the engine answers it.
         "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
@@ -186,8 +198,15 @@ def _agent(pool: MinerPool, images: Images) -> Obj:
             "limits": {"memory": "256Mi"},
         },
         "securityContext": dict(_RESTRICTED),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a path in the pod
+        "volumeMounts": _agent_mounts(pool),
     }
+
+
+def _agent_mounts(pool: MinerPool) -> list[Obj]:
+    mounts: list[Obj] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - a path in the pod
+    if pool.spec.tee.type == "simulated":
+        mounts.append({"name": "simulated-tee", "mountPath": SIMULATED_TEE_DIR, "readOnly": True})
+    return mounts
 
 
 def _engine(pool: MinerPool, images: Images, gpus: int) -> Obj:

@@ -2,6 +2,7 @@
 reconcile.py, which reads the cluster, decides with pure functions and applies.
 
     MinerPool created/updated/resumed, or its timer      -> reconcile_pool
+    MinerPool exists (a daemon per pool)                 -> sweeper.run: attestation sweeps
     a Deployment/Service/PDB/Pod the operator manages   -> reconcile_pool of its pool (drift)
     any MinerPool event (spec or status)                 -> reconcile_route for its namespace
     Route created/updated/resumed, or its timer          -> reconcile_route
@@ -17,7 +18,10 @@ import kopf
 
 from teeroute.kube import Kube, load_config
 from teeroute_operator import builders, reconcile
+from teeroute_operator.metrics import Metrics
 from teeroute_operator.settings import OperatorSettings
+from teeroute_operator.sweeper import Sweeper
+from teeroute_operator.trust import TrustStore
 
 GROUP, VERSION = "teeroute.dev", "v1alpha1"
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
@@ -29,6 +33,7 @@ CHILD_RESOURCES = (
 )
 Obj = dict[str, Any]
 KubeRef = Callable[[], Kube]
+SweeperRef = Callable[[], Sweeper]
 
 
 def emit(obj: Obj, type_: str, reason: str, message: str) -> None:
@@ -37,23 +42,38 @@ def emit(obj: Obj, type_: str, reason: str, message: str) -> None:
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    kube = _register_lifecycle(registry, settings)
+    kube, sweeper = _register_lifecycle(registry, settings)
     _register_pools(registry, settings, kube)
+    _register_sweeps(registry, settings, sweeper)
     _register_routes(registry, settings, kube)
     return registry
 
 
-def _register_lifecycle(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> KubeRef:
-    state: dict[str, Kube] = {}
+def _register_lifecycle(
+    registry: kopf.OperatorRegistry, settings: OperatorSettings
+) -> tuple[KubeRef, SweeperRef]:
+    state: dict[str, Any] = {}
     operator = settings
+    metrics = Metrics()
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         _configure_kopf(settings)
         state["kube"] = Kube(load_config(operator.kubeconfig), field_manager=operator.field_manager)
+        state["sweeper"] = Sweeper(
+            state["kube"],
+            TrustStore(operator.trust_dir, operator.allow_simulated_tee),
+            metrics,
+            emit,
+            concurrency=operator.attestation_concurrency,
+            timeout_s=operator.attestation_timeout_seconds,
+        )
+        if operator.metrics_port:
+            metrics.serve(operator.metrics_port)
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:
+        await state.pop("sweeper").aclose()
         await state.pop("kube").aclose()
 
     @kopf.on.login(registry=registry)
@@ -68,7 +88,18 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, settings: OperatorSetti
             default_namespace=cfg.namespace,
         )
 
-    return lambda: state["kube"]
+    return (lambda: state["kube"]), (lambda: state["sweeper"])
+
+
+def _register_sweeps(
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, sweeper: SweeperRef
+) -> None:
+    # A daemon per pool: kopf starts it when the pool appears (or the operator starts) and
+    # stops it when the pool is deleted; the sweeper keeps its own interval from the spec.
+    @kopf.daemon(GROUP, VERSION, "minerpools", registry=registry, cancellation_timeout=5.0)
+    async def sweep_pool(*, namespace: str | None, name: str, stopped: Any, **_: Any) -> None:
+        if namespace:
+            await sweeper().run(namespace, name, stopped, settings.attestation_jitter)
 
 
 def _register_pools(

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from teeroute.api.minerpool import MinerPool
 from teeroute.api.route import Route
 from teeroute.kube import Kube, paths
-from teeroute_operator import builders
+from teeroute_operator import builders, endpointslice
 from teeroute_operator.conditions import is_true
 from teeroute_operator.routes import route_status
 from teeroute_operator.status import Observed, pool_status
@@ -61,6 +61,8 @@ async def reconcile_pool(kube: Kube, namespace: str, name: str, emit: EventSink)
             ),
             now=_now(),
         )
+        if pool.spec.endpoints is None:
+            await endpointslice.publish(kube, pool, seen.pods, seen.now)
         await _publish(kube, path, body, pool_status(pool, seen, body.get("status") or {}), emit)
 
 

@@ -36,6 +36,26 @@ class OperatorSettings(BaseSettings):
     liveness_port: int = Field(default=8080, ge=0, le=65535)
     """Port of the /healthz liveness endpoint; 0 disables it."""
 
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    """Port of the Prometheus /metrics endpoint; 0 disables it."""
+
+    trust_dir: Path | None = None
+    """Directory with extra trust (simulated-root.pem, tdx/ collateral), mounted from the
+    chart's ConfigMap; unset: only the built-in vendor roots."""
+
+    allow_simulated_tee: bool = False
+    """Admit simulated-TEE evidence (signed by trust_dir/simulated-root.pem). Off by default:
+    a simulated TEE protects nothing, so only test and development clusters turn it on."""
+
+    attestation_concurrency: int = Field(default=32, ge=1, le=1024)
+    """At most this many challenges in flight across all pools."""
+
+    attestation_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """How long a challenge may take before the endpoint counts as unreachable."""
+
+    attestation_jitter: float = Field(default=0.1, ge=0, le=0.5)
+    """Each pool's sweep interval varies by up to this fraction, so sweeps spread out."""
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

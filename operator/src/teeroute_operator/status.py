@@ -12,12 +12,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from teeroute import admission
 from teeroute.api.minerpool import MinerPool
 from teeroute_operator.conditions import set_condition
+from teeroute_operator.lease import Record
 
 Obj = dict[str, Any]
-EXPIRES_AT = "teeroute.dev/attestation-expires-at"
-FAILURE_ANNOTATION = "teeroute.dev/attestation-failure"
+FAILURE_ANNOTATION = admission.FAILURE
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,10 @@ class Observed:
 
 
 def attested(pod: Obj, now: dt.datetime) -> bool:
-    expires = ((pod.get("metadata") or {}).get("annotations") or {}).get(EXPIRES_AT)
-    if not expires:
-        return False
-    try:
-        return dt.datetime.fromisoformat(expires.replace("Z", "+00:00")) > now
-    except ValueError:
-        return False  # an unreadable verdict admits nothing
+    """The sweeper's lease on the pod is unexpired (an unreadable one admits nothing)."""
+    return Record.from_annotations((pod.get("metadata") or {}).get("annotations") or {}).admitted(
+        now
+    )
 
 
 def pool_status(pool: MinerPool, seen: Observed, previous: Obj) -> Obj:

@@ -1,0 +1,138 @@
+"""One challenge: send a fresh nonce to an endpoint's agent, verify what comes back.
+
+The answer is an `Outcome` for the lease (lease.py): Verified, Rejected (evidence came but
+failed, naming the checks) or Unreachable (no evidence). Verification runs in a worker thread,
+off the event loop and far from any request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from teeroute.attestation.errors import AttestationError
+from teeroute.attestation.evidence import EvidenceDocument, Trust, verify_document
+from teeroute.attestation.policy import Policy
+from teeroute.attestation.verdict import Verdict
+from teeroute_operator.lease import Outcome, Rejected, Unreachable, Verified
+from teeroute_operator.metrics import Metrics
+from teeroute_operator.nonces import NonceBook, NonceRejected
+
+EVIDENCE_PATH = "/v1/attestation"
+MAX_DOCUMENT_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    """Stable identity of the endpoint the nonce is issued to (pod uid or pool/endpoint)."""
+    url: str
+    """The agent's base URL, e.g. http://10.244.0.5:8443."""
+
+
+@dataclass(frozen=True)
+class Judge:
+    policy: Policy
+    trust: Trust
+    require_gpu: bool
+
+
+async def challenge(
+    client: httpx.AsyncClient,
+    target: Target,
+    judge: Judge,
+    book: NonceBook,
+    metrics: Metrics,
+    clock: Callable[[], dt.datetime],
+) -> Outcome:
+    nonce = book.issue(target.key, clock())
+    try:
+        response = await client.post(
+            target.url + EVIDENCE_PATH, json={"nonce": base64.b64encode(nonce).decode()}
+        )
+        body = response.content
+    except httpx.HTTPError as exc:
+        return Unreachable(_transport_reason(exc))
+    if response.status_code >= 500 or response.status_code == 429:
+        return Unreachable(f"agent answered HTTP {response.status_code}")
+    if response.status_code != 200:
+        return Rejected(f"agent answered HTTP {response.status_code} to a valid challenge")
+    if len(body) > MAX_DOCUMENT_BYTES:
+        return Rejected(f"evidence document larger than {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        doc = EvidenceDocument.parse(response.json())
+        issued_at = book.redeem(_nonce_of(doc), target.key, clock())
+    except (ValueError, AttestationError) as exc:  # JSONDecodeError is a ValueError
+        return Rejected(_describe(exc))
+    except NonceRejected as exc:
+        return Rejected(f"nonce: {exc}")
+    return await asyncio.to_thread(_judge, doc, judge, issued_at, metrics, clock)
+
+
+def _judge(
+    doc: EvidenceDocument,
+    judge: Judge,
+    issued_at: dt.datetime,
+    metrics: Metrics,
+    clock: Callable[[], dt.datetime],
+) -> Outcome:
+    started = time.perf_counter()
+    try:
+        verdict = verify_document(
+            doc,
+            now=clock(),
+            policy=judge.policy,
+            trust=judge.trust,
+            issued_at=issued_at,
+            require_gpu=judge.require_gpu,
+        )
+    except AttestationError as exc:
+        return Rejected(_describe(exc))
+    finally:
+        metrics.verify_seconds.labels(doc.tee).observe(time.perf_counter() - started)
+    if not verdict.ok:
+        for check in verdict.failed:
+            metrics.failed_checks.labels(doc.tee, check.name).inc()
+        return Rejected(failed_checks(verdict))
+    return Verified(
+        issued_at=issued_at,
+        tee=doc.tee,
+        measurement=str(verdict.claims.get("measurement") or verdict.claims.get("mrtd") or ""),
+        chip_id=str(verdict.claims.get("chip_id", "")),
+        hpke_key=_fingerprint(doc.enclave_keys.hpke),
+        signing_key=_fingerprint(doc.enclave_keys.signing),
+    )
+
+
+def failed_checks(verdict: Verdict) -> str:
+    return "; ".join(
+        f"{c.name} failed ({c.detail})" if c.detail else c.name for c in verdict.failed
+    )
+
+
+def _nonce_of(doc: EvidenceDocument) -> bytes:
+    return base64.b64decode(doc.nonce, validate=True)
+
+
+def _fingerprint(b64_key: str) -> str:
+    return hashlib.sha256(base64.b64decode(b64_key)).hexdigest()
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _transport_reason(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection failed"
+    return type(exc).__name__

@@ -1,0 +1,176 @@
+"""What one endpoint's attestation record becomes after a challenge (pure).
+
+The record is the verdict of the last challenge, kept on the pod as annotations. Admission
+is a lease that runs until `expires_at` (the challenge's issue time + the policy's maximum
+evidence age):
+
+- evidence that verifies renews the lease;
+- evidence that fails verification ends it at once (and says which checks failed);
+- an endpoint that could not be reached keeps its lease until it runs out: a dropped
+  packet must not take a healthy miner out, but nothing unverified is ever extended;
+- evidence from a different chip than the one first admitted (relay, or the pod's
+  evidence coming from another machine) ends the lease and pins the old chip until an
+  administrator re-admits the new one by annotating the pod with its id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+
+from teeroute import admission
+from teeroute.admission import parse_time, rfc3339
+
+Annotations = dict[str, str | None]
+"""A merge patch of annotations: None removes one."""
+
+
+@dataclass(frozen=True)
+class Record:
+    attested_at: dt.datetime | None = None
+    expires_at: dt.datetime | None = None
+    tee: str = ""
+    measurement: str = ""
+    chip_id: str = ""
+    hpke_key: str = ""
+    signing_key: str = ""
+    failure: str = ""
+    chip_changed: str = ""
+
+    def admitted(self, now: dt.datetime) -> bool:
+        return self.expires_at is not None and self.expires_at > now and not self.chip_changed
+
+    @classmethod
+    def from_annotations(cls, annotations: dict[str, str]) -> Record:
+        get = annotations.get
+        return cls(
+            attested_at=parse_time(get(admission.ATTESTED_AT, "")),
+            expires_at=parse_time(get(admission.EXPIRES_AT, "")),
+            tee=get(admission.TEE, ""),
+            measurement=get(admission.MEASUREMENT, ""),
+            chip_id=get(admission.CHIP_ID, ""),
+            hpke_key=get(admission.HPKE_KEY, ""),
+            signing_key=get(admission.SIGNING_KEY, ""),
+            failure=get(admission.FAILURE, ""),
+            chip_changed=get(admission.CHIP_CHANGED, ""),
+        )
+
+    def to_annotations(self) -> Annotations:
+        values = {
+            admission.ATTESTED_AT: rfc3339(self.attested_at) if self.attested_at else "",
+            admission.EXPIRES_AT: rfc3339(self.expires_at) if self.expires_at else "",
+            admission.TEE: self.tee,
+            admission.MEASUREMENT: self.measurement,
+            admission.CHIP_ID: self.chip_id,
+            admission.HPKE_KEY: self.hpke_key,
+            admission.SIGNING_KEY: self.signing_key,
+            admission.FAILURE: self.failure,
+            admission.CHIP_CHANGED: self.chip_changed,
+        }
+        return {k: (v or None) for k, v in values.items()}
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Evidence that passed every performed check."""
+
+    issued_at: dt.datetime
+    tee: str
+    measurement: str
+    chip_id: str
+    hpke_key: str
+    signing_key: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Evidence that was answered but did not verify (named checks, or unreadable)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """No evidence: connection refused, timeout, a 5xx from the agent."""
+
+    reason: str
+
+
+Outcome = Verified | Rejected | Unreachable
+
+
+@dataclass(frozen=True)
+class Transition:
+    record: Record
+    event: tuple[str, str, str] | None
+    """(type, reason, message) worth an Event, if the endpoint's standing changed."""
+
+
+def next_record(
+    previous: Record,
+    outcome: Outcome,
+    *,
+    now: dt.datetime,
+    max_age: dt.timedelta,
+    readmit_chip: str = "",
+) -> Transition:
+    if isinstance(outcome, Unreachable):
+        failure = f"unreachable: {outcome.reason}"
+        if previous.expires_at is not None and previous.expires_at <= now:
+            message = f"evidence expired without a refresh ({failure})"
+            record = replace(previous, expires_at=None, failure=message)
+            return Transition(record, _warn("AttestationExpired", message))
+        return Transition(replace(previous, failure=failure), None)
+    if isinstance(outcome, Rejected):
+        failure = f"rejected: {outcome.reason}"
+        record = replace(previous, expires_at=None, failure=failure)
+        repeated = previous.failure == failure and previous.expires_at is None
+        return Transition(record, None if repeated else _warn("AttestationFailed", outcome.reason))
+    return _verified(previous, outcome, now=now, max_age=max_age, readmit_chip=readmit_chip)
+
+
+def _verified(
+    previous: Record,
+    outcome: Verified,
+    *,
+    now: dt.datetime,
+    max_age: dt.timedelta,
+    readmit_chip: str,
+) -> Transition:
+    pinned = previous.chip_id
+    if pinned and outcome.chip_id != pinned and readmit_chip != outcome.chip_id:
+        changed = f"{_short(pinned)} -> {_short(outcome.chip_id)}"
+        message = (
+            f"chip identity changed ({changed}); annotate the pod "
+            f"{admission.READMIT}={outcome.chip_id} to re-admit it"
+        )
+        record = replace(previous, expires_at=None, chip_changed=changed, failure=message)
+        event = None if previous.chip_changed == changed else _warn("ChipChanged", message)
+        return Transition(record, event)
+    record = Record(
+        attested_at=now,
+        expires_at=outcome.issued_at + max_age,
+        tee=outcome.tee,
+        measurement=outcome.measurement,
+        chip_id=outcome.chip_id,
+        hpke_key=outcome.hpke_key,
+        signing_key=outcome.signing_key,
+    )
+    if previous.admitted(now):
+        return Transition(record, None)
+    return Transition(
+        record,
+        (
+            "Normal",
+            "Attested",
+            f"{outcome.tee} evidence verified, measurement {_short(outcome.measurement)}",
+        ),
+    )
+
+
+def _warn(reason: str, message: str) -> tuple[str, str, str]:
+    return ("Warning", reason, message)
+
+
+def _short(hex_id: str) -> str:
+    return hex_id[:16] + "…" if len(hex_id) > 16 else hex_id

@@ -1,0 +1,183 @@
+"""The attestation sweeper: per pool, on the policy's interval (with jitter), challenge every
+ready endpoint with a fresh nonce, record the verdicts on the pods, and publish the pool's
+EndpointSlice with the attested, unexpired endpoints only.
+
+Concurrency is bounded across all pools (one semaphore). A sweep never waits on the
+request path: the gateway reads the published slice and its expiries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from teeroute import admission
+from teeroute.api.minerpool import MinerPool
+from teeroute.kube import ApiError, Kube, paths
+from teeroute_operator import admit, builders, endpointslice
+from teeroute_operator.challenge import Judge, Target, challenge
+from teeroute_operator.lease import Outcome, Rejected, Transition, Unreachable, next_record
+from teeroute_operator.metrics import Metrics
+from teeroute_operator.nonces import NonceBook
+from teeroute_operator.trust import TrustStore
+
+Obj = dict[str, Any]
+EventSink = Callable[[Obj, str, str, str], None]
+POOLS = "teeroute.dev/v1alpha1"
+RETRY = dt.timedelta(seconds=10)
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    challenged: int
+    admitted: int
+    interval: dt.timedelta
+
+
+class Sweeper:
+    def __init__(
+        self,
+        kube: Kube,
+        trust: TrustStore,
+        metrics: Metrics,
+        emit: EventSink,
+        *,
+        concurrency: int = 32,
+        timeout_s: float = 5.0,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self.kube = kube
+        self.trust = trust
+        self.metrics = metrics
+        self.emit = emit
+        self.clock = clock
+        self.book = NonceBook(ttl=dt.timedelta(seconds=timeout_s * 2))
+        self._slots = asyncio.Semaphore(concurrency)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=0),
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def run(self, namespace: str, name: str, stopped: Any, jitter: float) -> None:
+        """Sweep the pool until `stopped` (a kopf daemon flag) is set."""
+        while not stopped:
+            started = time.monotonic()
+            try:
+                result = await self.sweep(namespace, name)
+            except ApiError as exc:  # the apiserver hiccuped: leases carry us to the next try
+                log.warning("sweep of %s/%s failed: %s", namespace, name, exc)
+                result = SweepResult(0, 0, RETRY)
+            if result is None:
+                break  # the pool is gone
+            wait = result.interval.total_seconds() * (1 + random.uniform(-jitter, jitter))  # noqa: S311
+            await stopped.wait(max(0.0, wait - (time.monotonic() - started)))
+        self.metrics.forget_pool(namespace, name)
+
+    async def sweep(self, namespace: str, name: str) -> SweepResult | None:
+        body = await self.kube.get_or_none(
+            f"{paths.collection(POOLS, 'MinerPool', namespace)}/{name}"
+        )
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            pool = MinerPool.model_validate(body)
+        except ValidationError:
+            return SweepResult(0, 0, RETRY)  # its reconcile reports the invalid spec
+        if pool.spec.endpoints is not None:
+            return SweepResult(0, 0, admit.interval(pool))  # external pools: not yet swept
+        started = time.perf_counter()
+        pods = await self.kube.list(
+            paths.collection("v1", "Pod", namespace),
+            labelSelector=f"{builders.POOL_LABEL}={name}",
+        )
+        judge = Judge(
+            policy=admit.pool_policy(pool, self.trust.allow_simulated),
+            trust=self.trust.current(),
+            require_gpu=pool.spec.tee.gpu.required,
+        )
+        targets = [p for p in pods if admit.challengeable(p)]
+        outcomes = await asyncio.gather(*(self._challenge(p, judge) for p in targets))
+        updated = {p["metadata"]["uid"]: p for p in pods}
+        for pod, outcome in zip(targets, outcomes, strict=True):
+            updated[pod["metadata"]["uid"]] = await self._record(body, pool, pod, outcome)
+        admitted = await self.publish(body, pool, list(updated.values()))
+        self.metrics.sweep_seconds.labels(namespace, name).observe(time.perf_counter() - started)
+        return SweepResult(len(targets), admitted, admit.interval(pool))
+
+    async def publish(self, body: Obj, pool: MinerPool, pods: list[Obj]) -> int:
+        """Write the pool's EndpointSlice from the pods' records, as of now."""
+        count = await endpointslice.publish(self.kube, pool, pods, self.clock())
+        self.metrics.attested.labels(pool.metadata.namespace, pool.metadata.name).set(count)
+        return count
+
+    async def _challenge(self, pod: Obj, judge: Judge) -> Outcome:
+        target = Target(
+            key=pod["metadata"]["uid"],
+            url=f"http://{pod['status']['podIP']}:{builders.AGENT_PORT}",
+        )
+        async with self._slots:
+            started = time.perf_counter()
+            outcome = await challenge(
+                self._http, target, judge, self.book, self.metrics, self.clock
+            )
+            self.metrics.challenge_seconds.observe(time.perf_counter() - started)
+        return outcome
+
+    async def _record(self, body: Obj, pool: MinerPool, pod: Obj, outcome: Outcome) -> Obj:
+        meta = pod["metadata"]
+        annotations = meta.get("annotations") or {}
+        transition = next_record(
+            admit.record_of(pod),
+            outcome,
+            now=self.clock(),
+            max_age=admit.max_age(pool),
+            readmit_chip=annotations.get(admission.READMIT, ""),
+        )
+        self._count(pool, outcome, transition)
+        if transition.event:
+            type_, reason, message = transition.event
+            self.emit(body, type_, reason, f"pod {meta['name']}: {message}")
+        patch = transition.record.to_annotations()
+        if all(annotations.get(k) == v for k, v in patch.items()):
+            return pod
+        try:
+            return await self.kube.merge_patch(
+                f"{paths.collection('v1', 'Pod', meta['namespace'])}/{meta['name']}",
+                {"metadata": {"annotations": patch}},
+            )
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            # The pod went away meanwhile: leave it out of this sweep's slice.
+            return {**pod, "metadata": {**meta, "deletionTimestamp": "gone"}}
+
+    def _count(self, pool: MinerPool, outcome: Outcome, transition: Transition) -> None:
+        kind = (
+            "unreachable"
+            if isinstance(outcome, Unreachable)
+            else "rejected"
+            if isinstance(outcome, Rejected)
+            else "verified"
+        )
+        labels = (pool.metadata.namespace, pool.metadata.name)
+        self.metrics.challenges.labels(*labels, kind).inc()
+        if transition.event and transition.event[1] == "ChipChanged":
+            self.metrics.chip_changes.labels(*labels).inc()
