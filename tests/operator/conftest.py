@@ -13,23 +13,36 @@ from typing import Any
 import pytest
 
 from teeroute_sandbox.cluster import Sandbox
+from teeroute_sandbox.restclient import KubeRest
+from teeroute_sandbox.simtee import SimulatedVendor
 from teeroute_sandbox.testing import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def vendor(sandbox: Sandbox) -> SimulatedVendor:
+    """The sandbox's simulated TEE vendor (root CA and per-node chips)."""
+    return SimulatedVendor(sandbox.layout.root / "simulated-tee")
+
+
 class OperatorProcess:
-    def __init__(self, sandbox: Sandbox, log: Path) -> None:
+    def __init__(self, sandbox: Sandbox, log: Path, metrics_port: int = 0) -> None:
         self.sandbox = sandbox
         self.log = log
+        self.metrics_port = metrics_port
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        trust = vendor(self.sandbox)
+        trust.root_pem()  # made once per sandbox
         env = {
             **os.environ,
             "KUBECONFIG": str(self.sandbox.kubeconfig),
             "TEEROUTE_OPERATOR_LIVENESS_PORT": "0",
+            "TEEROUTE_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "TEEROUTE_OPERATOR_RESYNC_SECONDS": "5",
+            "TEEROUTE_OPERATOR_TRUST_DIR": str(trust.trust_dir),
+            "TEEROUTE_OPERATOR_ALLOW_SIMULATED_TEE": "true",
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -75,3 +88,17 @@ def operator(
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(autouse=True)
+def simulated_chips(request: pytest.FixtureRequest) -> None:
+    """Sandbox tests with a namespace get the simulated chips' Secret in it, as the chart
+    provides it on a kind cluster, so simulated-TEE agents can start."""
+    if request.node.get_closest_marker("sandbox") is None:
+        return
+    if "namespace" not in request.fixturenames:
+        return
+    sandbox: Sandbox = request.getfixturevalue("sandbox")
+    kube: KubeRest = request.getfixturevalue("kube")
+    namespace: str = request.getfixturevalue("namespace")
+    vendor(sandbox).install(kube, [namespace])

@@ -92,6 +92,9 @@ def test_in_cluster_operator_reconciles_with_its_own_credentials(
         ("create", "deployments", "apps", True),
         ("delete", "services", "", True),
         ("list", "pods", "", True),
+        ("patch", "pods", "", True),  # the attestation verdict annotations
+        ("patch", "endpointslices", "discovery.k8s.io", True),
+        ("create", "pods", "", False),
         ("delete", "pods", "", False),
         ("get", "secrets", "", False),
         ("list", "secrets", "", False),

@@ -43,12 +43,19 @@ class KubeRest:
         return self._send("POST", path, json=body)
 
     def patch(self, path: str, body: Obj, kind: str = "merge") -> Obj:
+        """kind: merge, strategic, or apply (server-side apply as `teeroute-sandbox`)."""
         content_type = {
             "merge": "application/merge-patch+json",
             "strategic": "application/strategic-merge-patch+json",
+            "apply": "application/apply-patch+yaml",
         }[kind]
+        params = {"fieldManager": "teeroute-sandbox", "force": "true"} if kind == "apply" else {}
         return self._send(
-            "PATCH", path, content=json.dumps(body), headers={"Content-Type": content_type}
+            "PATCH",
+            path,
+            params=params,
+            content=json.dumps(body),
+            headers={"Content-Type": content_type},
         )
 
     def delete(self, path: str) -> Obj:

@@ -24,7 +24,12 @@ def provider(settings: AgentSettings) -> Provider:
             if settings.simulated_measurement
             else None
         )
-        return SimulatedProvider(settings.simulated_dir, settings.node_name, measurement)
+        return SimulatedProvider(
+            settings.simulated_dir,
+            settings.node_name,
+            measurement,
+            override_file=settings.simulated_override_file,
+        )
     found = ConfigfsTsmProvider()
     if found.tee != settings.tee:
         raise ProviderError(f"configured for {settings.tee} but this guest is {found.tee}")

@@ -47,7 +47,13 @@ class SimulatedProvider:
 
     tee = "simulated"
 
-    def __init__(self, directory: Path, node: str, measurement: bytes | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        node: str,
+        measurement: bytes | None = None,
+        override_file: Path | None = None,
+    ) -> None:
         try:
             key = serialization.load_pem_private_key(
                 (directory / f"{node}.key").read_bytes(), password=None
@@ -63,10 +69,28 @@ class SimulatedProvider:
         self.measurement = measurement if measurement is not None else code_measurement()
         if len(self.measurement) != 48:
             raise ProviderError("a simulated measurement is 48 bytes")
+        self._override_file = override_file
+
+    def current_measurement(self) -> bytes:
+        """The launched measurement, unless the override file (the simulated TEE's fault
+        injection: as if the VM had been relaunched with other code) holds 96 hex digits."""
+        if self._override_file is None:
+            return self.measurement
+        try:
+            text = self._override_file.read_text().strip()
+        except OSError:
+            return self.measurement
+        try:
+            value = bytes.fromhex(text)
+        except ValueError as exc:
+            raise ProviderError("the measurement override is not hex") from exc
+        if len(value) != 48:
+            raise ProviderError("the measurement override is not 48 bytes")
+        return value
 
     def evidence(self, report_data: bytes) -> Evidence:
         raw = simulated.make_report(
-            self._key, measurement=self.measurement, report_data=report_data
+            self._key, measurement=self.current_measurement(), report_data=report_data
         )
         return Evidence(raw, [self._cert_pem])
 

@@ -29,6 +29,11 @@ class AgentSettings(BaseSettings):
     simulated_measurement: str = ""
     """Simulated TEE only: 96 hex characters to report instead of the code measurement."""
 
+    simulated_override_file: Path | None = Path("/tmp/teeroute-simulated-measurement")  # noqa: S108
+    """Simulated TEE only: if this file holds 96 hex digits, report them as the measurement
+    (fault injection for tests and demos; a real TEE's measurement cannot change at run time).
+    Empty disables it."""
+
     node_name: str = Field(
         default="", validation_alias=AliasChoices("NODE_NAME", "TEEROUTE_NODE_NAME")
     )

@@ -17,6 +17,8 @@ from typing import Any
 
 PROBE_IMAGE = "teeroute.dev/sandbox-probe:dev"
 OPERATOR_IMAGE = "teeroute.dev/operator:dev"
+AGENT_IMAGE = "teeroute.dev/agent:dev"
+ENGINE_SIM_IMAGE = "teeroute.dev/engine-sim:dev"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ def builtin_images() -> dict[str, ImageConfig]:
         PROBE_IMAGE: ImageConfig((python, "-m", "teeroute_sandbox.probe"), user=65532, env=env),
         # The operator's image as the runner plays it: this workspace's interpreter.
         OPERATOR_IMAGE: ImageConfig((python, "-m", "teeroute_operator"), user=65532, env=env),
+        # A miner pod: the enclave agent beside the engine simulator (vLLM's arguments).
+        AGENT_IMAGE: ImageConfig((python, "-m", "teeroute_enclave"), user=65532, env=env),
+        ENGINE_SIM_IMAGE: ImageConfig((python, "-m", "teeroute_engine_sim"), user=65532, env=env),
     }
 
 

@@ -1,0 +1,217 @@
+"""The attestation sweeper against real agents: simulated-TEE miner pods run as processes
+(agent + engine simulator), the operator challenges them, and only attested, unexpired
+endpoints appear in the pool's EndpointSlice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from teeroute import admission
+from teeroute_enclave.providers import code_measurement
+from teeroute_sandbox.cluster import Sandbox
+from teeroute_sandbox.restclient import KubeRest
+from teeroute_sandbox.testing import runner_ready, wait_for
+
+from .cases import valid_pool
+from .conftest import OperatorProcess
+
+pytestmark = pytest.mark.sandbox
+
+INTERVAL_S = 3
+MAX_AGE_S = 12
+API = "/apis/teeroute.dev/v1alpha1/namespaces"
+Obj = dict[str, Any]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def sweeping_operator(
+    sandbox: Sandbox, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(
+        sandbox, tmp_path_factory.mktemp("operator") / "operator.log", metrics_port=free_port()
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def attested_pool(name: str, replicas: int = 3) -> Obj:
+    pool = valid_pool(name)
+    pool["spec"]["replicas"] = replicas
+    pool["spec"]["resources"] = {"cpu": "100m", "memory": "128Mi"}
+    pool["spec"]["attestation"] = {
+        "allowedMeasurements": [code_measurement().hex()],
+        "maxEvidenceAge": f"{MAX_AGE_S}s",
+        "reattestationInterval": f"{INTERVAL_S}s",
+    }
+    return pool
+
+
+def slice_of(kube: KubeRest, ns: str, pool: str) -> Obj | None:
+    return kube.get_or_none(
+        f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices/{admission.slice_name(pool)}"
+    )
+
+
+def listed(kube: KubeRest, ns: str, pool: str) -> set[str]:
+    found = slice_of(kube, ns, pool)
+    if found is None:
+        return set()
+    return {e.address for e in admission.admitted(found, dt.datetime.now(dt.UTC))}
+
+
+def running_pods(kube: KubeRest, ns: str, pool: str) -> list[Obj]:
+    pods: list[Obj] = kube.get(
+        f"/api/v1/namespaces/{ns}/pods", labelSelector=f"teeroute.dev/pool={pool}"
+    )["items"]
+    return [p for p in pods if runner_ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def exactly(n: int, pods: list[Obj]) -> list[Obj] | None:
+    return pods if len(pods) == n else None
+
+
+def status_of(kube: KubeRest, ns: str, pool: str) -> Obj:
+    status: Obj = kube.get(f"{API}/{ns}/minerpools/{pool}").get("status") or {}
+    return status
+
+
+def override_file(sandbox: Sandbox, pod: Obj) -> Path:
+    """The agent's /tmp (an emptyDir) as the runner keeps it on the host."""
+    return (
+        sandbox.layout.pods
+        / pod["metadata"]["uid"]
+        / "volumes"
+        / "tmp"
+        / "teeroute-simulated-measurement"
+    )
+
+
+def events(kube: KubeRest, ns: str, reason: str) -> list[Obj]:
+    items: list[Obj] = kube.get(f"/api/v1/namespaces/{ns}/events")["items"]
+    return [e for e in items if e.get("reason") == reason]
+
+
+def test_three_simulated_miners_are_attested_and_listed(
+    kube: KubeRest, namespace: str, sweeping_operator: OperatorProcess
+) -> None:
+    kube.post(f"{API}/{namespace}/minerpools", attested_pool("trio"))
+    pods = wait_for(
+        lambda: exactly(3, running_pods(kube, namespace, "trio")),
+        timeout_s=120,
+        what="3 miner pods run by the runner",
+    )
+    ips = {p["status"]["podIP"] for p in pods}
+    wait_for(
+        lambda: listed(kube, namespace, "trio") == ips,
+        timeout_s=60,
+        what="the EndpointSlice to list the 3 attested pods",
+    )
+    wait_for(
+        lambda: status_of(kube, namespace, "trio").get("attestedReplicas") == 3,
+        what="attestedReplicas 3/3",
+    )
+    pod = kube.get(f"/api/v1/namespaces/{namespace}/pods/{pods[0]['metadata']['name']}")
+    notes = pod["metadata"]["annotations"]
+    assert notes[admission.TEE] == "simulated"
+    assert notes[admission.MEASUREMENT] == code_measurement().hex()
+    assert len(notes[admission.CHIP_ID]) == 128
+    assert len(notes[admission.HPKE_KEY]) == len(notes[admission.SIGNING_KEY]) == 64
+    expires = admission.parse_time(notes[admission.EXPIRES_AT])
+    attested = admission.parse_time(notes[admission.ATTESTED_AT])
+    assert expires is not None and attested is not None
+    assert dt.timedelta(0) < expires - attested <= dt.timedelta(seconds=MAX_AGE_S)
+    assert events(kube, namespace, "Attested")
+
+    body = urllib.request.urlopen(
+        f"http://127.0.0.1:{sweeping_operator.metrics_port}/metrics", timeout=5
+    ).read()
+    assert b'teeroute_attested_endpoints{namespace="' + namespace.encode() in body
+    assert b'outcome="verified"' in body
+
+
+def test_bad_evidence_leaves_at_once_and_returns_when_fixed(
+    kube: KubeRest, namespace: str, sandbox: Sandbox, sweeping_operator: OperatorProcess
+) -> None:
+    kube.post(f"{API}/{namespace}/minerpools", attested_pool("flaky"))
+    pods = wait_for(
+        lambda: exactly(3, running_pods(kube, namespace, "flaky")),
+        timeout_s=120,
+        what="3 miner pods",
+    )
+    ips = {p["status"]["podIP"] for p in pods}
+    wait_for(lambda: listed(kube, namespace, "flaky") == ips, timeout_s=60, what="3 listed")
+
+    victim = pods[0]
+    bad = override_file(sandbox, victim)
+    bad.write_text("ab" * 48)  # the agent now reports a measurement the policy does not allow
+    try:
+        wait_for(
+            lambda: listed(kube, namespace, "flaky") == ips - {victim["status"]["podIP"]},
+            timeout_s=INTERVAL_S + 5,
+            what="the miner with bad evidence to leave the EndpointSlice",
+        )
+        failure = wait_for(
+            lambda: status_of(kube, namespace, "flaky").get("lastAttestationFailure"),
+            what="the pool to report why",
+        )
+        assert "measurement" in failure
+        assert status_of(kube, namespace, "flaky")["attestedReplicas"] == 2
+        assert events(kube, namespace, "AttestationFailed")
+    finally:
+        bad.unlink()
+    wait_for(
+        lambda: listed(kube, namespace, "flaky") == ips,
+        timeout_s=INTERVAL_S + 5,
+        what="the fixed miner to return",
+    )
+
+
+def test_when_the_operator_stops_endpoints_drop_out_as_evidence_expires(
+    kube: KubeRest, namespace: str, sweeping_operator: OperatorProcess
+) -> None:
+    kube.post(f"{API}/{namespace}/minerpools", attested_pool("orphaned", replicas=2))
+    pods = wait_for(
+        lambda: exactly(2, running_pods(kube, namespace, "orphaned")),
+        timeout_s=120,
+        what="2 miner pods",
+    )
+    ips = {p["status"]["podIP"] for p in pods}
+    wait_for(lambda: listed(kube, namespace, "orphaned") == ips, timeout_s=60, what="2 listed")
+
+    sweeping_operator.kill()
+    try:
+        stopped_at = dt.datetime.now(dt.UTC)
+        raw = slice_of(kube, namespace, "orphaned")
+        assert raw is not None
+        deadline = max(e.expires_at for e in admission.admitted(raw, stopped_at))
+        assert deadline <= stopped_at + dt.timedelta(seconds=MAX_AGE_S)
+        # Nobody refreshes the slice any more, yet what it admits runs out on its own.
+        wait_for(
+            lambda: not listed(kube, namespace, "orphaned"),
+            timeout_s=MAX_AGE_S + 5,
+            what="the endpoints to drop out at expiry",
+        )
+        assert slice_of(kube, namespace, "orphaned") == raw  # untouched: the reader failed closed
+        assert dt.datetime.now(dt.UTC) >= deadline
+    finally:
+        sweeping_operator.start()
+    wait_for(
+        lambda: listed(kube, namespace, "orphaned") == ips,
+        timeout_s=60,
+        what="the restarted operator to re-admit them",
+    )
