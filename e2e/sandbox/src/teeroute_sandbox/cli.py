@@ -1,4 +1,5 @@
-"""`teeroute sandbox up|status|exec|down|build` — registered into the `teeroute` CLI.
+"""`teeroute sandbox up|status|exec|down|build|simulated-tee` — registered into the
+`teeroute` CLI.
 
 Scripts rely on these names and on `up` printing the admin kubeconfig's path on stdout
 (progress goes to stderr).
@@ -11,10 +12,12 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from teeroute_sandbox import gobuild
+from teeroute_sandbox import gobuild, netns
 from teeroute_sandbox.cluster import Sandbox, Status
 from teeroute_sandbox.errors import SandboxError
+from teeroute_sandbox.restclient import KubeRest
 from teeroute_sandbox.settings import SandboxSettings
+from teeroute_sandbox.simtee import SimulatedVendor
 
 
 def register(commands: Any) -> None:
@@ -56,6 +59,19 @@ def register(commands: Any) -> None:
     action(
         "build", "build the control-plane binaries into the cache without starting anything", _build
     )
+    action(
+        "simulated-tee",
+        "hand out the sandbox's simulated TEE: chip keys to miner namespaces (Secret "
+        "teeroute-simulated-tee), its root to the operator (ConfigMap teeroute-system/"
+        "teeroute-trust)",
+        _simulated_tee,
+    ).add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="a miner namespace to give the chips to (repeatable; created if missing)",
+    )
 
 
 def _sandbox(args: argparse.Namespace) -> Sandbox:
@@ -88,6 +104,21 @@ def _down(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     for name, path in sorted(gobuild.ensure_built(SandboxSettings().cache_dir).items()):
         print(f"{name}\t{path}")
+    return 0
+
+
+def _simulated_tee(args: argparse.Namespace) -> int:
+    sandbox = _sandbox(args)
+    if not sandbox.status().healthy:
+        raise SandboxError(f"sandbox {args.name} is not up: run `teeroute sandbox up` first")
+    vendor = SimulatedVendor(sandbox.layout.root / "simulated-tee")
+    netns.enter(sandbox.netns)  # the apiserver's address exists only inside
+    kube = KubeRest(sandbox.kubeconfig)
+    try:
+        vendor.install(kube, args.namespace, create_namespaces=True)
+    finally:
+        kube.close()
+    print(vendor.trust_dir / "simulated-root.pem")
     return 0
 
 

@@ -54,8 +54,12 @@ class SimulatedVendor:
             files[f"{node}.crt"] = (self.dir / "chips" / f"{node}.crt").read_bytes()
         return files
 
-    def install(self, kube: KubeRest, namespaces: list[str]) -> None:
+    def install(
+        self, kube: KubeRest, namespaces: list[str], create_namespaces: bool = False
+    ) -> None:
         for namespace in namespaces:
+            if create_namespaces:
+                _ensure_namespace(kube, namespace)
             _apply(kube, _chip_secret(namespace, self.chip_files()))
         _ensure_namespace(kube, OPERATOR_NAMESPACE)
         _apply(kube, _trust_configmap(self.root_pem()))
