@@ -94,3 +94,22 @@ def test_output_is_stable_for_an_unchanged_set() -> None:
     one = build_slice(namespace="m", pool="p", port=8443, endpoints=a)
     two = build_slice(namespace="m", pool="p", port=8443, endpoints=list(reversed(a)))
     assert one == two
+
+
+def test_external_leases_admit_until_expiry_and_never_after_a_chip_change() -> None:
+    def at(seconds: int) -> str:
+        return admission.rfc3339(NOW + dt.timedelta(seconds=seconds))
+
+    status = {
+        "endpoints": [
+            {"name": "a", "url": "https://a", "expiresAt": at(30)},
+            {"name": "b", "url": "https://b", "expiresAt": at(-1)},
+            {"name": "c", "url": "https://c", "expiresAt": at(30), "chipChanged": "x -> y"},
+            {"name": "d", "url": "https://d", "expiresAt": ""},
+            {"name": "", "url": "https://e", "expiresAt": at(30)},
+        ]
+    }
+    assert [(e.name, e.url) for e in admission.admitted_external(status, NOW)] == [
+        ("a", "https://a")
+    ]
+    assert admission.admitted_external({}, NOW) == []

@@ -5,7 +5,10 @@ endpoints appear in the pool's EndpointSlice."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ from teeroute_sandbox.restclient import KubeRest
 from teeroute_sandbox.testing import runner_ready, wait_for
 
 from .cases import valid_pool
-from .conftest import OperatorProcess
+from .conftest import OperatorProcess, vendor
 
 pytestmark = pytest.mark.sandbox
 
@@ -215,3 +218,59 @@ def test_when_the_operator_stops_endpoints_drop_out_as_evidence_expires(
         timeout_s=60,
         what="the restarted operator to re-admit them",
     )
+
+
+@pytest.fixture
+def external_agent(sandbox: Sandbox, tmp_path: Path) -> Iterator[str]:
+    """A real enclave agent outside the cluster, as a remote miner would run it: simulated
+    TEE with one of the sandbox vendor's chips, on loopback of the sandbox's namespace."""
+    chips = vendor(sandbox).chip_files()
+    node = next(iter(chips))[: -len(".key")]
+    for suffix in (".key", ".crt"):
+        (tmp_path / f"{node}{suffix}").write_bytes(chips[f"{node}{suffix}"])
+    port = free_port()
+    env = {
+        **os.environ,
+        "TEEROUTE_TEE": "simulated",
+        "TEEROUTE_AGENT_PORT": str(port),
+        "TEEROUTE_SIMULATED_DIR": str(tmp_path),
+        "TEEROUTE_SIMULATED_OVERRIDE_FILE": str(tmp_path / "override"),
+        "NODE_NAME": node,
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "teeroute_enclave"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=1), what="the agent")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_external_endpoints_are_leased_in_the_pool_status(
+    kube: KubeRest, namespace: str, sweeping_operator: OperatorProcess, external_agent: str
+) -> None:
+    pool = attested_pool("remote")
+    for key in ("replicas", "images", "placement", "resources"):
+        del pool["spec"][key]
+    pool["spec"]["endpoints"] = [
+        {"name": "live", "url": external_agent},
+        {"name": "dead", "url": f"http://127.0.0.1:{free_port()}"},
+    ]
+    kube.post(f"{API}/{namespace}/minerpools", pool)
+
+    def admitted_names() -> set[str]:
+        now = dt.datetime.now(dt.UTC)
+        return {
+            e.name for e in admission.admitted_external(status_of(kube, namespace, "remote"), now)
+        }
+
+    wait_for(lambda: admitted_names() == {"live"}, timeout_s=30, what="the live endpoint leased")
+    status = wait_for(
+        lambda: (s := status_of(kube, namespace, "remote")).get("attestedReplicas") == 1 and s,
+        what="attestedReplicas 1",
+    )
+    dead = next(e for e in status["endpoints"] if e["name"] == "dead")
+    assert dead["expiresAt"] == "" and dead["failure"].startswith("unreachable")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["message"] == "1/2 external endpoints attested"
+    live = next(e for e in status["endpoints"] if e["name"] == "live")
+    assert live["measurement"] == code_measurement().hex() and len(live["chipId"]) == 128

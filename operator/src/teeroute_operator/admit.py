@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from teeroute import admission
 from teeroute.admission import AdmittedEndpoint
 from teeroute.api.common import parse_duration
 from teeroute.api.minerpool import MinerPool
@@ -73,3 +74,11 @@ def slice_endpoints(pods: list[Obj], port: int, now: dt.datetime) -> list[Admitt
             )
         )
     return found
+
+
+def readmit_map(pool_annotations: dict[str, str]) -> dict[str, str]:
+    """External endpoints to re-admit after a chip change, from the pool's annotation
+    `teeroute.dev/readmit-chip: "<endpoint>=<chip id>,…"`."""
+    raw = pool_annotations.get(admission.READMIT, "")
+    pairs = (item.partition("=") for item in raw.split(",") if "=" in item)
+    return {name.strip(): chip.strip() for name, _, chip in pairs}

@@ -67,6 +67,7 @@ def _register_lifecycle(
             emit,
             concurrency=operator.attestation_concurrency,
             timeout_s=operator.attestation_timeout_seconds,
+            after_sweep=lambda ns, name: reconcile.reconcile_pool(state["kube"], ns, name, emit),
         )
         if operator.metrics_port:
             metrics.serve(operator.metrics_port)

@@ -16,7 +16,9 @@ evidence age):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from teeroute import admission
 from teeroute.admission import parse_time, rfc3339
@@ -54,6 +56,37 @@ class Record:
             failure=get(admission.FAILURE, ""),
             chip_changed=get(admission.CHIP_CHANGED, ""),
         )
+
+    @classmethod
+    def from_status(cls, entry: Mapping[str, Any]) -> Record:
+        """From an external endpoint's entry in the pool's status.endpoints."""
+        get = entry.get
+        return cls(
+            attested_at=parse_time(get("attestedAt", "")),
+            expires_at=parse_time(get("expiresAt", "")),
+            tee=get("tee", ""),
+            measurement=get("measurement", ""),
+            chip_id=get("chipId", ""),
+            hpke_key=get("hpkeKeySha256", ""),
+            signing_key=get("signingKeySha256", ""),
+            failure=get("failure", ""),
+            chip_changed=get("chipChanged", ""),
+        )
+
+    def to_status(self, name: str, url: str) -> dict[str, str]:
+        return {
+            "name": name,
+            "url": url,
+            "attestedAt": rfc3339(self.attested_at) if self.attested_at else "",
+            "expiresAt": rfc3339(self.expires_at) if self.expires_at else "",
+            "tee": self.tee,
+            "measurement": self.measurement,
+            "chipId": self.chip_id,
+            "hpkeKeySha256": self.hpke_key,
+            "signingKeySha256": self.signing_key,
+            "failure": self.failure,
+            "chipChanged": self.chip_changed,
+        }
 
     def to_annotations(self) -> Annotations:
         values = {

@@ -105,8 +105,8 @@ async def _prune(kube: Kube, pool: MinerPool, wanted: list[Obj]) -> None:
 
 async def _publish(kube: Kube, path: str, body: Obj, status: Obj, emit: EventSink) -> None:
     previous = body.get("status") or {}
-    if status == previous:
-        return
+    if all(previous.get(key) == value for key, value in status.items()):
+        return  # a merge patch of these keys would change nothing
     await kube.patch_status(path, status)
     was, now = (is_true(s.get("conditions") or [], "Ready") for s in (previous, status))
     if was != now:

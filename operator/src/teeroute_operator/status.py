@@ -40,13 +40,12 @@ def attested(pod: Obj, now: dt.datetime) -> bool:
 def pool_status(pool: MinerPool, seen: Observed, previous: Obj) -> Obj:
     generation = pool.metadata.generation
     desired = pool.spec.desired_replicas
+    if pool.spec.endpoints is not None:
+        return _external_status(pool, seen, previous)
     live = [p for p in seen.pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     ready = sum(1 for p in live if _pod_ready(p))
     attested_count = sum(1 for p in live if _pod_ready(p) and attested(p, seen.now))
-    now = seen.now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    conditions: list[Obj] = list(previous.get("conditions") or [])
-    for type_, value, reason, message in _conditions(pool, seen, live, ready, desired):
-        conditions = set_condition(conditions, type_, value, reason, message, now, generation)
+    conditions = _set_all(previous, _conditions(pool, seen, live, ready, desired), seen, pool)
     return {
         "observedGeneration": generation,
         "desiredReplicas": desired,
@@ -58,20 +57,56 @@ def pool_status(pool: MinerPool, seen: Observed, previous: Obj) -> Obj:
     }
 
 
+def _set_all(
+    previous: Obj, wanted: list[tuple[str, bool | None, str, str]], seen: Observed, pool: MinerPool
+) -> list[Obj]:
+    now = seen.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    conditions: list[Obj] = list(previous.get("conditions") or [])
+    for type_, value, reason, message in wanted:
+        conditions = set_condition(
+            conditions, type_, value, reason, message, now, pool.metadata.generation
+        )
+    return conditions
+
+
+def _external_status(pool: MinerPool, seen: Observed, previous: Obj) -> Obj:
+    """External endpoints: counts from the leases the sweeper keeps in status.endpoints
+    (only those still listed in the spec)."""
+    names = {e.name: e.url for e in pool.spec.endpoints or []}
+    entries = [
+        e for e in previous.get("endpoints") or [] if names.get(e.get("name")) == e.get("url")
+    ]
+    attested_count = sum(1 for e in entries if Record.from_status(e).admitted(seen.now))
+    desired = len(names)
+    failures = [e["failure"] for e in entries if e.get("failure")]
+    ok = attested_count >= desired
+    wanted: list[tuple[str, bool | None, str, str]] = [
+        (
+            "Ready",
+            ok,
+            "EndpointsAttested" if ok else "AwaitingAttestation",
+            f"{attested_count}/{desired} external endpoints attested",
+        ),
+        ("Progressing", False, "External", "the operator runs no pods for this pool"),
+        ("Degraded", False, "External", ""),
+    ]
+    return {
+        "observedGeneration": pool.metadata.generation,
+        "desiredReplicas": desired,
+        "replicas": desired,
+        "readyReplicas": attested_count,
+        "attestedReplicas": attested_count,
+        "lastAttestationFailure": _short(failures[0])
+        if failures
+        else str(previous.get("lastAttestationFailure", "")),
+        # status.endpoints is the sweeper's alone: not rewritten here (a merge patch keeps it).
+        "conditions": _set_all(previous, wanted, seen, pool),
+    }
+
+
 def _conditions(
     pool: MinerPool, seen: Observed, live: list[Obj], ready: int, desired: int
 ) -> list[tuple[str, bool | None, str, str]]:
-    if pool.spec.endpoints is not None:
-        return [
-            (
-                "Ready",
-                False,
-                "AwaitingAttestation",
-                f"{desired} external endpoints are admitted once their evidence verifies",
-            ),
-            ("Progressing", False, "External", "the operator runs no pods for this pool"),
-            ("Degraded", False, "External", ""),
-        ]
     degraded = _degraded(seen, live)
     rolling = _rolling_out(seen.deployment, desired, ready)
     return [

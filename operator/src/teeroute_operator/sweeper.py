@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,14 @@ from teeroute.api.minerpool import MinerPool
 from teeroute.kube import ApiError, Kube, paths
 from teeroute_operator import admit, builders, endpointslice
 from teeroute_operator.challenge import Judge, Target, challenge
-from teeroute_operator.lease import Outcome, Rejected, Transition, Unreachable, next_record
+from teeroute_operator.lease import (
+    Outcome,
+    Record,
+    Rejected,
+    Transition,
+    Unreachable,
+    next_record,
+)
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.nonces import NonceBook
 from teeroute_operator.trust import TrustStore
@@ -59,12 +66,16 @@ class Sweeper:
         concurrency: int = 32,
         timeout_s: float = 5.0,
         clock: Callable[[], dt.datetime] = _utcnow,
+        after_sweep: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
+        """`after_sweep(namespace, pool)` runs after an external pool's sweep (to refresh
+        its conditions from the new leases)."""
         self.kube = kube
         self.trust = trust
         self.metrics = metrics
         self.emit = emit
         self.clock = clock
+        self.after_sweep = after_sweep
         self.book = NonceBook(ttl=dt.timedelta(seconds=timeout_s * 2))
         self._slots = asyncio.Semaphore(concurrency)
         self._http = httpx.AsyncClient(
@@ -101,18 +112,18 @@ class Sweeper:
             pool = MinerPool.model_validate(body)
         except ValidationError:
             return SweepResult(0, 0, RETRY)  # its reconcile reports the invalid spec
-        if pool.spec.endpoints is not None:
-            return SweepResult(0, 0, admit.interval(pool))  # external pools: not yet swept
         started = time.perf_counter()
+        if pool.spec.endpoints is not None:
+            result = await self._sweep_external(body, pool)
+            self.metrics.sweep_seconds.labels(namespace, name).observe(
+                time.perf_counter() - started
+            )
+            return result
         pods = await self.kube.list(
             paths.collection("v1", "Pod", namespace),
             labelSelector=f"{builders.POOL_LABEL}={name}",
         )
-        judge = Judge(
-            policy=admit.pool_policy(pool, self.trust.allow_simulated),
-            trust=self.trust.current(),
-            require_gpu=pool.spec.tee.gpu.required,
-        )
+        judge = self._judge(pool)
         targets = [p for p in pods if admit.challengeable(p)]
         outcomes = await asyncio.gather(*(self._challenge(p, judge) for p in targets))
         updated = {p["metadata"]["uid"]: p for p in pods}
@@ -121,6 +132,60 @@ class Sweeper:
         admitted = await self.publish(body, pool, list(updated.values()))
         self.metrics.sweep_seconds.labels(namespace, name).observe(time.perf_counter() - started)
         return SweepResult(len(targets), admitted, admit.interval(pool))
+
+    async def _sweep_external(self, body: Obj, pool: MinerPool) -> SweepResult:
+        """External endpoints: the same challenge and lease, kept in the pool's status
+        (status.endpoints) since a URL does not fit an EndpointSlice."""
+        endpoints = pool.spec.endpoints or []
+        previous = {e.get("name"): e for e in (body.get("status") or {}).get("endpoints") or []}
+        readmit = admit.readmit_map(body["metadata"].get("annotations") or {})
+        judge = self._judge(pool)
+        targets = [
+            Target(key=f"{pool.metadata.uid}/{e.name}", url=e.url.rstrip("/")) for e in endpoints
+        ]
+        outcomes = await asyncio.gather(*(self._bounded(t, judge) for t in targets))
+        now = self.clock()
+        entries = []
+        for endpoint, outcome in zip(endpoints, outcomes, strict=True):
+            before = previous.get(endpoint.name) or {}
+            record = Record.from_status(before) if before.get("url") == endpoint.url else Record()
+            transition = next_record(
+                record,
+                outcome,
+                now=now,
+                max_age=admit.max_age(pool),
+                readmit_chip=readmit.get(endpoint.name, ""),
+            )
+            self._count(pool, outcome, transition)
+            if transition.event:
+                type_, reason, message = transition.event
+                self.emit(body, type_, reason, f"endpoint {endpoint.name}: {message}")
+            entries.append(transition.record.to_status(endpoint.name, endpoint.url))
+        admitted = sum(1 for e in entries if Record.from_status(e).admitted(now))
+        path = (
+            f"{paths.collection(POOLS, 'MinerPool', pool.metadata.namespace)}/{pool.metadata.name}"
+        )
+        await self.kube.patch_status(path, {"endpoints": entries})
+        self.metrics.attested.labels(pool.metadata.namespace, pool.metadata.name).set(admitted)
+        if self.after_sweep is not None:
+            await self.after_sweep(pool.metadata.namespace, pool.metadata.name)
+        return SweepResult(len(targets), admitted, admit.interval(pool))
+
+    def _judge(self, pool: MinerPool) -> Judge:
+        return Judge(
+            policy=admit.pool_policy(pool, self.trust.allow_simulated),
+            trust=self.trust.current(),
+            require_gpu=pool.spec.tee.gpu.required,
+        )
+
+    async def _bounded(self, target: Target, judge: Judge) -> Outcome:
+        async with self._slots:
+            started = time.perf_counter()
+            outcome = await challenge(
+                self._http, target, judge, self.book, self.metrics, self.clock
+            )
+            self.metrics.challenge_seconds.observe(time.perf_counter() - started)
+        return outcome
 
     async def publish(self, body: Obj, pool: MinerPool, pods: list[Obj]) -> int:
         """Write the pool's EndpointSlice from the pods' records, as of now."""

@@ -102,6 +102,28 @@ def admitted(slice_: dict[str, Any], now: dt.datetime) -> list[AdmittedEndpoint]
     return found
 
 
+@dataclass(frozen=True)
+class AdmittedExternal:
+    name: str
+    url: str
+    expires_at: dt.datetime
+
+
+def admitted_external(pool_status: dict[str, Any], now: dt.datetime) -> list[AdmittedExternal]:
+    """External endpoints (a MinerPool's status.endpoints) that may receive traffic at
+    `now`: those whose lease has not expired and whose chip has not changed. External
+    endpoints are URLs (scheme, host, port, path), which an EndpointSlice cannot carry, so
+    their leases live in the pool's status."""
+    found = []
+    for entry in pool_status.get("endpoints") or []:
+        expires = parse_time(entry.get("expiresAt") or "")
+        if expires is None or expires <= now or entry.get("chipChanged"):
+            continue
+        if entry.get("name") and entry.get("url"):
+            found.append(AdmittedExternal(entry["name"], entry["url"], expires))
+    return found
+
+
 def _expiry_map(slice_: dict[str, Any]) -> dict[str, str]:
     raw = ((slice_.get("metadata") or {}).get("annotations") or {}).get(EXPIRY, "")
     try:

@@ -97,3 +97,16 @@ def test_slice_lists_ready_pods_with_unexpired_leases_only() -> None:
     ]
     listed = admit.slice_endpoints(pods, 8443, NOW)
     assert [(e.address, e.pod, e.port) for e in listed] == [("10.0.0.1", "fresh", 8443)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("", {}),
+        ("a=abc", {"a": "abc"}),
+        ("a=abc, b = def", {"a": "abc", "b": "def"}),
+        ("junk,a=1", {"a": "1"}),
+    ],
+)
+def test_readmit_annotation_names_endpoint_and_chip(raw: str, expected: dict[str, str]) -> None:
+    assert admit.readmit_map({admission.READMIT: raw} if raw else {}) == expected

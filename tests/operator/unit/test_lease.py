@@ -130,3 +130,13 @@ def test_empty_fields_are_removed_from_the_pod() -> None:
 def test_an_unreadable_expiry_admits_nothing() -> None:
     record = Record.from_annotations({admission.EXPIRES_AT: "tomorrow"})
     assert not record.admitted(NOW)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [Record(), admitted_record(), Record(failure="unreachable: timed out", chip_id=CHIP_A)],
+)
+def test_records_round_trip_through_an_external_status_entry(record: Record) -> None:
+    entry = record.to_status("miner-1", "https://miner-1.example:8443")
+    assert (entry["name"], entry["url"]) == ("miner-1", "https://miner-1.example:8443")
+    assert Record.from_status(entry) == record

@@ -135,3 +135,57 @@ def test_route_selector_picks_pools_by_label() -> None:
         }
     )
     assert [b["pool"] for b in route_status(route, pools, {}, NOW)["backends"]] == ["x"]
+
+
+def external_pool() -> MinerPool:
+    body = valid_pool("ext")
+    for key in ("replicas", "images", "placement"):
+        del body["spec"][key]
+    body["spec"]["endpoints"] = [
+        {"name": "a", "url": "https://a.example:8443"},
+        {"name": "b", "url": "https://b.example:8443"},
+    ]
+    return MinerPool.model_validate(body)
+
+
+def lease(name: str, url: str, seconds: int, **extra: str) -> dict[str, str]:
+    expires = (NOW + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"name": name, "url": url, "expiresAt": expires, **extra}
+
+
+def test_external_pool_counts_unexpired_leases_of_listed_endpoints_only() -> None:
+    previous = {
+        "endpoints": [
+            lease("a", "https://a.example:8443", 30),
+            lease("b", "https://old.example:8443", 30),  # its URL changed: not this endpoint
+            lease("gone", "https://gone.example", 30),
+        ]
+    }
+    status = pool_status(external_pool(), Observed(None, [], NOW), previous)
+    assert status["attestedReplicas"] == 1 and status["desiredReplicas"] == 2
+    ready = conditions(status)["Ready"]
+    assert (ready["status"], ready["message"]) == ("False", "1/2 external endpoints attested")
+    assert "endpoints" not in status  # the sweeper's field, never rewritten by reconcile
+
+
+def test_external_pool_is_ready_when_every_endpoint_is_attested() -> None:
+    previous = {
+        "endpoints": [
+            lease("a", "https://a.example:8443", 30),
+            lease("b", "https://b.example:8443", 30),
+        ]
+    }
+    status = pool_status(external_pool(), Observed(None, [], NOW), previous)
+    assert conditions(status)["Ready"]["status"] == "True"
+
+
+def test_external_pool_reports_expired_and_chip_changed_leases_as_not_attested() -> None:
+    previous = {
+        "endpoints": [
+            lease("a", "https://a.example:8443", -1, failure="unreachable: timed out"),
+            lease("b", "https://b.example:8443", 30, chipChanged="x -> y"),
+        ]
+    }
+    status = pool_status(external_pool(), Observed(None, [], NOW), previous)
+    assert status["attestedReplicas"] == 0
+    assert status["lastAttestationFailure"] == "unreachable: timed out"

@@ -261,6 +261,33 @@ def spec_problems(spec: MinerPoolSpec) -> list[str]:
     return [message for failed, message in checks if failed]
 
 
+class EndpointAttestation(ApiModel):
+    """The attestation lease of one external endpoint, kept by the operator's sweeper."""
+
+    name: str
+    """The endpoint's name in spec.endpoints."""
+    url: str
+    """The URL that was challenged (a changed URL starts a new lease)."""
+    attested_at: str = ""
+    """When its evidence last verified (RFC 3339)."""
+    expires_at: str = ""
+    """Until when it may receive traffic (RFC 3339); empty: not admitted."""
+    tee: str = ""
+    """The TEE type its evidence showed."""
+    measurement: str = ""
+    """The launch measurement its evidence showed (hex)."""
+    chip_id: str = ""
+    """The hardware identity first admitted (pinned)."""
+    hpke_key_sha256: str = ""
+    """SHA-256 of the enclave's attested HPKE public key (what clients seal to)."""
+    signing_key_sha256: str = ""
+    """SHA-256 of the enclave's attested receipt-signing public key."""
+    failure: str = ""
+    """Why the last challenge did not renew the lease."""
+    chip_changed: str = ""
+    """Set when evidence came from another chip than the pinned one (then not admitted)."""
+
+
 class MinerPoolStatus(ApiModel):
     observed_generation: int = 0
     """The .metadata.generation this status describes."""
@@ -274,6 +301,9 @@ class MinerPoolStatus(ApiModel):
     """Miners whose evidence is verified and unexpired: the only ones that receive traffic."""
     last_attestation_failure: str = ""
     """Why the last failed attestation failed (which check)."""
+    endpoints: list[EndpointAttestation] = Field(default_factory=list)
+    """External endpoints only: each one's attestation lease. Routers admit an endpoint
+    while its expiresAt is in the future."""
     conditions: list[Condition] = Field(default_factory=list)
     """Ready, Progressing, Degraded."""
 
