@@ -88,6 +88,23 @@ def exactly(n: int, pods: list[Obj]) -> list[Obj] | None:
     return pods if len(pods) == n else None
 
 
+def start_pool(kube: KubeRest, ns: str, name: str, replicas: int) -> tuple[list[Obj], set[str]]:
+    """Create an attested pool; wait until the runner runs its pods and all are listed."""
+    kube.post(f"{API}/{ns}/minerpools", attested_pool(name, replicas))
+    pods = wait_for(
+        lambda: exactly(replicas, running_pods(kube, ns, name)),
+        timeout_s=120,
+        what=f"{replicas} miner pods run by the runner",
+    )
+    ips = {p["status"]["podIP"] for p in pods}
+    wait_for(
+        lambda: listed(kube, ns, name) == ips,
+        timeout_s=60,
+        what=f"the EndpointSlice to list the {replicas} attested pods",
+    )
+    return pods, ips
+
+
 def status_of(kube: KubeRest, ns: str, pool: str) -> Obj:
     status: Obj = kube.get(f"{API}/{ns}/minerpools/{pool}").get("status") or {}
     return status
@@ -112,18 +129,7 @@ def events(kube: KubeRest, ns: str, reason: str) -> list[Obj]:
 def test_three_simulated_miners_are_attested_and_listed(
     kube: KubeRest, namespace: str, sweeping_operator: OperatorProcess
 ) -> None:
-    kube.post(f"{API}/{namespace}/minerpools", attested_pool("trio"))
-    pods = wait_for(
-        lambda: exactly(3, running_pods(kube, namespace, "trio")),
-        timeout_s=120,
-        what="3 miner pods run by the runner",
-    )
-    ips = {p["status"]["podIP"] for p in pods}
-    wait_for(
-        lambda: listed(kube, namespace, "trio") == ips,
-        timeout_s=60,
-        what="the EndpointSlice to list the 3 attested pods",
-    )
+    pods, _ = start_pool(kube, namespace, "trio", 3)
     wait_for(
         lambda: status_of(kube, namespace, "trio").get("attestedReplicas") == 3,
         what="attestedReplicas 3/3",
@@ -150,14 +156,7 @@ def test_three_simulated_miners_are_attested_and_listed(
 def test_bad_evidence_leaves_at_once_and_returns_when_fixed(
     kube: KubeRest, namespace: str, sandbox: Sandbox, sweeping_operator: OperatorProcess
 ) -> None:
-    kube.post(f"{API}/{namespace}/minerpools", attested_pool("flaky"))
-    pods = wait_for(
-        lambda: exactly(3, running_pods(kube, namespace, "flaky")),
-        timeout_s=120,
-        what="3 miner pods",
-    )
-    ips = {p["status"]["podIP"] for p in pods}
-    wait_for(lambda: listed(kube, namespace, "flaky") == ips, timeout_s=60, what="3 listed")
+    pods, ips = start_pool(kube, namespace, "flaky", 3)
 
     victim = pods[0]
     bad = override_file(sandbox, victim)
@@ -187,14 +186,7 @@ def test_bad_evidence_leaves_at_once_and_returns_when_fixed(
 def test_when_the_operator_stops_endpoints_drop_out_as_evidence_expires(
     kube: KubeRest, namespace: str, sweeping_operator: OperatorProcess
 ) -> None:
-    kube.post(f"{API}/{namespace}/minerpools", attested_pool("orphaned", replicas=2))
-    pods = wait_for(
-        lambda: exactly(2, running_pods(kube, namespace, "orphaned")),
-        timeout_s=120,
-        what="2 miner pods",
-    )
-    ips = {p["status"]["podIP"] for p in pods}
-    wait_for(lambda: listed(kube, namespace, "orphaned") == ips, timeout_s=60, what="2 listed")
+    _, ips = start_pool(kube, namespace, "orphaned", 2)
 
     sweeping_operator.kill()
     try:

@@ -43,64 +43,60 @@ class Record:
         return self.expires_at is not None and self.expires_at > now and not self.chip_changed
 
     @classmethod
-    def from_annotations(cls, annotations: dict[str, str]) -> Record:
-        get = annotations.get
-        return cls(
-            attested_at=parse_time(get(admission.ATTESTED_AT, "")),
-            expires_at=parse_time(get(admission.EXPIRES_AT, "")),
-            tee=get(admission.TEE, ""),
-            measurement=get(admission.MEASUREMENT, ""),
-            chip_id=get(admission.CHIP_ID, ""),
-            hpke_key=get(admission.HPKE_KEY, ""),
-            signing_key=get(admission.SIGNING_KEY, ""),
-            failure=get(admission.FAILURE, ""),
-            chip_changed=get(admission.CHIP_CHANGED, ""),
-        )
+    def from_annotations(cls, annotations: Mapping[str, Any]) -> Record:
+        return cls._read(annotations, ANNOTATION_KEYS)
 
     @classmethod
     def from_status(cls, entry: Mapping[str, Any]) -> Record:
         """From an external endpoint's entry in the pool's status.endpoints."""
-        get = entry.get
-        return cls(
-            attested_at=parse_time(get("attestedAt", "")),
-            expires_at=parse_time(get("expiresAt", "")),
-            tee=get("tee", ""),
-            measurement=get("measurement", ""),
-            chip_id=get("chipId", ""),
-            hpke_key=get("hpkeKeySha256", ""),
-            signing_key=get("signingKeySha256", ""),
-            failure=get("failure", ""),
-            chip_changed=get("chipChanged", ""),
-        )
-
-    def to_status(self, name: str, url: str) -> dict[str, str]:
-        return {
-            "name": name,
-            "url": url,
-            "attestedAt": rfc3339(self.attested_at) if self.attested_at else "",
-            "expiresAt": rfc3339(self.expires_at) if self.expires_at else "",
-            "tee": self.tee,
-            "measurement": self.measurement,
-            "chipId": self.chip_id,
-            "hpkeKeySha256": self.hpke_key,
-            "signingKeySha256": self.signing_key,
-            "failure": self.failure,
-            "chipChanged": self.chip_changed,
-        }
+        return cls._read(entry, STATUS_KEYS)
 
     def to_annotations(self) -> Annotations:
-        values = {
-            admission.ATTESTED_AT: rfc3339(self.attested_at) if self.attested_at else "",
-            admission.EXPIRES_AT: rfc3339(self.expires_at) if self.expires_at else "",
-            admission.TEE: self.tee,
-            admission.MEASUREMENT: self.measurement,
-            admission.CHIP_ID: self.chip_id,
-            admission.HPKE_KEY: self.hpke_key,
-            admission.SIGNING_KEY: self.signing_key,
-            admission.FAILURE: self.failure,
-            admission.CHIP_CHANGED: self.chip_changed,
-        }
-        return {k: (v or None) for k, v in values.items()}
+        return {k: (v or None) for k, v in self._write(ANNOTATION_KEYS).items()}
+
+    def to_status(self, name: str, url: str) -> dict[str, str]:
+        return {"name": name, "url": url, **self._write(STATUS_KEYS)}
+
+    @classmethod
+    def _read(cls, source: Mapping[str, Any], keys: Mapping[str, str]) -> Record:
+        values: dict[str, Any] = {f: source.get(k) or "" for f, k in keys.items()}
+        for field in _TIMES:
+            values[field] = parse_time(values[field])
+        return cls(**values)
+
+    def _write(self, keys: Mapping[str, str]) -> dict[str, str]:
+        out = {}
+        for field, key in keys.items():
+            value = getattr(self, field)
+            out[key] = (rfc3339(value) if value else "") if field in _TIMES else value
+        return out
+
+
+_TIMES = ("attested_at", "expires_at")
+ANNOTATION_KEYS = {
+    "attested_at": admission.ATTESTED_AT,
+    "expires_at": admission.EXPIRES_AT,
+    "tee": admission.TEE,
+    "measurement": admission.MEASUREMENT,
+    "chip_id": admission.CHIP_ID,
+    "hpke_key": admission.HPKE_KEY,
+    "signing_key": admission.SIGNING_KEY,
+    "failure": admission.FAILURE,
+    "chip_changed": admission.CHIP_CHANGED,
+}
+"""Where each field lives on a pod."""
+STATUS_KEYS = {
+    "attested_at": "attestedAt",
+    "expires_at": "expiresAt",
+    "tee": "tee",
+    "measurement": "measurement",
+    "chip_id": "chipId",
+    "hpke_key": "hpkeKeySha256",
+    "signing_key": "signingKeySha256",
+    "failure": "failure",
+    "chip_changed": "chipChanged",
+}
+"""Where each field lives in an external endpoint's status entry (EndpointAttestation)."""
 
 
 @dataclass(frozen=True)

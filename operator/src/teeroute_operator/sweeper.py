@@ -149,18 +149,15 @@ class Sweeper:
         for endpoint, outcome in zip(endpoints, outcomes, strict=True):
             before = previous.get(endpoint.name) or {}
             record = Record.from_status(before) if before.get("url") == endpoint.url else Record()
-            transition = next_record(
+            after = self._transition(
+                body,
+                pool,
                 record,
                 outcome,
-                now=now,
-                max_age=admit.max_age(pool),
-                readmit_chip=readmit.get(endpoint.name, ""),
+                readmit.get(endpoint.name, ""),
+                f"endpoint {endpoint.name}",
             )
-            self._count(pool, outcome, transition)
-            if transition.event:
-                type_, reason, message = transition.event
-                self.emit(body, type_, reason, f"endpoint {endpoint.name}: {message}")
-            entries.append(transition.record.to_status(endpoint.name, endpoint.url))
+            entries.append(after.to_status(endpoint.name, endpoint.url))
         admitted = sum(1 for e in entries if Record.from_status(e).admitted(now))
         path = (
             f"{paths.collection(POOLS, 'MinerPool', pool.metadata.namespace)}/{pool.metadata.name}"
@@ -198,29 +195,20 @@ class Sweeper:
             key=pod["metadata"]["uid"],
             url=f"http://{pod['status']['podIP']}:{builders.AGENT_PORT}",
         )
-        async with self._slots:
-            started = time.perf_counter()
-            outcome = await challenge(
-                self._http, target, judge, self.book, self.metrics, self.clock
-            )
-            self.metrics.challenge_seconds.observe(time.perf_counter() - started)
-        return outcome
+        return await self._bounded(target, judge)
 
     async def _record(self, body: Obj, pool: MinerPool, pod: Obj, outcome: Outcome) -> Obj:
         meta = pod["metadata"]
         annotations = meta.get("annotations") or {}
-        transition = next_record(
+        after = self._transition(
+            body,
+            pool,
             admit.record_of(pod),
             outcome,
-            now=self.clock(),
-            max_age=admit.max_age(pool),
-            readmit_chip=annotations.get(admission.READMIT, ""),
+            annotations.get(admission.READMIT, ""),
+            f"pod {meta['name']}",
         )
-        self._count(pool, outcome, transition)
-        if transition.event:
-            type_, reason, message = transition.event
-            self.emit(body, type_, reason, f"pod {meta['name']}: {message}")
-        patch = transition.record.to_annotations()
+        patch = after.to_annotations()
         if all(annotations.get(k) == v for k, v in patch.items()):
             return pod
         try:
@@ -233,6 +221,20 @@ class Sweeper:
                 raise
             # The pod went away meanwhile: leave it out of this sweep's slice.
             return {**pod, "metadata": {**meta, "deletionTimestamp": "gone"}}
+
+    def _transition(
+        self, body: Obj, pool: MinerPool, record: Record, outcome: Outcome, readmit: str, who: str
+    ) -> Record:
+        """The endpoint's next record; counts the outcome and posts an Event if its standing
+        changed."""
+        transition = next_record(
+            record, outcome, now=self.clock(), max_age=admit.max_age(pool), readmit_chip=readmit
+        )
+        self._count(pool, outcome, transition)
+        if transition.event:
+            type_, reason, message = transition.event
+            self.emit(body, type_, reason, f"{who}: {message}")
+        return transition.record
 
     def _count(self, pool: MinerPool, outcome: Outcome, transition: Transition) -> None:
         kind = (
