@@ -1,72 +1,108 @@
-"""The agent's HTTP API.
+"""The agent's HTTP API, the pod's front door (the engine listens on loopback only).
 
-    GET  /healthz          200 when the agent can serve (and its engine answers), else 503
-    POST /v1/attestation   {"nonce": base64 of 32 bytes} -> the evidence document
+    GET  /healthz              200 when the agent can serve (and its engine answers), else 503
+    POST /v1/attestation       {"nonce": base64 of 32 bytes} -> the evidence document
+    POST /v1/chat/completions  forwarded to the engine (`proxy`), relayed as it arrives
+    POST /v1/completions       likewise
+    GET  /v1/models            likewise
 
-Errors are JSON `{"error": {"message", "type"}}` with 400 (bad request), 404, 413 (body over
-4 KiB) or 503 (evidence unavailable). Bodies are never logged.
+The agent's own errors are JSON `{"error": {"message", "type"}}`: 400 (bad request), 404, 411
+(chunked request body), 413 (body over 4 KiB for attestation, 8 MiB for the engine), 502, 503
+or 504 (the engine broke off, is unavailable, timed out; 503 also: evidence unavailable). The
+engine's own answers, errors included, pass through unchanged. Bodies are never logged.
+
+It speaks HTTP/1.1 with keep-alive, so the gateway's connection pool reuses connections, and
+relays a body of unknown length (an SSE stream) with chunked transfer encoding: each piece is
+written as it is read, and a stream cut short (engine failure) ends without the last chunk, so
+httpx and the openai SDK report an incomplete answer instead of taking it for a whole one, which
+a body delimited by closing the connection could not tell them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from teeroute_enclave import proxy
 from teeroute_enclave.documents import evidence_document
 from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.providers import Provider, ProviderError
 
-MAX_BODY = 4096
+MAX_BODY = 4096  # of an attestation request
+DRAIN_LIMIT = 2 * proxy.MAX_BODY
+"""A refused body up to this size is read (and dropped) after the answer, so a client that
+sends it all before reading gets the answer rather than a reset connection."""
+DRAIN_TIMEOUT_S = 5.0
+IDLE_TIMEOUT_S = 75.0  # an idle keep-alive connection (or a stalled client) is closed after it
 
 
 class AgentServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], provider: Provider, keys: EnclaveKeys, engine_url: str = ""
+        self,
+        address: tuple[str, int],
+        provider: Provider,
+        keys: EnclaveKeys,
+        engine_url: str = "",
+        engine_timeout_s: float = proxy.READ_TIMEOUT_S,
     ) -> None:
         super().__init__(address, _Handler)
         self.provider = provider
         self.keys = keys
         self.engine_url = engine_url.rstrip("/")
+        self.engine_timeout_s = engine_timeout_s
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: AgentServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # each SSE event leaves when written, not with the next
+    timeout = IDLE_TIMEOUT_S
+    _body_read = False
 
     def do_GET(self) -> None:
-        if self.path != "/healthz":
-            self._error(404, "not_found", f"no route GET {self.path.split('?')[0]}")
-        elif self._engine_ready():
-            self._send(
-                200,
-                {
-                    "status": "ok",
-                    "tee": self.server.provider.tee,
-                    "keys": self.server.keys.fingerprint(),
-                },
-            )
+        self._route()
+
+    def do_POST(self) -> None:
+        self._route()
+
+    def _route(self) -> None:
+        self._body_read = False
+        path = self.path.split("?")[0]
+        if (self.command, path) == ("GET", "/healthz"):
+            self._health()
+        elif (self.command, path) == ("POST", "/v1/attestation"):
+            self._attest()
+        elif proxy.forwarded(self.command, path):
+            self._forward(path)
+        else:
+            self._error(404, "not_found", f"no route {self.command} {path}")
+
+    def _health(self) -> None:
+        if self._engine_ready():
+            status = {"status": "ok", "tee": self.server.provider.tee}
+            self._send(200, {**status, "keys": self.server.keys.fingerprint()})
         else:
             self._error(503, "engine_unavailable", "the engine does not answer yet")
 
-    def do_POST(self) -> None:
-        if self.path != "/v1/attestation":
-            self._error(404, "not_found", f"no route POST {self.path.split('?')[0]}")
-            return
-        nonce = self._nonce()
-        if nonce is None:
-            return
+    def _attest(self) -> None:
         try:
+            nonce = _nonce(self._body(MAX_BODY))
             document = evidence_document(
                 self.server.provider, self.server.keys, nonce, dt.datetime.now(dt.UTC)
             )
+        except proxy.RequestError as exc:
+            self._error(exc.status, exc.kind, str(exc))
         except ValueError as exc:
             self._error(400, "invalid_request", str(exc))
         except ProviderError as exc:
@@ -74,24 +110,76 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, document)
 
-    def _nonce(self) -> bytes | None:
+    def _forward(self, path: str) -> None:
+        server = self.server
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            self._error(
-                413 if length > MAX_BODY else 400,
-                "invalid_request",
-                f"the body must be JSON of at most {MAX_BODY} bytes",
-            )
+            body = self._body(proxy.MAX_BODY)
+            with proxy.forward(
+                server.engine_url,
+                self.command,
+                path,
+                self.headers.items(),
+                body,
+                server.engine_timeout_s,
+            ) as answer:
+                self._relay(answer)
+        except proxy.ProxyError as exc:
+            self._error(exc.status, exc.kind, str(exc))
+
+    def _relay(self, answer: proxy.EngineResponse) -> None:
+        """Status and headers, then each piece of the body as the engine sends it."""
+        chunked = answer.length is None and self.request_version == "HTTP/1.1"
+        self.send_response(answer.status, answer.reason)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        if answer.length is not None:
+            self.send_header("Content-Length", str(answer.length))
+        elif chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:  # an HTTP/1.0 client: the end of the connection ends the body
+            self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for piece in answer.chunks():
+                self.wfile.write(proxy.chunk(piece) if chunked else piece)
+            if chunked:
+                self.wfile.write(proxy.LAST_CHUNK)
+        except (proxy.EngineError, OSError):
+            # The client left (leaving the block closes the engine connection, so generation
+            # stops) or the engine broke off: the status is sent, so only an incomplete body
+            # on a closed connection can still tell the client.
+            self.close_connection = True
+
+    def _body(self, limit: int) -> bytes:
+        if "Transfer-Encoding" in self.headers:
+            raise proxy.LengthRequired("send the body with a Content-Length")
+        length = proxy.content_length(self.headers.get_all("Content-Length") or [], limit)
+        body = self.rfile.read(length)
+        self._body_read = True
+        if len(body) < length:
+            self.close_connection = True
+            raise proxy.BadContentLength("the body ended before its Content-Length")
+        return body
+
+    def _unread(self) -> int | None:
+        """Bytes of the request body still to come; None when unknown."""
+        if self._body_read:
+            return 0
+        if "Transfer-Encoding" in self.headers:
             return None
         try:
-            body = json.loads(self.rfile.read(length) or b"null")
-            return base64.b64decode(body["nonce"], validate=True)
-        except (ValueError, TypeError, KeyError, binascii.Error):
-            self._error(400, "invalid_request", 'expected {"nonce": "<base64 of 32 bytes>"}')
+            return proxy.content_length(self.headers.get_all("Content-Length") or [], DRAIN_LIMIT)
+        except proxy.RequestError:
             return None
+
+    def _drain(self, length: int) -> None:
+        self.connection.settimeout(DRAIN_TIMEOUT_S)
+        with contextlib.suppress(OSError):
+            while length > 0:
+                piece = self.rfile.read(min(length, proxy.READ_SIZE))
+                if not piece:
+                    return
+                length -= len(piece)
 
     def _engine_ready(self) -> bool:
         if not self.server.engine_url:
@@ -104,19 +192,46 @@ class _Handler(BaseHTTPRequestHandler):
             return False
 
     def _error(self, status: int, kind: str, message: str) -> None:
-        self._send(status, {"error": {"message": message, "type": kind}})
+        """An error answer; a request body left unread closes the connection after it (it
+        must not be taken for the next request)."""
+        unread = self._unread()
+        self._send(status, {"error": {"message": message, "type": kind}}, close=unread != 0)
+        if unread:
+            self._drain(unread)
 
-    def _send(self, status: int, body: Any) -> None:
+    def _send(self, status: int, body: Any, close: bool = False) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?")[0] if self.command else "-"
+        _log(f"{self.command or '-'} {path} {code}")
+
     def log_message(self, format: str, *args: Any) -> None:
-        print(
-            f"agent: {self.command} {self.path.split('?')[0]} {args[1] if len(args) > 1 else ''}",
-            file=sys.stderr,
-            flush=True,
-        )
+        _log(_numbers_only(format, args))
+
+
+def _nonce(body: bytes) -> bytes:
+    try:
+        return base64.b64decode(json.loads(body or b"null")["nonce"], validate=True)
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise ValueError('expected {"nonce": "<base64 of 32 bytes>"}') from None
+
+
+def _numbers_only(format: str, args: tuple[Any, ...]) -> str:
+    """http.server's own notes (malformed requests, timeouts) without their text, which may
+    quote the request."""
+    values = iter(args)
+    return re.sub(
+        r"%[a-z]", lambda _: str(v) if isinstance(v := next(values, ""), int) else "…", format
+    )
+
+
+def _log(line: str) -> None:
+    print(f"agent: {line}", file=sys.stderr, flush=True)
