@@ -1,0 +1,224 @@
+"""The gateway's ASGI application: routes requests to handlers; errors become OpenAI bodies.
+
+    POST /v1/chat/completions, /v1/completions   inference (inference.py), API key
+    GET  /v1/models                                public: models, prices, TEE types
+    GET  /v1/attestations?model=M                  public: current evidence of M's endpoints
+    GET  /v1/generation?id=ID                      the key's own usage record of one request
+    GET  /v1/miners[?format=weights]               admin: the scoreboard
+    GET  /v1/settlement?from=&to=                  admin: usage and amounts per pool
+    GET  /healthz, /readyz, /metrics               probes and Prometheus
+
+The lifespan (startup) is in `lifecycle.py`; this module only dispatches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from teeroute.admission import parse_time
+from teeroute_gateway import listings
+from teeroute_gateway.asgi import (
+    JSON,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    bearer,
+    respond,
+    respond_error,
+)
+from teeroute_gateway.errors import (
+    BadRequest,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    Unavailable,
+)
+from teeroute_gateway.inference import InferenceHandler
+from teeroute_gateway.lifecycle import Lifecycle
+from teeroute_gateway.requests import CHAT, COMPLETION
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class GatewayApp:
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self.lifecycle = lifecycle
+        self._inference: InferenceHandler | None = None
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/completions"): self._completion,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/v1/attestations"): self._attestations,
+            ("GET", "/v1/generation"): self._generation,
+            ("GET", "/v1/miners"): self._miners,
+            ("GET", "/v1/settlement"): self._settlement,
+            ("GET", "/healthz"): self._healthz,
+            ("GET", "/readyz"): self._readyz,
+            ("GET", "/metrics"): self._metrics,
+        }
+        self.paths = {path for _, path in self.routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.lifecycle.lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"].rstrip("/") or "/"
+        handler = self.routes.get((scope["method"], path))
+        try:
+            if handler is None:
+                if path in self.paths:
+                    raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}")
+                raise NotFound(f"no route {scope['method']} {path}", code="unknown_url")
+            await handler(scope, receive, send)
+        except GatewayError as exc:
+            await respond_error(send, exc)
+        except ClientGone:
+            return
+
+    @property
+    def services(self) -> Any:
+        services = self.lifecycle.services
+        if services is None:
+            raise Unavailable("the gateway is starting", code="starting")
+        return services
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handler()(scope, receive, send, CHAT)
+
+    async def _completion(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handler()(scope, receive, send, COMPLETION)
+
+    def _handler(self) -> InferenceHandler:
+        if self._inference is None:
+            self._inference = InferenceHandler(self.services)
+        return self._inference
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self.services
+        body = listings.models(s.catalog, dt.datetime.now(dt.UTC), s.settings.allow_unattested)
+        await respond(send, 200, orjson.dumps(body))
+
+    async def _attestations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self.services
+        name = _query(scope).get("model")
+        if not name:
+            raise BadRequest("the model query parameter is required", param="model")
+        model = s.catalog.models.get(name)
+        if model is None:
+            raise NotFound(
+                f"the model {name} does not exist", code="model_not_found", param="model"
+            )
+        await respond(
+            send, 200, orjson.dumps(listings.attestations(model, dt.datetime.now(dt.UTC)))
+        )
+
+    async def _generation(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self.services
+        account = await s.keys.account(bearer(scope))
+        rid = _query(scope).get("id", "")
+        record = await s.ledger.usage(rid) if rid else None
+        if record is None or record.account_id != account.id:
+            raise NotFound(
+                "no such generation for this key", code="generation_not_found", param="id"
+            )
+        await respond(send, 200, orjson.dumps({"data": _record(record)}))
+
+    async def _miners(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self.services
+        s.keys.require_admin(bearer(scope))
+        board = listings.scoreboard(s.catalog, s.health, time.monotonic())
+        if _query(scope).get("format") == "weights":
+            board = {"weights": {row["pool"]: row["weight"] for row in board["data"]}}
+        await respond(send, 200, orjson.dumps(board))
+
+    async def _settlement(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self.services
+        s.keys.require_admin(bearer(scope))
+        query = _query(scope)
+        end = _time(query.get("to"), "to") or dt.datetime.now(dt.UTC)
+        start = _time(query.get("from"), "from") or end - dt.timedelta(days=30)
+        rows = await s.ledger.settlement(start, end)
+        await respond(
+            send,
+            200,
+            orjson.dumps({"from": start, "to": end, "data": [_settlement_row(r) for r in rows]}),
+        )
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, b'{"status":"ok"}')
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = self.lifecycle.services
+        if services is None or not services.ready:
+            raise Unavailable("the gateway has no catalog yet", code="not_ready")
+        await respond(send, 200, b'{"status":"ready"}')
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = generate_latest(self.services.metrics.registry)
+        await respond(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {k: v[0] for k, v in parse_qs(raw).items()}
+
+
+def _time(text: str | None, param: str) -> dt.datetime | None:
+    if not text:
+        return None
+    when = parse_time(text if "T" in text else f"{text}T00:00:00Z")
+    if when is None:
+        raise BadRequest(f"{param} must be an RFC 3339 time or a date (YYYY-MM-DD)", param=param)
+    return when
+
+
+def _record(record: Any) -> dict[str, Any]:
+    fields = (
+        "request_id",
+        "public_model",
+        "pool",
+        "upstream_model",
+        "input_tokens",
+        "output_tokens",
+        "input_reported",
+        "output_reported",
+        "cost_nano",
+        "charged_nano",
+        "capped",
+        "latency_ms",
+        "ttft_ms",
+        "status",
+        "outcome",
+        "streamed",
+        "created_at",
+    )
+    return {f: getattr(record, f) for f in fields}
+
+
+def _settlement_row(row: Any) -> dict[str, Any]:
+    fields = (
+        "pool",
+        "period_start",
+        "period_end",
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "amount_nano",
+        "currency",
+    )
+    out = {f: getattr(row, f) for f in fields}
+    out["amount"] = str(row.amount_nano / 1_000_000_000)
+    return out
+
+
+_ = JSON

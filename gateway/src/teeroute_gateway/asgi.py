@@ -1,0 +1,81 @@
+"""The few ASGI primitives the gateway uses: headers, a bounded body read, whole responses.
+
+Raw ASGI rather than a framework's request/response objects: on the proxy path every
+microsecond per request is throughput.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from teeroute_gateway.errors import BadRequest, GatewayError, PayloadTooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON = (b"content-type", b"application/json")
+SSE = (b"content-type", b"text/event-stream")
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def bearer(scope: Scope) -> str | None:
+    value = header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = header(scope, b"content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadRequest("Content-Length is not a number") from None
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the body is over the limit of {limit} bytes", code="body_too_large"
+            )
+    parts = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(
+                f"the body is over the limit of {limit} bytes", code="body_too_large"
+            )
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request was read."""
+
+
+async def respond(
+    send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = (JSON,)
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_error(send: Send, error: GatewayError, extra: Headers | None = None) -> None:
+    headers: Headers = [JSON, *(extra or [])]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await respond(send, error.status, error.encoded(), headers)

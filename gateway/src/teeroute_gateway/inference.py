@@ -1,0 +1,480 @@
+"""POST /v1/chat/completions and /v1/completions: from request to settled bill.
+
+    authenticate → read and check the body → resolve models → rate limit → plan candidates
+    → hold the worst-case cost → dispatch (retries before the first byte) → answer (whole
+    or streamed) → settle the hold with the metered usage → count tokens against tpm
+
+Errors before the answer starts are OpenAI error bodies with their status; after a stream
+started, an SSE error event. The hold is always settled or released, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from teeroute_gateway import tracing
+from teeroute_gateway.asgi import (
+    JSON,
+    SSE,
+    ClientGone,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    bearer,
+    header,
+    read_body,
+    respond,
+    respond_error,
+)
+from teeroute_gateway.catalog import Catalog, PublicModel
+from teeroute_gateway.dispatch import Attempt
+from teeroute_gateway.errors import (
+    GatewayError,
+    NotFound,
+    PaymentRequired,
+    RateLimited,
+    Unavailable,
+    UpstreamFailed,
+)
+from teeroute_gateway.ledger import Account, BudgetExceeded, Hold, InsufficientCredit, UsageRecord
+from teeroute_gateway.limits import LimiterUnavailable, Limits
+from teeroute_gateway.metering import (
+    Usage,
+    cost_nano,
+    count_completion_text,
+    reported_usage,
+    settle_usage,
+    to_decimal,
+)
+from teeroute_gateway.requests import InferenceRequest, parse_request
+from teeroute_gateway.selection import Candidate, Context, plan
+from teeroute_gateway.services import Services
+from teeroute_gateway.streaming import StreamRelay, error_event, usage_body
+
+log = logging.getLogger("teeroute_gateway.requests")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened, for the ledger, metrics, traces and the log line."""
+
+    status: int = 0
+    outcome: str = "ok"
+    candidate: Candidate | None = None
+    usage: Usage | None = None
+    cost_nano: int = 0
+    ttft_ms: float | None = None
+    attempts: int = 0
+    headers: Headers = field(default_factory=list)
+    error: GatewayError | None = None
+
+
+class InferenceHandler:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self._rng = random.Random()  # noqa: S311  # load balancing, not secrets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
+        started = time.perf_counter()
+        rid = "gen-" + os.urandom(12).hex()
+        ids: Headers = [(b"x-request-id", rid.encode())]
+        try:
+            account, request, models, candidates, max_tokens, hold = await self._prepare(
+                scope, receive, kind, rid
+            )
+        except GatewayError as exc:
+            self.s.metrics.rejections.labels(_reason(exc)).inc()
+            await respond_error(send, exc, ids)
+            return
+        except ClientGone:
+            return
+        span = tracing.start(self.s.tracer, kind, request.models[0], request.max_tokens)
+        result = Outcome(headers=ids)
+        try:
+            attempt = await self._dispatch(candidates, request, max_tokens, rid, result)
+            if attempt is None:
+                await respond_error(send, result.error or UpstreamFailed("no answer"), ids)
+            elif request.stream and attempt.response.status == 200:
+                await self._stream(attempt, request, receive, send, rid, result, hold)
+            else:
+                await self._whole(attempt, request, send, rid, result, hold)
+        finally:
+            await self._settle(account, request, models[0], hold, rid, result, started, span)
+
+    async def _prepare(
+        self, scope: Scope, receive: Receive, kind: str, rid: str
+    ) -> tuple[Account, InferenceRequest, list[PublicModel], list[Candidate], int, Hold]:
+        account = await self.s.keys.account(bearer(scope))
+        raw = await read_body(scope, receive, self.s.settings.max_body_bytes)
+        session = header(scope, b"x-session-id")
+        request = parse_request(raw, kind, session.decode("latin-1") if session else None)
+        models = self._models(self.s.catalog, request.models)
+        await self._admit(account, models[0])
+        context = Context(
+            now=dt.datetime.now(dt.UTC),
+            monotonic=time.monotonic(),
+            rng=self._rng,
+            health=self.s.health,
+            currency=self.s.settings.currency,
+            allow_unattested=self.s.settings.allow_unattested,
+        )
+        candidates = plan(models, request.prefs, request.session_id, context)
+        max_tokens = self._max_tokens(request, candidates)
+        hold = await self._reserve(account, request, candidates, max_tokens, rid)
+        return account, request, models, candidates, max_tokens, hold
+
+    def _models(self, catalog: Catalog, names: list[str]) -> list[PublicModel]:
+        found = [catalog.models[n] for n in names if n in catalog.models]
+        if not found:
+            raise NotFound(
+                f"the model {names[0]} does not exist", code="model_not_found", param="model"
+            )
+        return found
+
+    async def _admit(self, account: Account, model: PublicModel) -> None:
+        limits = _limits(model)
+        if limits is None:
+            return
+        try:
+            decision = await self.s.limiter.admit(f"{account.id}|{model.route_key}", limits)
+        except LimiterUnavailable:
+            raise Unavailable(
+                "rate limits cannot be checked right now", code="limiter_unavailable"
+            ) from None
+        if not decision.allowed:
+            wait = max(1, int(decision.retry_after_s + 0.999))
+            raise RateLimited(
+                f"rate limit of {decision.limit} {decision.reason} per minute reached "
+                f"on {model.name}",
+                code=f"rate_limit_{decision.reason}",
+                headers={"Retry-After": str(wait)},
+            )
+
+    def _max_tokens(self, request: InferenceRequest, candidates: list[Candidate]) -> int:
+        if request.max_tokens is not None:
+            return request.max_tokens
+        bound = self.s.settings.default_max_tokens
+        lengths = [c.backend.pool.served.get(c.backend.upstream_model) for c in candidates]
+        known = [n for n in lengths if n]
+        if known:
+            bound = max(1, min(bound, min(known) - request.input_estimate))
+        return bound
+
+    async def _reserve(
+        self,
+        account: Account,
+        request: InferenceRequest,
+        candidates: list[Candidate],
+        max_tokens: int,
+        rid: str,
+    ) -> Hold:
+        amount = max(
+            cost_nano(c.backend.pool, request.input_estimate, max_tokens) for c in candidates
+        )
+        try:
+            return await self.s.ledger.reserve(account.id, amount, rid)
+        except InsufficientCredit as exc:
+            raise PaymentRequired(
+                f"insufficient credit: this request may cost up to {to_decimal(amount)} "
+                f"{self.s.settings.currency}, {to_decimal(max(exc.available_nano, 0))} "
+                "is available "
+                "(lower max_tokens or add credit)",
+                code="insufficient_credit",
+            ) from None
+        except BudgetExceeded as exc:
+            raise PaymentRequired(
+                f"the key's {exc.period}ly spend limit is reached",
+                code="budget_exceeded",
+                headers={"Retry-After": str(max(1, int(exc.retry_after_s)))},
+            ) from None
+
+    async def _dispatch(
+        self,
+        candidates: list[Candidate],
+        request: InferenceRequest,
+        max_tokens: int,
+        rid: str,
+        result: Outcome,
+    ) -> Attempt | None:
+        try:
+            attempt = await self.s.dispatcher.attempt(candidates, request, max_tokens, rid)
+        except GatewayError as exc:
+            result.status, result.outcome = exc.status, "upstream_failed"
+            result.error = exc
+            result.attempts = min(len(candidates), self.s.settings.max_attempts)
+            return None
+        result.candidate = attempt.candidate
+        result.attempts = attempt.attempts
+        result.ttft_ms = (attempt.first_byte_at - attempt.sent_at) * 1000
+        pool = attempt.candidate.backend.pool
+        result.headers += [
+            (b"x-teeroute-pool", pool.key.encode()),
+            (b"x-teeroute-model", attempt.candidate.backend.upstream_model.encode()),
+        ]
+        return attempt
+
+    async def _whole(
+        self,
+        attempt: Attempt,
+        request: InferenceRequest,
+        send: Send,
+        rid: str,
+        result: Outcome,
+        hold: Hold,
+    ) -> None:
+        self.s.dispatcher.succeeded(attempt)
+        result.status = attempt.response.status
+        obj = attempt.parsed
+        if result.status != 200 or obj is None:
+            result.outcome = "upstream_rejected"
+            await respond(send, result.status, attempt.body, [JSON, *result.headers])
+            return
+        reported_in, reported_out = reported_usage(obj)
+        counted = count_completion_text(obj) if reported_out is None else None
+        result.usage = settle_usage(reported_in, reported_out, request.input_estimate, counted)
+        pool = attempt.candidate.backend.pool
+        result.cost_nano = min(
+            cost_nano(pool, result.usage.input_tokens, result.usage.output_tokens), hold.amount_nano
+        )
+        obj["usage"] = usage_body(obj.get("usage"), result.usage, result.cost_nano)
+        obj["provider"] = pool.name
+        result.headers.append((b"x-teeroute-cost", str(to_decimal(result.cost_nano)).encode()))
+        await respond(send, 200, orjson.dumps(obj), [JSON, *result.headers])
+
+    async def _stream(
+        self,
+        attempt: Attempt,
+        request: InferenceRequest,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        result: Outcome,
+        hold: Hold,
+    ) -> None:
+        result.status = 200
+        relay = StreamRelay(request.kind)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [SSE, (b"cache-control", b"no-cache"), *result.headers],
+            }
+        )
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone, attempt))
+        error: str | None = None
+        try:
+            error = await self._pump(attempt, relay, send, gone)
+        finally:
+            watcher.cancel()
+        pool = attempt.candidate.backend.pool
+        reported_in, reported_out = reported_usage(relay.reported())
+        result.usage = settle_usage(
+            reported_in, reported_out, request.input_estimate, relay.counted
+        )
+        result.cost_nano = min(
+            cost_nano(pool, result.usage.input_tokens, result.usage.output_tokens), hold.amount_nano
+        )
+        if gone.is_set():
+            result.outcome = "cancelled"
+            self.s.dispatcher.succeeded(attempt)
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if error is not None:
+            result.outcome = "upstream_error_after_start"
+            self.s.dispatcher.failed_late(attempt, error)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": error_event("the miner stopped mid-stream", "upstream_error", 502),
+                }
+            )
+            return
+        self.s.dispatcher.succeeded(attempt)
+        closing = relay.closing(
+            result.usage, result.cost_nano, rid, attempt.candidate.backend.upstream_model
+        )
+        await send({"type": "http.response.body", "body": closing})
+
+    async def _pump(
+        self, attempt: Attempt, relay: StreamRelay, send: Send, gone: asyncio.Event
+    ) -> str | None:
+        from teeroute_gateway.upstream import UpstreamError
+
+        try:
+            chunk = attempt.body
+            while True:
+                out = relay.feed(chunk)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                if gone.is_set() or attempt.stream is None:
+                    return None
+                chunk = await anext(attempt.stream, b"")
+                if not chunk:
+                    return None
+        except UpstreamError as exc:
+            return None if gone.is_set() else exc.kind
+
+    async def _settle(
+        self,
+        account: Account,
+        request: InferenceRequest,
+        model: PublicModel,
+        hold: Hold,
+        rid: str,
+        result: Outcome,
+        started: float,
+        span: object,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        candidate = result.candidate
+        pool = candidate.backend.pool if candidate else None
+        usage = result.usage
+        try:
+            if usage is None or pool is None:
+                await self.s.ledger.release(hold)
+            else:
+                await self.s.ledger.settle(
+                    hold,
+                    UsageRecord(
+                        request_id=rid,
+                        account_id=account.id,
+                        public_model=model.name,
+                        pool=pool.key,
+                        endpoint=candidate.endpoint.key if candidate else "",
+                        upstream_model=candidate.backend.upstream_model if candidate else "",
+                        input_tokens=usage.input_tokens,
+                        output_tokens=usage.output_tokens,
+                        input_reported=usage.input_reported,
+                        output_reported=usage.output_reported,
+                        cost_nano=result.cost_nano,
+                        latency_ms=elapsed * 1000,
+                        ttft_ms=result.ttft_ms,
+                        status=result.status,
+                        outcome=result.outcome,
+                        streamed=request.stream,
+                        created_at=dt.datetime.now(dt.UTC),
+                    ),
+                )
+        except Exception:  # the answer is out; a ledger failure must not lose the request's log
+            log.exception("settling %s failed", rid)
+        self._observe(account, request, model, rid, result, elapsed, span)
+        if usage is not None:
+            limits = _limits(model)
+            if limits is not None and limits.tpm is not None:
+                try:
+                    await self.s.limiter.record_tokens(
+                        f"{account.id}|{model.route_key}",
+                        limits,
+                        usage.input_tokens + usage.output_tokens,
+                    )
+                except LimiterUnavailable:
+                    log.warning("tokens of %s not counted against tpm: limiter unavailable", rid)
+
+    def _observe(
+        self,
+        account: Account,
+        request: InferenceRequest,
+        model: PublicModel,
+        rid: str,
+        result: Outcome,
+        elapsed: float,
+        span: object,
+    ) -> None:
+        m = self.s.metrics
+        pool = result.candidate.backend.pool.key if result.candidate else "none"
+        m.requests.labels(model.name, pool, f"{result.status // 100}xx").inc()
+        m.duration.labels(model.name, "true" if request.stream else "false").observe(elapsed)
+        if result.ttft_ms is not None:
+            m.ttft.labels(model.name, pool).observe(result.ttft_ms / 1000)
+        usage = result.usage
+        if usage is not None:
+            m.tokens.labels(
+                model.name, pool, "input", "reported" if usage.input_reported else "counted"
+            ).inc(usage.input_tokens)
+            m.tokens.labels(
+                model.name, pool, "output", "reported" if usage.output_reported else "counted"
+            ).inc(usage.output_tokens)
+            m.cost.labels(model.name, pool, self.s.settings.currency).inc(
+                float(to_decimal(result.cost_nano))
+            )
+            if (
+                result.candidate
+                and result.ttft_ms is not None
+                and elapsed > 0
+                and usage.output_tokens
+            ):
+                entry = self.s.health.get(result.candidate.endpoint.key)
+                if entry is not None:
+                    self.s.health.observe(entry, result.ttft_ms, usage.output_tokens / elapsed)
+        tracing.finish(
+            span,
+            {
+                "gen_ai.response.model": result.candidate.backend.upstream_model
+                if result.candidate
+                else None,
+                "gen_ai.usage.input_tokens": usage.input_tokens if usage else None,
+                "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
+                "teeroute.pool": pool,
+                "teeroute.attempts": result.attempts,
+                "teeroute.cost": float(to_decimal(result.cost_nano)),
+                "http.response.status_code": result.status,
+            },
+            None if result.status == 200 else result.outcome,
+        )
+        if self.s.settings.access_log:
+            log.info(
+                orjson.dumps(
+                    {
+                        "request_id": rid,
+                        "account": account.id,
+                        "model": model.name,
+                        "pool": pool,
+                        "status": result.status,
+                        "outcome": result.outcome,
+                        "attempts": result.attempts,
+                        "input_tokens": usage.input_tokens if usage else 0,
+                        "output_tokens": usage.output_tokens if usage else 0,
+                        "cost_nano": result.cost_nano,
+                        "ms": round(elapsed * 1000, 2),
+                        "ttft_ms": round(result.ttft_ms, 2) if result.ttft_ms is not None else None,
+                        "stream": request.stream,
+                    }
+                ).decode()
+            )
+
+
+def _limits(model: PublicModel) -> Limits | None:
+    rl = model.spec.rate_limits
+    if rl.requests_per_minute is None and rl.tokens_per_minute is None:
+        return None
+    return Limits(rpm=rl.requests_per_minute, tpm=rl.tokens_per_minute)
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event, attempt: Attempt) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            attempt.response.close()  # the miner sees the connection close and stops generating
+            return
+
+
+def _reason(exc: GatewayError) -> str:
+    return {
+        401: "auth",
+        402: "credit",
+        429: "rate_limit",
+        400: "invalid",
+        413: "invalid",
+        404: "not_found",
+    }.get(exc.status, "no_endpoint")

@@ -1,0 +1,110 @@
+"""The Ledger interface the gateway calls, and the argument checks both backends share.
+
+The gateway authenticates each request's key, reserves the request's worst-case cost as a
+hold before routing it, and settles the hold with the metered usage afterwards (or releases
+it when nothing was served). `reap` returns the holds of requests whose gateway died. Backends:
+sqlite.py (one node, a file) and postgres.py (several gateway replicas); open_ledger picks one.
+"""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+from typing import cast
+
+from .models import Account, Hold, SettlementRow, SpendPeriod, UsageRecord
+
+DEFAULT_HOLD_TTL_S = 900.0
+
+
+class Ledger(abc.ABC):
+    """Accounts, holds and usage in one database, safe for many concurrent callers and for
+    several processes sharing the database: every balance check happens in the database."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create the schema if missing (idempotent, safe to race)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish the operations already submitted, then disconnect."""
+
+    @abc.abstractmethod
+    async def create_key(
+        self,
+        name: str,
+        credit_nano: int,
+        spend_limit_nano: int | None = None,
+        spend_period: str | None = None,
+        currency: str = "USD",
+    ) -> tuple[str, Account]:
+        """A new account and its API key: the plaintext is returned here and never again."""
+
+    @abc.abstractmethod
+    async def authenticate(self, api_key: str) -> Account | None:
+        """The account of an enabled key, else None."""
+
+    @abc.abstractmethod
+    async def account(self, account_id: str) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def add_credit(self, account_id: str, amount_nano: int) -> Account: ...
+
+    @abc.abstractmethod
+    async def set_disabled(self, account_id: str, disabled: bool) -> Account:
+        """Disable (or re-enable) an account: its key stops authenticating, holds are refused."""
+
+    @abc.abstractmethod
+    async def reserve(
+        self, account_id: str, amount_nano: int, request_id: str, ttl_s: float = DEFAULT_HOLD_TTL_S
+    ) -> Hold:
+        """Hold `amount_nano` if the balance and the spend limit allow it, atomically;
+        else raise InsufficientCredit, BudgetExceeded or UnknownAccount."""
+
+    @abc.abstractmethod
+    async def settle(self, hold: Hold, record: UsageRecord) -> UsageRecord:
+        """Replace the hold by the charge min(cost, hold) and record the usage, atomically.
+        Idempotent: settling again returns the first settlement and charges nothing."""
+
+    @abc.abstractmethod
+    async def release(self, hold: Hold) -> None:
+        """Drop the hold without charging (nothing was served)."""
+
+    @abc.abstractmethod
+    async def reap(self, now: datetime | None = None) -> int:
+        """Release every hold past its expiry; how many there were."""
+
+    @abc.abstractmethod
+    async def usage(self, request_id: str) -> UsageRecord | None: ...
+
+    @abc.abstractmethod
+    async def usage_records(
+        self, start: datetime, end: datetime, limit: int = 1000
+    ) -> list[UsageRecord]:
+        """Usage created in [start, end), oldest first, at most `limit`."""
+
+    @abc.abstractmethod
+    async def settlement(self, start: datetime, end: datetime) -> list[SettlementRow]:
+        """Per pool (and currency): requests, tokens and the amount charged in [start, end)."""
+
+
+def check_amount(amount_nano: int, what: str = "amount") -> None:
+    if isinstance(amount_nano, bool) or not isinstance(amount_nano, int) or amount_nano < 0:
+        raise ValueError(f"{what} must be a non-negative integer of nano-units")
+
+
+def check_limit(spend_limit_nano: int | None, spend_period: str | None) -> SpendPeriod | None:
+    """A spend limit needs a period and a period needs a limit."""
+    if (spend_limit_nano is None) != (spend_period is None):
+        raise ValueError("spend_limit_nano and spend_period go together")
+    if spend_limit_nano is not None:
+        check_amount(spend_limit_nano, "spend_limit_nano")
+    if spend_period not in (None, "day", "month"):
+        raise ValueError(f"spend_period must be 'day' or 'month', not {spend_period!r}")
+    return cast(SpendPeriod | None, spend_period)
+
+
+def check_record(hold: Hold, record: UsageRecord) -> None:
+    check_amount(record.cost_nano, "cost_nano")
+    if (record.request_id, record.account_id) != (hold.request_id, hold.account_id):
+        raise ValueError("the usage record and the hold are for different requests")

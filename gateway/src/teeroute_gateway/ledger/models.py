@@ -1,0 +1,89 @@
+"""The ledger's value types: accounts, holds, usage records and settlement rows.
+
+Plain frozen dataclasses, so the gateway can pass them between tasks and threads freely and a
+record read back from either backend compares equal to the one written. Money is always an
+integer of nano-units (see money.py); times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+SpendPeriod = Literal["day", "month"]
+
+
+@dataclass(frozen=True)
+class Account:
+    """A prepaid account, identified to clients by one API key (only its hash is stored)."""
+
+    id: str
+    name: str
+    key_prefix: str  # the key's first 8 characters, to tell keys apart in listings
+    currency: str
+    balance_nano: int  # credit minus settled spend
+    held_nano: int  # sum of the open holds
+    spend_limit_nano: int | None
+    spend_period: SpendPeriod | None
+    disabled: bool
+
+    @property
+    def available_nano(self) -> int:
+        """What a new hold may take, before any spend limit."""
+        return self.balance_nano - self.held_nano
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Credit set aside for one request in flight; settled, released, or reaped at expiry."""
+
+    id: str
+    account_id: str
+    amount_nano: int
+    request_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """Everything the gateway knows about a finished request, as metered.
+
+    `input_reported`/`output_reported` say whether a count is what upstream reported (True) or
+    what the gateway counted or estimated (False). `charged_nano` and `capped` are set by the
+    ledger on settle: the charge is the cost, capped at the request's hold.
+    """
+
+    request_id: str
+    account_id: str
+    public_model: str
+    pool: str
+    endpoint: str
+    upstream_model: str
+    input_tokens: int
+    output_tokens: int
+    input_reported: bool
+    output_reported: bool
+    cost_nano: int
+    latency_ms: float
+    ttft_ms: float | None
+    status: int
+    outcome: str
+    streamed: bool
+    created_at: datetime
+    charged_nano: int = 0
+    capped: bool = False
+
+
+@dataclass(frozen=True)
+class SettlementRow:
+    """What one pool earned in [period_start, period_end), in one currency."""
+
+    pool: str
+    period_start: datetime
+    period_end: datetime
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    amount_nano: int
+    currency: str

@@ -1,0 +1,149 @@
+"""Starting and stopping one gateway process (the ASGI lifespan).
+
+Startup: settings (from the config file, or TEEROUTE_GATEWAY_* in cluster mode) → ledger
+(schema created if missing) → rate limiter → upstream pool, HealthBook, metrics, tracer →
+the catalog source in a task (file or cluster) → a reaper that frees holds of crashed
+gateways. Shutdown: stop the tasks, close the ledger after its pending writes, drop idle
+upstream connections. A failed startup is reported to the server, which exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from teeroute_gateway.asgi import Receive, Send
+from teeroute_gateway.auth import KeyCache
+from teeroute_gateway.dispatch import Dispatcher
+from teeroute_gateway.health import HealthBook
+from teeroute_gateway.ledger import open_ledger
+from teeroute_gateway.limits import open_limiter
+from teeroute_gateway.metrics import GatewayMetrics, PoolHealthCollector
+from teeroute_gateway.services import Services
+from teeroute_gateway.settings import GatewaySettings
+from teeroute_gateway.sources import file as file_source
+from teeroute_gateway.tracing import make_tracer
+from teeroute_gateway.upstream import UpstreamPool
+
+log = logging.getLogger(__name__)
+CONFIG_ENV = "TEEROUTE_GATEWAY_CONFIG_FILE"
+REAP_EVERY_S = 60.0
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        config: Path | None,
+        settings: GatewaySettings | None = None,
+        span_exporter: Any = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.span_exporter = span_exporter
+        self.services: Services | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._upstream: UpstreamPool | None = None
+        self._kube: Any = None
+
+    @classmethod
+    def from_env(cls) -> Lifecycle:
+        path = os.environ.get(CONFIG_ENV)
+        return cls(Path(path) if path else None)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    log.exception("gateway startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def start(self) -> None:
+        loaded = file_source.load(self.config) if self.config else None
+        settings = self.settings or (
+            loaded.settings if loaded else GatewaySettings.from_env(os.environ)
+        )
+        ledger = open_ledger(settings.ledger)
+        await ledger.open()
+        limiter = open_limiter(settings.rate_limiter)
+        metrics = GatewayMetrics()
+        health = HealthBook()
+        self._upstream = UpstreamPool(connect_timeout_s=settings.connect_timeout_s)
+        services = Services(
+            settings=settings,
+            ledger=ledger,
+            limiter=limiter,
+            keys=KeyCache(ledger, settings.admin_key_sha256),
+            health=health,
+            dispatcher=Dispatcher(self._upstream, health, metrics, settings),
+            metrics=metrics,
+            tracer=make_tracer(settings.tracing, settings.trace_sample_ratio, self.span_exporter),
+        )
+        metrics.registry.register(
+            PoolHealthCollector(health, lambda: _admitted(services), time.monotonic)
+        )
+        if loaded is not None:
+            services.update(loaded.inventory)
+            source: Any = file_source.FileSource(loaded.path, services.update)
+        else:
+            source = self._kube_source(settings, services)
+        self.services = services
+        self._tasks = [asyncio.create_task(source.run()), asyncio.create_task(_reap(services))]
+
+    def _kube_source(self, settings: GatewaySettings, services: Services) -> Any:
+        from teeroute.kube import Kube
+        from teeroute.kube.config import load_config
+        from teeroute_gateway.sources.kube import KubeSource
+
+        self._kube = Kube(load_config(), field_manager="teeroute-gateway")
+        return KubeSource(self._kube, on_change=services.update, namespaces=settings.namespaces)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.services is not None:
+            await self.services.ledger.close()
+            await self.services.limiter.close()
+        if self._upstream is not None:
+            self._upstream.close()
+        if self._kube is not None:
+            await self._kube.aclose()
+
+
+def _admitted(services: Services) -> dict[str, int]:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    allow = services.settings.allow_unattested
+    return {
+        key: sum(1 for e in pool.endpoints if e.admitted(now, allow))
+        for key, pool in services.catalog.pools.items()
+    }
+
+
+async def _reap(services: Services) -> None:
+    while True:
+        await asyncio.sleep(REAP_EVERY_S)
+        try:
+            freed = await services.ledger.reap()
+        except Exception:
+            log.exception("releasing expired holds failed; retrying later")
+            continue
+        if freed:
+            log.warning("released %d expired holds (a gateway stopped mid-request)", freed)

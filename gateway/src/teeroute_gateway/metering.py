@@ -1,0 +1,94 @@
+"""Token counts and costs: what the miner reported, what we counted, what it costs.
+
+Money is integer nano-units of the billing currency (1e-9), as in the ledger. Prices are per
+million tokens, so one token at price P costs P x 1000 nano-units. Costs round up.
+
+Counts keep a flag saying whether the miner reported them (`usage` in its response) or the
+gateway counted them (content deltas of a stream; the size estimate for input). A miner's
+claim above `CLAIM_CAP` x our own count is not believed: the bill uses our count x the cap.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from teeroute_gateway.catalog import Pool
+
+CLAIM_CAP = 10
+USAGE_MARK = re.compile(rb'"usage"\s*:\s*\{')
+_CONTENT = (b'"content":"', b'"content": "', b'"text":"', b'"text": "')
+_EMPTY = (b'"content":""', b'"content": ""', b'"text":""', b'"text": ""')
+
+
+def cost_nano(pool: Pool, input_tokens: int, output_tokens: int) -> int:
+    exact = (pool.input_per_million * input_tokens + pool.output_per_million * output_tokens) * 1000
+    return math.ceil(exact)
+
+
+def to_decimal(nano: int) -> Decimal:
+    return Decimal(nano) / Decimal(1_000_000_000)
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    input_reported: bool
+    output_reported: bool
+
+
+def reported_usage(obj: Any) -> tuple[int | None, int | None]:
+    usage = obj.get("usage") if isinstance(obj, dict) else None
+    if not isinstance(usage, dict):
+        return None, None
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def settle_usage(
+    reported_in: int | None,
+    reported_out: int | None,
+    estimated_in: int,
+    counted_out: int | None,
+) -> Usage:
+    """The counts to bill: the miner's where it reported them and they are believable."""
+    out_reported = reported_out is not None
+    output = reported_out if reported_out is not None else (counted_out or 0)
+    if (
+        reported_out is not None
+        and counted_out is not None
+        and reported_out > CLAIM_CAP * max(counted_out, 1)
+    ):
+        output, out_reported = CLAIM_CAP * max(counted_out, 1), False
+    in_reported = reported_in is not None
+    inputs = reported_in if reported_in is not None else estimated_in
+    if reported_in is not None and reported_in > CLAIM_CAP * max(estimated_in, 1):
+        inputs, in_reported = estimated_in, False
+    return Usage(inputs, output, in_reported, out_reported)
+
+
+def count_completion_text(obj: Any) -> int:
+    """Our own rough count for a non-streamed answer without usage: ~4 characters a token."""
+    total = 0
+    for choice in (obj.get("choices") or []) if isinstance(obj, dict) else []:
+        if not isinstance(choice, dict):
+            continue
+        text = choice.get("text")
+        if not isinstance(text, str):
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+        if isinstance(text, str):
+            total += (len(text) + 3) // 4
+    return total
+
+
+def count_deltas(chunk: bytes) -> int:
+    """Non-empty content deltas in a run of SSE events (engines send about one token each)."""
+    return sum(chunk.count(m) for m in _CONTENT) - sum(chunk.count(m) for m in _EMPTY)

@@ -1,0 +1,119 @@
+"""Every Prometheus metric of the gateway (one module, as the operator's).
+
+Labels are bounded: `model` and `pool` come from the catalog (operators decide how many),
+unknown models are counted as `unknown`, statuses as classes. No key, prompt or request id
+is ever a label. Per-pool health is computed at scrape time from the HealthBook, so the
+request path pays nothing for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from teeroute_gateway.health import HealthBook
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "teeroute_gateway_requests_total",
+            "Inference requests answered, by public model, pool and HTTP status class.",
+            ["model", "pool", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "teeroute_gateway_request_duration_seconds",
+            "Time from the request's arrival to the end of the response.",
+            ["model", "stream"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "teeroute_gateway_time_to_first_token_seconds",
+            "Time from the request's arrival to the miner's first response byte.",
+            ["model", "pool"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "teeroute_gateway_tokens_total",
+            "Tokens billed, by direction and whether the miner reported or we counted them.",
+            ["model", "pool", "direction", "source"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "teeroute_gateway_cost_total",
+            "Amount charged, in units of the billing currency.",
+            ["model", "pool", "currency"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "teeroute_gateway_upstream_attempts_total",
+            "Attempts to reach a miner, by outcome "
+            "(ok, connect, timeout, closed, protocol, status_5xx, status_429).",
+            ["pool", "outcome"],
+            registry=r,
+        )
+        self.ejections = Counter(
+            "teeroute_gateway_endpoint_ejections_total",
+            "Endpoints taken out of rotation by outlier detection.",
+            ["pool"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "teeroute_gateway_rejections_total",
+            "Requests refused before dispatch, by reason "
+            "(auth, invalid, not_found, credit, rate_limit, no_endpoint).",
+            ["reason"],
+            registry=r,
+        )
+
+
+class PoolHealthCollector(Collector):
+    """Per-pool gauges read from the HealthBook and the catalog at scrape time."""
+
+    def __init__(
+        self, health: HealthBook, admitted: Callable[[], dict[str, int]], clock: Callable[[], float]
+    ) -> None:
+        self.health = health
+        self.admitted = admitted
+        self.clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self.clock()
+        inflight = GaugeMetricFamily(
+            "teeroute_gateway_pool_inflight_requests",
+            "Requests in flight per pool.",
+            labels=["pool"],
+        )
+        ejected = GaugeMetricFamily(
+            "teeroute_gateway_pool_ejected_endpoints",
+            "Endpoints currently ejected per pool.",
+            labels=["pool"],
+        )
+        admitted = GaugeMetricFamily(
+            "teeroute_gateway_pool_admitted_endpoints",
+            "Endpoints with fresh attestation per pool.",
+            labels=["pool"],
+        )
+        per_pool: dict[str, list[int]] = {}
+        for entry in self.health.all():
+            counts = per_pool.setdefault(entry.pool, [0, 0])
+            counts[0] += entry.inflight
+            counts[1] += int(entry.ejected(now))
+        for pool, (n_inflight, n_ejected) in sorted(per_pool.items()):
+            inflight.add_metric([pool], n_inflight)
+            ejected.add_metric([pool], n_ejected)
+        for pool, count in sorted(self.admitted().items()):
+            admitted.add_metric([pool], count)
+        yield inflight
+        yield ejected
+        yield admitted

@@ -1,0 +1,104 @@
+"""Gateway settings: the `spec` of a config file's GatewayConfig document, or, when serving
+from the cluster, environment variables prefixed TEEROUTE_GATEWAY_ (e.g.
+TEEROUTE_GATEWAY_LEDGER=postgresql://teeroute@db/teeroute). Field names are camelCase in
+files and UPPER_SNAKE in the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+ENV_PREFIX = "TEEROUTE_GATEWAY_"
+
+
+class GatewaySettings(BaseModel):
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
+        """Settings from TEEROUTE_GATEWAY_<FIELD> variables (cluster mode)."""
+        values = {
+            field: environ[ENV_PREFIX + field.upper()]
+            for field in cls.model_fields
+            if ENV_PREFIX + field.upper() in environ
+        }
+        return cls.model_validate(values)
+
+    ledger: str = "sqlite:///teeroute-ledger.db"
+    """Where keys, balances and usage live: sqlite:///PATH (one machine; relative paths are
+    relative to the config file) or postgresql://USER@HOST:PORT/DB (several replicas)."""
+
+    rate_limiter: str = "memory"
+    """memory (per process: with N workers each enforces the limit on its own) or
+    redis://HOST:PORT/DB (shared by every replica and worker)."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on (`--host` wins)."""
+
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Port to listen on (`--port` wins)."""
+
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes (`--workers` wins); each has its own catalog, health and metrics."""
+
+    namespaces: list[str] = Field(default_factory=list)
+    """Cluster mode: namespaces whose Routes and MinerPools to serve; empty: all."""
+
+    allow_unattested: bool = False
+    """Route to static endpoints listed without evidence (tee `none`). Only for local
+    development and benchmarks against a plain engine: nothing is attested then."""
+
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3,5}$")] = "USD"
+    """The billing currency of API keys; pools priced in another currency are not used."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Larger request bodies are refused with 413."""
+
+    default_max_tokens: int = Field(default=4096, ge=1)
+    """Output bound sent upstream when a request sets none (the budget hold needs one)."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Endpoints tried per request before the client gets an error (retries happen only
+    before the first byte reaches the client)."""
+
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    """Connecting to a miner."""
+
+    first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    """From sending a request to a miner's first response byte (includes queueing and, for
+    non-streamed requests, the whole generation)."""
+
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    """Longest pause between two pieces of a response."""
+
+    admin_key_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        default_factory=list
+    )
+    """SHA-256 (hex) of admin keys for /v1/miners and /v1/settlement (`teeroute keys admin`)."""
+
+    access_log: bool = False
+    """One structured (JSON) log line per request: ids, model, pool, status, token counts,
+    cost, timings. Never content or keys."""
+
+    tracing: Literal["off", "console", "otlp"] = "off"
+    """OpenTelemetry traces: off, console (stderr) or otlp (OTEL_EXPORTER_OTLP_ENDPOINT;
+    needs opentelemetry-exporter-otlp installed). Spans never carry prompts or outputs."""
+
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    """Fraction of requests traced."""
+
+    @field_validator("namespaces", "admin_key_sha256", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value

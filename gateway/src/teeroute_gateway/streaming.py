@@ -1,0 +1,101 @@
+"""Server-sent events from a miner to the client, passed through with as little work as possible.
+
+Runs of complete events are forwarded as they are, after counting content deltas with a byte
+search (no JSON parsing per token). Only two kinds of event are taken apart: the miner's usage
+chunk and its `[DONE]`. They are held back, because the gateway ends every stream itself with
+one usage chunk carrying the billed counts and the cost, then `[DONE]` (OpenRouter's
+convention; the chunk keeps one choice with an empty delta so strict clients don't crash).
+An error after the 200 is an SSE event with a top-level `error` and `finish_reason: "error"`.
+
+Events are separated by a blank line (`\\n\\n`), as vLLM, SGLang and OpenAI send them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from teeroute_gateway.metering import USAGE_MARK, Usage, count_deltas, to_decimal
+
+SEPARATOR = b"\n\n"
+DONE = b"data: [DONE]\n\n"
+
+
+class StreamRelay:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.pending = b""
+        self.counted = 0
+        self.final: dict[str, Any] | None = None
+        self.done = False
+        self.events = 0
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes to forward now (possibly empty: an event is still incomplete)."""
+        buffer = self.pending + data if self.pending else data
+        cut = buffer.rfind(SEPARATOR)
+        if cut < 0:
+            self.pending = buffer
+            return b""
+        complete, self.pending = buffer[: cut + 2], buffer[cut + 2 :]
+        self.counted += count_deltas(complete)
+        self.events += 1
+        if USAGE_MARK.search(complete) is None and b"[DONE]" not in complete:
+            return complete
+        return self._take_apart(complete)
+
+    def _take_apart(self, complete: bytes) -> bytes:
+        kept = []
+        for event in complete.split(SEPARATOR):
+            if not event.strip():
+                continue
+            payload = event.removeprefix(b"data:").strip()
+            if payload == b"[DONE]":
+                self.done = True
+            elif USAGE_MARK.search(event):
+                self.final = _json_or_none(payload)
+            else:
+                kept.append(event + SEPARATOR)
+        return b"".join(kept)
+
+    def reported(self) -> dict[str, Any] | None:
+        return self.final
+
+    def closing(self, usage: Usage, cost_nano: int, request_id: str, model: str) -> bytes:
+        """The final usage chunk and [DONE]."""
+        chunk = self.final or {
+            "id": request_id,
+            "object": "chat.completion.chunk" if self.kind == "chat" else "text_completion",
+            "model": model,
+        }
+        if not chunk.get("choices"):
+            empty: dict[str, Any] = {"delta": {}} if self.kind == "chat" else {"text": ""}
+            chunk["choices"] = [{"index": 0, **empty, "finish_reason": None}]
+        chunk["usage"] = usage_body(chunk.get("usage"), usage, cost_nano)
+        return b"data: " + orjson.dumps(chunk) + SEPARATOR + DONE
+
+
+def usage_body(reported: Any, usage: Usage, cost_nano: int) -> dict[str, Any]:
+    body = dict(reported) if isinstance(reported, dict) else {}
+    body["prompt_tokens"] = usage.input_tokens
+    body["completion_tokens"] = usage.output_tokens
+    body["total_tokens"] = usage.input_tokens + usage.output_tokens
+    body["cost"] = float(to_decimal(cost_nano))
+    return body
+
+
+def error_event(message: str, kind: str, code: int) -> bytes:
+    event = {
+        "error": {"message": message, "type": kind, "code": code},
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
+    }
+    return b"data: " + orjson.dumps(event) + SEPARATOR
+
+
+def _json_or_none(payload: bytes) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
