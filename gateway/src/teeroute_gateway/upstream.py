@@ -74,6 +74,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         self.waiter: asyncio.Future[None] | None = None
         self.complete = False
+        self.keep_alive = False
         self.error: UpstreamError | None = None
         self.got_bytes = False
         self.paused = False
@@ -106,6 +107,8 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        # asked here: after the message completes, the parser no longer knows
+        self.keep_alive = self.parser.should_keep_alive()
         if not self.head.done():
             self.head.set_result(self.parser.get_status_code())
 
@@ -146,7 +149,7 @@ class _Connection(asyncio.Protocol):
         return chunk
 
     def reusable(self) -> bool:
-        return self.complete and not self.closed and self.parser.should_keep_alive()
+        return self.complete and not self.closed and self.keep_alive
 
     def abort(self) -> None:
         self.closed = True
