@@ -31,8 +31,9 @@ def test_the_example_config_loads_into_a_catalog() -> None:
         ("kind: GatewayConfig\nspec: {}\n---\nkind: GatewayConfig\n", "only one GatewayConfig"),
         ("kind: Route\nmetadata: {name: r}\nspec: {model: m}\n", "document 1 (Route)"),
         (
-            "kind: MinerPool\nmetadata: {name: p}\nspec:\n  models: [{name: m}]\n  tee: {type: tdx}\n"
-            "  pricing: {inputPerMillion: 'cheap', outputPerMillion: '1'}\n  endpoints: [{name: e, url: 'http://x'}]\n",
+            "kind: MinerPool\nmetadata: {name: p}\nspec:\n  models: [{name: m}]\n"
+            "  tee: {type: tdx}\n  pricing: {inputPerMillion: 'cheap', outputPerMillion: '1'}\n"
+            "  endpoints: [{name: e, url: 'http://x'}]\n",
             "spec.pricing.inputPerMillion",
         ),
         ("a: [unclosed\n", "not YAML"),
