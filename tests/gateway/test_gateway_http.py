@@ -4,6 +4,10 @@ engine simulators, called with the official openai SDK, curl-like httpx and bad 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +18,7 @@ import pytest
 from tests.gateway.procs import Proc, create_key, engine, gateway, lease, write_config
 
 MESSAGES = [{"role": "user", "content": "say something"}]
+ADMIN = "tra-test-admin-key"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +38,7 @@ def served(tmp: Path, upstream: Proc) -> Iterator[tuple[Proc, str]]:
         tmp / "gw.yaml",
         {"sim": [("sim-0", upstream.url)]},
         leases={"sim": [lease("sim-0")]},
-        settings={"adminKeySha256": ["0" * 64]},
+        settings={"adminKeySha256": [hashlib.sha256(ADMIN.encode()).hexdigest()]},
     )
     key = create_key(config, "5")
     with gateway(config) as proc:
@@ -214,3 +219,35 @@ def test_metrics_count_requests_without_content_or_keys(served: tuple[Proc, str]
     assert "teeroute_gateway_time_to_first_token_seconds_bucket" in text
     assert 'teeroute_gateway_pool_admitted_endpoints{pool="default/sim"} 1.0' in text
     assert key not in text and "say something" not in text
+
+
+def test_scoreboard_and_settlement_export_show_what_was_served(
+    served: tuple[Proc, str], tmp: Path
+) -> None:
+    proc, _ = served
+    for _ in range(3):
+        client(served).chat.completions.create(model="sim-model", messages=MESSAGES, max_tokens=4)
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    (row,) = httpx.get(f"{proc.url}/v1/miners", headers=admin).json()["data"]
+    assert row["pool"] == "default/sim" and row["uptime"] == 1.0 and row["status"] == "normal"
+    assert row["ttft_ms_p50"] > 0 and row["tokens_per_s_p50"] > 0
+    weights = httpx.get(f"{proc.url}/v1/miners", params={"format": "weights"}, headers=admin).json()
+    assert weights == {"weights": {"default/sim": 1.0}}
+    over_http = httpx.get(f"{proc.url}/v1/settlement", headers=admin).json()["data"]
+    exported = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "teeroute.cli",
+            "gateway",
+            "settlement",
+            "--config",
+            str(tmp / "gw.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (pool,) = json.loads(exported.stdout)
+    assert pool["pool"] == "default/sim" and pool["requests"] >= 3 and float(pool["amount"]) > 0
+    assert over_http[0]["requests"] == pool["requests"]
