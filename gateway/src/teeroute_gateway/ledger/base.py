@@ -9,12 +9,17 @@ sqlite.py (one node, a file) and postgres.py (several gateway replicas); open_le
 from __future__ import annotations
 
 import abc
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
+from .keys import display_prefix, new_id, new_key
 from .models import Account, Hold, SettlementRow, SpendPeriod, UsageRecord
 
 DEFAULT_HOLD_TTL_S = 900.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Ledger(abc.ABC):
@@ -86,6 +91,38 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     async def settlement(self, start: datetime, end: datetime) -> list[SettlementRow]:
         """Per pool (and currency): requests, tokens and the amount charged in [start, end)."""
+
+
+def new_account(
+    name: str,
+    credit_nano: int,
+    spend_limit_nano: int | None,
+    spend_period: str | None,
+    currency: str,
+) -> tuple[str, Account]:
+    """A fresh key and the account it opens (checked; not yet stored)."""
+    check_amount(credit_nano, "credit_nano")
+    period = check_limit(spend_limit_nano, spend_period)
+    key = new_key()
+    account = Account(
+        id=new_id("acct"),
+        name=name,
+        key_prefix=display_prefix(key),
+        currency=currency,
+        balance_nano=credit_nano,
+        held_nano=0,
+        spend_limit_nano=spend_limit_nano,
+        spend_period=period,
+        disabled=False,
+    )
+    return key, account
+
+
+def new_hold(
+    account_id: str, amount_nano: int, request_id: str, ttl_s: float, now: datetime
+) -> Hold:
+    check_amount(amount_nano)
+    return Hold(new_id("hold"), account_id, amount_nano, request_id, now + timedelta(seconds=ttl_s))
 
 
 def check_amount(amount_nano: int, what: str = "amount") -> None:

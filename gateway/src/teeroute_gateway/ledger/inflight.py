@@ -1,9 +1,10 @@
-"""Keeping a hold from leaking when the request that asked for it is cancelled.
+"""Operations that outlive a cancelled caller: what happens to their results.
 
-A client that disconnects cancels its request's task, possibly while the reserve is already
-queued in the database worker. The reserve still happens; nobody would ever settle or release
-that hold, and the account's credit would stay locked until the hold expires. Both backends
-await reserves through `hold_or_release`, which hands such an orphaned hold back.
+A client that disconnects cancels its request's task, possibly while its reserve or settle is
+already queued in a database worker, where it will still run. A reserve granted then would
+lock the account's credit until the hold expires, since nobody would settle or release it:
+`hold_or_release` hands such an orphaned hold back. A settle or release simply completes
+(`completed`); its failure, if any, is logged instead of lost.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 from .models import Hold
 
 H = TypeVar("H", Hold, Hold | None)
+T = TypeVar("T")
 Release = Callable[[Hold], Coroutine[Any, Any, None]]
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,20 @@ async def hold_or_release(pending: asyncio.Future[H], release: Release) -> H:
     except asyncio.CancelledError:
         pending.add_done_callback(lambda done: _release_orphan(done, release))
         raise
+
+
+async def completed(pending: asyncio.Future[T]) -> T:
+    """Await an operation that must finish even if our caller is cancelled."""
+    try:
+        return await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        pending.add_done_callback(_log_failure)
+        raise
+
+
+def _log_failure(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("a ledger operation whose caller left failed: %s", done.exception())
 
 
 def _release_orphan(done: asyncio.Future[H], release: Release) -> None:

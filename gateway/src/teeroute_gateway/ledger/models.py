@@ -74,6 +74,11 @@ class UsageRecord:
     charged_nano: int = 0
     capped: bool = False
 
+    def charged(self, charged_nano: int, capped: bool) -> UsageRecord:
+        """This record as settled. (dataclasses.replace costs four times as much, and this
+        runs on every request.)"""
+        return UsageRecord(**{**vars(self), "charged_nano": charged_nano, "capped": capped})
+
 
 @dataclass(frozen=True)
 class SettlementRow:

@@ -26,6 +26,12 @@ def period_key(period: SpendPeriod | None, now: datetime) -> str:
     return ""
 
 
+def period_keys(now: datetime) -> dict[str, str]:
+    """Both keys at once, {"day": …, "month": …}, for the database to pick per account."""
+    day = now.astimezone(UTC).strftime("%Y-%m-%d")
+    return {"day": day, "month": day[:7]}
+
+
 def period_end(period: SpendPeriod, now: datetime) -> datetime:
     """The instant the period containing `now` rolls over."""
     now = now.astimezone(UTC)

@@ -1,21 +1,32 @@
 """The ledger on PostgreSQL: one database shared by every gateway replica.
 
-Every operation is one statement from postgres_sql, run by worker threads (postgres_session)
-that commit whatever is queued together; balance checks are conditions inside those
-statements, so replicas never overspend whatever their number."""
+Operations are built by postgres_sql and run by worker threads (worker.py, postgres_session),
+which send whatever is queued as one call of the batch function (postgres_schema): one round
+trip and one commit for the lot. Balance checks happen in the database, in conditional
+UPDATEs, so replicas never overspend whatever their number. Two connections by default: one
+batch can run while the next gathers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from . import postgres_sql as sql
-from .base import DEFAULT_HOLD_TTL_S, Ledger, check_amount, check_limit, check_record
+from .base import (
+    DEFAULT_HOLD_TTL_S,
+    Ledger,
+    check_amount,
+    check_record,
+    new_account,
+    new_hold,
+    utc_now,
+)
 from .errors import LedgerError
-from .inflight import hold_or_release
-from .keys import display_prefix, hash_key, new_id, new_key
+from .inflight import completed, hold_or_release
+from .keys import hash_key
 from .models import Account, Hold, SettlementRow, UsageRecord
 from .postgres_schema import create_schema
 from .postgres_session import Operation, PostgresSession, Statement, Step, connect
@@ -26,17 +37,19 @@ RESERVE_ATTEMPTS = 5
 log = logging.getLogger(__name__)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class PostgresLedger(Ledger):
     def __init__(
-        self, url: str, *, clock: Callable[[], datetime] = utc_now, connections: int = 2
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        connections: int = 2,
+        linger_s: float = 0.0,
     ) -> None:
         self._url = url
         self._clock = clock
         self._connections = connections
+        self._linger_s = linger_s
         self._worker: Worker[Operation] | None = None
 
     async def open(self) -> None:
@@ -46,7 +59,7 @@ class PostgresLedger(Ledger):
         sessions = []
         for _ in range(self._connections):  # connect now: a wrong URL fails here, not later
             sessions.append(PostgresSession(self._url, await asyncio.to_thread(connect, self._url)))
-        self._worker = Worker(sessions, "ledger-postgres")
+        self._worker = Worker(sessions, "ledger-postgres", self._linger_s)
 
     async def close(self) -> None:
         worker, self._worker = self._worker, None
@@ -66,20 +79,7 @@ class PostgresLedger(Ledger):
         spend_period: str | None = None,
         currency: str = "USD",
     ) -> tuple[str, Account]:
-        check_amount(credit_nano, "credit_nano")
-        period = check_limit(spend_limit_nano, spend_period)
-        key = new_key()
-        account = Account(
-            id=new_id("acct"),
-            name=name,
-            key_prefix=display_prefix(key),
-            currency=currency,
-            balance_nano=credit_nano,
-            held_nano=0,
-            spend_limit_nano=spend_limit_nano,
-            spend_period=period,
-            disabled=False,
-        )
+        key, account = new_account(name, credit_nano, spend_limit_nano, spend_period, currency)
         await self._run(sql.insert_account(account, hash_key(key), self._clock()))
         return key, account
 
@@ -99,11 +99,9 @@ class PostgresLedger(Ledger):
     async def reserve(
         self, account_id: str, amount_nano: int, request_id: str, ttl_s: float = DEFAULT_HOLD_TTL_S
     ) -> Hold:
-        check_amount(amount_nano)
         for _ in range(RESERVE_ATTEMPTS):
             now = self._clock()
-            expires = now + timedelta(seconds=ttl_s)
-            hold = Hold(new_id("hold"), account_id, amount_nano, request_id, expires)
+            hold = new_hold(account_id, amount_nano, request_id, ttl_s, now)
             granted = await hold_or_release(self._run(sql.reserve(hold, now)), self.release)
             if granted is not None:
                 return granted
@@ -112,8 +110,7 @@ class PostgresLedger(Ledger):
     async def settle(self, hold: Hold, record: UsageRecord) -> UsageRecord:
         check_record(hold, record)
         utc(record.created_at)
-        # Shielded: a settle whose caller is cancelled still completes.
-        settled = await asyncio.shield(self._run(sql.settle(hold, record, self._clock())))
+        settled = await completed(self._run(sql.settle(hold, record, self._clock())))
         if settled is not None:
             return settled
         return await self._settle_unheld(hold, record)
@@ -130,11 +127,11 @@ class PostgresLedger(Ledger):
         return unpaid or await self.usage(record.request_id) or record
 
     async def release(self, hold: Hold) -> None:
-        await asyncio.shield(self._run(sql.release(hold.id, hold.account_id)))
+        await completed(self._run(sql.release(hold.id, hold.account_id)))
 
     async def reap(self, now: datetime | None = None) -> int:
-        # Hold by hold through the batcher, in account order like everything else, rather
-        # than one sweeping statement that could deadlock with the batches.
+        # Hold by hold through the batch function, in account order like everything else,
+        # rather than one sweeping statement that could deadlock with the batches.
         expired = await self._run(sql.expired_holds(utc(now or self._clock())))
         released = await asyncio.gather(
             *(self._run(sql.release(hold_id, account_id)) for hold_id, account_id in expired)

@@ -142,7 +142,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 'null'::jsonb;
     END IF;
-    charged := cost;
+    charged := LEAST(cost, taken.amount_nano);
     INSERT INTO ledger_usage (hold_id, request_id, account_id, public_model, pool, endpoint,
         upstream_model, input_tokens, output_tokens, input_reported, output_reported,
         cost_nano, latency_ms, ttft_ms, status, outcome, streamed, created_at, charged_nano,

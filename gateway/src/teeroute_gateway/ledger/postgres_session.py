@@ -92,7 +92,7 @@ def _run_steps(conn: psycopg.Connection[Any], steps: list[Step[Any]]) -> list[Ou
     order = sorted(range(len(steps)), key=lambda n: steps[n].order)
     try:
         results = _call(conn, [steps[n].step for n in order])
-    except psycopg.Error as error:
+    except (psycopg.Error, orjson.JSONEncodeError) as error:  # e.g. a value no column holds
         if conn.broken or conn.closed:
             raise
         if len(steps) == 1:
@@ -132,9 +132,10 @@ def _decoded(decode: Callable[[Any], Any], result: Any) -> Outcome:
         return False, error
 
 
-def _wrap(error: psycopg.Error) -> LedgerError:
+def _wrap(error: Exception) -> LedgerError:
     # The server's primary message names tables and constraints, never our parameters:
-    # statements carry bound parameters, not interpolated values.
-    wrapped = LedgerError(f"ledger database error ({error.sqlstate or 'connection'}): {error}")
+    # statements carry bound parameters, not interpolated values. orjson's names no value.
+    code = error.sqlstate if isinstance(error, psycopg.Error) else "encoding"
+    wrapped = LedgerError(f"ledger database error ({code or 'connection'}): {error}")
     wrapped.__cause__ = error
     return wrapped

@@ -9,13 +9,12 @@ exception the caller should get (e.g. InsufficientCredit).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
 from .errors import UnknownAccount
 from .models import Account, Hold, SettlementRow, UsageRecord
-from .periods import Standing, period_key, refusal
+from .periods import Standing, period_keys, refusal
 from .postgres_session import Rows, Statement, Step
 from .rows import (
     ACCOUNT_COLUMNS,
@@ -38,10 +37,6 @@ def as_utc(moment: Any) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _periods(now: datetime) -> dict[str, str]:
-    return {"day": period_key("day", now), "month": period_key("month", now)}
-
-
 def _account_or_none(result: Any) -> Account | None:
     return None if result is None else account_from_row(result)
 
@@ -60,7 +55,7 @@ def reserve(hold: Hold, now: datetime) -> Step[Hold | None]:
     it (a concurrent release came in between): ask again."""
     step = {"op": "reserve", "account": hold.account_id, "amount": hold.amount_nano,
             "hold": hold.id, "request": hold.request_id, "expires": hold.expires_at,
-            **_periods(now)}  # fmt: skip
+            **period_keys(now)}  # fmt: skip
 
     def decode(result: Any) -> Hold | None:
         if result.get("granted"):
@@ -77,12 +72,12 @@ def reserve(hold: Hold, now: datetime) -> Step[Hold | None]:
 def settle(hold: Hold, record: UsageRecord, now: datetime) -> Step[UsageRecord | None]:
     """Charge min(cost, hold) and record the usage; None if the hold is gone or the request
     already recorded (nothing charged: the caller looks up what happened)."""
-    step = {"op": "settle", "hold": hold.id, "usage": record, **_periods(now)}
+    step = {"op": "settle", "hold": hold.id, "usage": record, **period_keys(now)}
 
     def decode(result: Any) -> UsageRecord | None:
         if result is None:
             return None
-        return replace(record, charged_nano=result["charged"], capped=result["capped"])
+        return record.charged(result["charged"], result["capped"])
 
     return Step(step, decode, hold.account_id)
 
@@ -128,7 +123,7 @@ def _known(account_id: str) -> Callable[[Rows], Account]:
 
 def insert_unpaid(hold_id: str, record: UsageRecord) -> Statement[UsageRecord | None]:
     """Record usage whose hold is gone, charging nothing; None if the request is recorded."""
-    unpaid = replace(record, charged_nano=0, capped=record.cost_nano > 0)
+    unpaid = record.charged(0, record.cost_nano > 0)
     sql: LiteralString = (
         f"INSERT INTO ledger_usage ({USAGE_INSERT_COLUMNS}) VALUES ({USAGE_PLACEHOLDERS}) "  # noqa: S608
         "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"

@@ -3,8 +3,8 @@
 For a single-node deployment, development and tests. Two worker threads (worker.py,
 sqlite_session) keep SQLite off the event loop: the writer runs every balance-changing
 operation, many per `BEGIN IMMEDIATE` transaction; the reader serves lookups from its own
-connection in WAL mode.
-Balance checks happen under SQLite's write lock, so processes sharing the file cannot overspend.
+connection in WAL mode. Balance checks happen under SQLite's write lock, so processes sharing
+the file cannot overspend.
 `sqlite:///:memory:` gives a private in-memory database (one connection does both jobs).
 """
 
@@ -13,15 +13,23 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from . import sqlite_ops as ops
-from .base import DEFAULT_HOLD_TTL_S, Ledger, check_amount, check_limit, check_record
+from .base import (
+    DEFAULT_HOLD_TTL_S,
+    Ledger,
+    check_amount,
+    check_record,
+    new_account,
+    new_hold,
+    utc_now,
+)
 from .errors import LedgerError
-from .inflight import hold_or_release
-from .keys import display_prefix, hash_key, new_id, new_key
+from .inflight import completed, hold_or_release
+from .keys import hash_key
 from .models import Account, Hold, SettlementRow, UsageRecord
 from .rows import utc
 from .sqlite_session import ReadSession, WriteSession
@@ -31,10 +39,6 @@ BUSY_TIMEOUT_MS = 10_000
 MEMORY = ":memory:"
 Clock = Callable[[], datetime]
 Op = Callable[[sqlite3.Connection], T]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -48,26 +52,27 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-async def _worker(path: str, *, writer: bool) -> Worker[Op[Any]]:
+async def _worker(path: str, *, writer: bool, linger_s: float = 0.0) -> Worker[Op[Any]]:
     try:
         connection = await asyncio.to_thread(_connect, path)
     except sqlite3.Error as error:
         raise LedgerError(f"cannot open the ledger database {path}: {error}") from error
     session = WriteSession(connection) if writer else ReadSession(connection)
-    return Worker([session], "ledger-writer" if writer else "ledger-reader")
+    return Worker([session], "ledger-writer" if writer else "ledger-reader", linger_s)
 
 
 class SqliteLedger(Ledger):
-    def __init__(self, path: str, *, clock: Clock = utc_now) -> None:
+    def __init__(self, path: str, *, clock: Clock = utc_now, linger_s: float = 0.0) -> None:
         self.path = path
         self._clock = clock
+        self._linger_s = linger_s
         self._writer: Worker[Op[Any]] | None = None
         self._reader: Worker[Op[Any]] | None = None
 
     async def open(self) -> None:
         if self._writer is not None:
             return
-        self._writer = await _worker(self.path, writer=True)
+        self._writer = await _worker(self.path, writer=True, linger_s=self._linger_s)
         await self._writer.submit(ops.create_schema)
         if self.path == MEMORY:
             self._reader = self._writer  # another connection would see another database
@@ -99,20 +104,7 @@ class SqliteLedger(Ledger):
         spend_period: str | None = None,
         currency: str = "USD",
     ) -> tuple[str, Account]:
-        check_amount(credit_nano, "credit_nano")
-        period = check_limit(spend_limit_nano, spend_period)
-        key = new_key()
-        account = Account(
-            id=new_id("acct"),
-            name=name,
-            key_prefix=display_prefix(key),
-            currency=currency,
-            balance_nano=credit_nano,
-            held_nano=0,
-            spend_limit_nano=spend_limit_nano,
-            spend_period=period,
-            disabled=False,
-        )
+        key, account = new_account(name, credit_nano, spend_limit_nano, spend_period, currency)
         await self._write(
             partial(ops.insert_account, account=account, key_hash=hash_key(key), now=self._clock())
         )
@@ -137,11 +129,8 @@ class SqliteLedger(Ledger):
     async def reserve(
         self, account_id: str, amount_nano: int, request_id: str, ttl_s: float = DEFAULT_HOLD_TTL_S
     ) -> Hold:
-        check_amount(amount_nano)
         now = self._clock()
-        hold = Hold(
-            new_id("hold"), account_id, amount_nano, request_id, now + timedelta(seconds=ttl_s)
-        )
+        hold = new_hold(account_id, amount_nano, request_id, ttl_s, now)
         return await hold_or_release(
             self._write(partial(ops.reserve, hold=hold, now=now)), self.release
         )
@@ -150,10 +139,10 @@ class SqliteLedger(Ledger):
         check_record(hold, record)
         utc(record.created_at)
         op = partial(ops.settle, hold_id=hold.id, record=record, now=self._clock())
-        return await asyncio.shield(self._write(op))  # a cancelled caller must not undo a settle
+        return await completed(self._write(op))
 
     async def release(self, hold: Hold) -> None:
-        await asyncio.shield(self._write(partial(ops.release, hold_id=hold.id)))
+        await completed(self._write(partial(ops.release, hold_id=hold.id)))
 
     async def reap(self, now: datetime | None = None) -> int:
         return await self._write(partial(ops.reap, now=utc(now or self._clock())))

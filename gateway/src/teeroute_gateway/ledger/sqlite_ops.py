@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import Counter
-from dataclasses import replace
 from datetime import datetime
 
 from .errors import UnknownAccount
 from .models import Account, Hold, SettlementRow, UsageRecord
-from .periods import Standing, period_key, refusal
+from .periods import Standing, period_keys, refusal
 from .rows import (
     ACCOUNT_COLUMNS,
     USAGE_COLUMNS,
@@ -193,8 +192,7 @@ def _charge(
     """Replace `held` by `charged` and count the charge in the account's current period."""
     conn.execute(
         CHARGE,
-        {"held": held, "charged": charged, "id": account_id,
-         "day": period_key("day", now), "month": period_key("month", now)},
+        {"held": held, "charged": charged, "id": account_id, **period_keys(now)},
     )  # fmt: skip
 
 
@@ -211,7 +209,7 @@ def settle(
         return _settle_unheld(conn, hold_id, record)
     account_id, held = taken
     charged = min(record.cost_nano, held)
-    settled = replace(record, charged_nano=charged, capped=record.cost_nano > held)
+    settled = record.charged(charged, record.cost_nano > held)
     if not _insert_usage(conn, hold_id, settled):  # this request was settled on another hold
         _charge(conn, account_id, held, 0, now)
         return usage(conn, record.request_id) or settled
@@ -226,7 +224,7 @@ def _settle_unheld(conn: sqlite3.Connection, hold_id: str, record: UsageRecord) 
     log.warning(
         "request %s settled after its hold was gone: recorded, not charged", record.request_id
     )
-    unpaid = replace(record, charged_nano=0, capped=record.cost_nano > 0)
+    unpaid = record.charged(0, record.cost_nano > 0)
     _insert_usage(conn, hold_id, unpaid)
     return unpaid
 

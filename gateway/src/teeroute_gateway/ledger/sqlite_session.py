@@ -2,11 +2,12 @@
 
 The writer runs a whole batch in one `BEGIN IMMEDIATE` transaction: SQLite's single write
 lock is held from the first read, so each operation reads, decides and writes with no other
-process in between, and the batch costs one commit. An operation that refuses (e.g. raises
-InsufficientCredit) must do so before it writes anything (sqlite_ops keeps to that), so its
-refusal needs no rollback. A database error rolls the batch back and reruns its operations
-one transaction each, so only the operation at fault fails. The reader runs lookups one by
-one outside any transaction: in WAL mode they never wait for the writer.
+process in between, and the batch costs one commit. An operation that refuses (raises a
+LedgerError such as InsufficientCredit) must do so before it writes anything (sqlite_ops
+keeps to that), so a refusal needs no rollback. Any other exception — a database error, a
+value SQLite cannot store — may come after some writes: it rolls the batch back and reruns
+its operations one transaction each, so only the operation at fault fails. The reader runs
+lookups one by one outside any transaction: in WAL mode they never wait for the writer.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ class WriteSession:
             return [(False, _wrap(error))] * len(operations)
         try:
             return self._finish([_refusal_or_result(self._conn, op) for op in operations])
-        except sqlite3.Error as error:
+        except Exception as error:
             if self._conn.in_transaction:  # some errors end the transaction themselves
                 self._conn.execute("ROLLBACK")
             if len(operations) == 1:
-                return [(False, _wrap(error))]
+                return [(False, _wrap(error) if isinstance(error, sqlite3.Error) else error)]
             return [self.run([op])[0] for op in operations]
 
     def _finish(self, outcomes: list[Outcome]) -> list[Outcome]:
@@ -58,6 +59,8 @@ class ReadSession:
                 outcomes.append(_refusal_or_result(self._conn, op))
             except sqlite3.Error as error:
                 outcomes.append((False, _wrap(error)))
+            except Exception as error:
+                outcomes.append((False, error))
         return outcomes
 
     def close(self) -> None:
@@ -65,14 +68,12 @@ class ReadSession:
 
 
 def _refusal_or_result(conn: sqlite3.Connection, op: Op) -> Outcome:
-    """The operation's result, or the exception it raised for its caller; database errors
-    propagate (they concern the transaction, not only the caller)."""
+    """The operation's result, or its refusal for the caller; other exceptions propagate
+    (the operation may have written part of its changes)."""
     try:
         return True, op(conn)
-    except sqlite3.Error:
-        raise
-    except Exception as error:
-        return False, error
+    except LedgerError as refusal:
+        return False, refusal
 
 
 def _wrap(error: sqlite3.Error) -> LedgerError:

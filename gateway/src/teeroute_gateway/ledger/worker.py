@@ -2,10 +2,12 @@
 
 Both backends submit operations here; the gateway's event loop never blocks on a database.
 Each thread owns one Session (a connection) and takes whatever is queued when it becomes free
-— up to MAX_BATCH operations — for the session to run together, typically in one transaction
-(one commit for the lot: group commit). While a batch runs the next one queues up, so batches
-grow with the load and a lone request is not delayed by any timer. Callers get an asyncio
-future; a batch's futures are resolved with one `call_soon_threadsafe` per event loop.
+— up to about MAX_BATCH operations — for the session to run together, typically in one
+transaction (one commit for the lot: group commit). While a batch runs the next one queues
+up, so batches grow with the load; a lone request is never delayed by a timer (an optional
+linger only applies under load). Operations submitted in one turn of the event loop reach
+the threads together, at the end of the turn, and a batch's futures are resolved with one
+`call_soon_threadsafe` per event loop: one wake-up each way per batch, not per operation.
 
 Threads rather than an async driver: the drivers' blocking calls wait in C with the GIL
 released, which costs the loop's core less per statement than asyncio's readiness callbacks.
@@ -17,6 +19,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from .errors import LedgerError
 T = TypeVar("T")
 O_contra = TypeVar("O_contra", contravariant=True)
 MAX_BATCH = 256
+BUSY_S = 0.05
 log = logging.getLogger(__name__)
 
 Outcome = tuple[bool, Any]  # (succeeded, the result or the exception to raise)
@@ -53,8 +57,15 @@ _STOP = object()
 class Worker(Generic[T]):
     """Runs submitted operations on its sessions, one thread per session."""
 
-    def __init__(self, sessions: Sequence[Session[T]], name: str) -> None:
-        self._queue: queue.SimpleQueue[_Job[T] | object] = queue.SimpleQueue()
+    def __init__(self, sessions: Sequence[Session[T]], name: str, linger_s: float = 0.0) -> None:
+        """`linger_s`: under load, how long a thread waits after the first operation for more
+        to share its batch: up to that much latency for fewer commits and less CPU per
+        operation (e2e/bench/ledger.py measures both)."""
+        self._queue: queue.SimpleQueue[list[_Job[T]] | object] = queue.SimpleQueue()
+        self._linger_s = linger_s
+        # Jobs submitted during the current turn of each event loop, handed to the threads
+        # together at its end: one thread wake-up per turn rather than one per operation.
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job[T]]] = {}
         self._stopping = False
         self._threads = [
             threading.Thread(target=self._serve, args=(s,), name=f"{name}-{n}", daemon=True)
@@ -69,45 +80,61 @@ class Worker(Generic[T]):
             raise LedgerError("the ledger is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Job(operation, loop, future))
+        if loop not in self._pending:
+            self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        self._pending[loop].append(_Job(operation, loop, future))
         return future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        jobs = self._pending.pop(loop, None)
+        if jobs:
+            self._queue.put(jobs)
 
     async def stop(self) -> None:
         """Run what was submitted, then close the sessions and end the threads."""
         if not self._stopping:
             self._stopping = True
+            for loop in list(self._pending):
+                self._hand_over(loop)
             for _ in self._threads:
                 self._queue.put(_STOP)
         for thread in self._threads:
             await asyncio.to_thread(thread.join)
 
     def _serve(self, session: Session[T]) -> None:
+        busy_until = 0.0
         try:
-            while (batch := self._next_batch()) is not None:
+            while (batch := self._next_batch(time.monotonic() < busy_until)) is not None:
                 try:
                     outcomes = session.run([job.operation for job in batch])
                 except Exception as error:  # a bug: fail the batch, never strand its callers
                     log.exception("ledger batch failed")
                     outcomes = [(False, LedgerError(f"ledger failure: {error}"))] * len(batch)
                 _deliver(batch, outcomes)
+                busy_until = time.monotonic() + BUSY_S
         finally:
             session.close()
 
-    def _next_batch(self) -> list[_Job[T]] | None:
-        """Blocks for the first job, then takes what else is queued. None at the stop marker."""
+    def _next_batch(self, busy: bool) -> list[_Job[T]] | None:
+        """Blocks for the first jobs, then takes what else is queued (up to about MAX_BATCH).
+        None at the stop marker. Lingers first if busy (a batch ended less than BUSY_S ago),
+        never when idle, so that a lone request is not delayed."""
         first = self._queue.get()
-        if not isinstance(first, _Job):
+        if not isinstance(first, list):
             return None
-        batch = [first]
+        if busy and self._linger_s > 0:
+            time.sleep(self._linger_s)
+        batch = list(first)
         while len(batch) < MAX_BATCH:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if not isinstance(item, _Job):
+            if not isinstance(item, list):
                 self._queue.put(item)  # the stop marker: this thread stops after the batch
                 break
-            batch.append(item)
+            batch.extend(item)
         return batch
 
 
