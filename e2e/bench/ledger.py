@@ -1,12 +1,12 @@
 """Benchmark: ledger reserve + settle pairs per second, on SQLite and on PostgreSQL.
 
     python3 -m uv run python e2e/bench/ledger.py [--seconds 5] [--postgres-url URL]
-        [--loads closed:1,closed:64,open:1500,open:1500/3] [--out e2e/bench/results]
+        [--loads closed:1,closed:64,closed:256,open:1500] [--out e2e/bench/results]
 
 What the gateway does per request, without the HTTP: `reserve` a hold, then `settle` it with a
 usage record, on one event loop (uvloop, as the gateway runs), for a fixed time: from C
 clients back to back (closed:C), or as R requests/s arriving on their own (open:R, each
-holding its hold 50 ms, as a request in flight would); "/L" adds a linger of L ms. Reports
+holding its hold 50 ms, as a request in flight would). Reports
 pairs/s, reserve and settle latency, and the CPU the benchmark process spent per pair: the
 gateway's share of the ledger's cost, plus the harness's own (about 50-65 µs per pair in
 open:R, measured with a no-op ledger); PostgreSQL's own CPU is not in it. SQLite: a file in a
@@ -48,14 +48,12 @@ def record(account_id: str, request_id: str) -> UsageRecord:
 
 async def run(url: str, load: str, seconds: float) -> dict[str, float | str]:
     """`load`: "closed:C" (C clients back to back) or "open:R" (R requests/s arriving on
-    their own, each reserve -> 50 ms of "inference" -> settle, as the gateway sees them);
-    either with "/L" for a linger of L ms (open_ledger's linger_s)."""
-    spec, _, linger_ms = load.partition("/")
-    ledger = open_ledger(url, linger_s=float(linger_ms or 0) / 1000)
+    their own, each reserve -> 50 ms of "inference" -> settle, as the gateway sees them)."""
+    ledger = open_ledger(url)
     await ledger.open()
     _, account = await ledger.create_key("bench", 10**18)
     await _closed(ledger, account.id, 1, 0.5, "warm")  # connections, prepared statements
-    kind, level = spec.split(":")
+    kind, level = load.split(":")
     drive = _closed if kind == "closed" else _open
     cpu = time.process_time()
     reserves, settles, wall = await drive(ledger, account.id, int(level), seconds, "run")
@@ -143,7 +141,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per backend and concurrency")
     parser.add_argument(
         "--loads",
-        default="closed:1,closed:64,closed:256,open:1500,open:1500/1,open:1500/3",
+        default="closed:1,closed:64,closed:256,open:1500",
         help="comma-separated",
     )
     parser.add_argument("--postgres-url", help="an existing database (default: start one)")
@@ -184,8 +182,7 @@ def write(out: Path, results: list[dict[str, Any]], seconds: float) -> None:
     notes = (
         "One process, one event loop (uvloop); a pair is one request's reserve then settle. "
         "Load `closed:C`: C clients back to back; `open:R`: R requests/s arriving on schedule, "
-        "each holding its hold for 50 ms (pairs/s is then R at best); `/L`: the ledger lingers "
-        "L ms under load for more operations per commit. SQLite: WAL, "
+        "each holding its hold for 50 ms (pairs/s is then R at best). SQLite: WAL, "
         "synchronous=NORMAL, a file on local disk. PostgreSQL 15 on the same machine, default "
         "durability (fsync, synchronous_commit on). CPU: the benchmark process only, harness "
         "included (about 50-65 µs per pair in open:R with a no-op ledger). The machine's two "

@@ -20,19 +20,14 @@ SQLITE = "sqlite:///"
 POSTGRES = ("postgresql://", "postgres://")
 
 
-def open_ledger(
-    url: str, *, clock: Callable[[], datetime] = utc_now, linger_s: float = 0.0
-) -> Ledger:
-    """The backend for `url`. `clock` (UTC now) is for tests of periods and expiry.
-    `linger_s`: under load, wait this long for more operations to share a commit (0: never):
-    about 1-3 ms saves a sixth to a third of the ledger's CPU per request at 1,500 requests/s,
-    at up to that much added latency per reserve (see e2e/bench/results/ledger.md)."""
+def open_ledger(url: str, *, clock: Callable[[], datetime] = utc_now) -> Ledger:
+    """The backend for `url`; `clock` (UTC now) is for tests of periods and expiry."""
     if url.startswith(SQLITE) and len(url) > len(SQLITE):
-        return SqliteLedger(url[len(SQLITE) :], clock=clock, linger_s=linger_s)
+        return SqliteLedger(url[len(SQLITE) :], clock=clock)
     if url.startswith(POSTGRES):
         from .postgres import PostgresLedger  # psycopg only when used: it is slow to import
 
-        return PostgresLedger(url, clock=clock, linger_s=linger_s)
+        return PostgresLedger(url, clock=clock)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ValueError(
         f"unsupported ledger URL scheme {scheme!r}: use sqlite:///PATH, sqlite:///:memory:, "

@@ -39,17 +39,11 @@ log = logging.getLogger(__name__)
 
 class PostgresLedger(Ledger):
     def __init__(
-        self,
-        url: str,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-        connections: int = 2,
-        linger_s: float = 0.0,
+        self, url: str, *, clock: Callable[[], datetime] = utc_now, connections: int = 2
     ) -> None:
         self._url = url
         self._clock = clock
         self._connections = connections
-        self._linger_s = linger_s
         self._worker: Worker[Operation] | None = None
 
     async def open(self) -> None:
@@ -59,7 +53,7 @@ class PostgresLedger(Ledger):
         sessions = []
         for _ in range(self._connections):  # connect now: a wrong URL fails here, not later
             sessions.append(PostgresSession(self._url, await asyncio.to_thread(connect, self._url)))
-        self._worker = Worker(sessions, "ledger-postgres", self._linger_s)
+        self._worker = Worker(sessions, "ledger-postgres")
 
     async def close(self) -> None:
         worker, self._worker = self._worker, None

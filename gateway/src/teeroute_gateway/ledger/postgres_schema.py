@@ -98,6 +98,7 @@ BEGIN
         a.held_nano, a.spend_limit_nano, a.spend_period, a.disabled);
 END $$""",
     # {"granted": true}, or the account as periods.Standing for the refusal, or {} if none.
+    # Idempotent by hold id, so that a batch can be sent again after a lost connection.
     """
 CREATE OR REPLACE FUNCTION ledger_v1_reserve(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
@@ -105,6 +106,9 @@ DECLARE
     want bigint := (step->>'amount')::bigint;
     a ledger_accounts%ROWTYPE;
 BEGIN
+    IF EXISTS (SELECT 1 FROM ledger_holds WHERE id = step->>'hold') THEN
+        RETURN '{"granted": true}'::jsonb;  -- sent again after a lost connection: granted
+    END IF;
     UPDATE ledger_accounts AS t SET held_nano = t.held_nano + want
     WHERE t.id = step->>'account' AND NOT t.disabled AND t.balance_nano - t.held_nano >= want
       AND (t.spend_limit_nano IS NULL

@@ -8,8 +8,10 @@ reports) run one by one; each ledger operation is atomic on its own, so a batch 
 transaction around it. The connection is in autocommit mode.
 
 If the batch function fails (a constraint violated by one step), its steps are rerun one per
-call, so only the faulty one fails. A lost connection fails what had not run (a retry could
-repeat a commit that did happen); the next batch connects afresh.
+call, so only the faulty one fails. If the connection is lost, steps are sent once more on a
+new one (they are idempotent: a repeated reserve finds its hold, a repeated settle or release
+finds it gone); statements are not (a repeated credit would count twice): they fail, and the
+next batch connects afresh.
 """
 
 from __future__ import annotations
@@ -64,21 +66,33 @@ class PostgresSession:
         self._conn = connection
 
     def run(self, operations: Sequence[Operation]) -> list[Outcome]:
-        try:
-            conn = self._conn = self._conn or connect(self._url)
-        except LedgerError as error:  # fail fast while the database is unreachable
-            return [(False, error)] * len(operations)
         steps = {n: op for n, op in enumerate(operations) if isinstance(op, Step)}
         outcomes: dict[int, Outcome] = {}
         try:
-            outcomes.update(zip(steps, _run_steps(conn, list(steps.values())), strict=True))
+            outcomes.update(zip(steps, self._steps(list(steps.values())), strict=True))
             for n, op in enumerate(operations):
                 if isinstance(op, Statement):
-                    outcomes[n] = _run_statement(conn, op)
-        except psycopg.Error as error:  # the connection is lost (others are outcomes)
+                    outcomes[n] = _run_statement(self._connection(), op)
+        except (psycopg.Error, LedgerError) as error:  # the database is out of reach
             self.close()
-            return [outcomes.get(n, (False, _wrap(error))) for n in range(len(operations))]
+            failed = (False, error if isinstance(error, LedgerError) else _wrap(error))
+            return [outcomes.get(n, failed) for n in range(len(operations))]
         return [outcomes[n] for n in range(len(operations))]
+
+    def _steps(self, steps: list[Step[Any]]) -> list[Outcome]:
+        """Every step is idempotent (a reserve by its hold id), so when the connection turns
+        out to be dead — as after a database restart — they are sent again on a new one."""
+        try:
+            return _run_steps(self._connection(), steps)
+        except psycopg.Error as error:
+            log.warning("ledger connection lost (%s); reconnecting", error)
+            self.close()
+            return _run_steps(self._connection(), steps)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            self._conn = connect(self._url)
+        return self._conn
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -133,9 +147,12 @@ def _decoded(decode: Callable[[Any], Any], result: Any) -> Outcome:
 
 
 def _wrap(error: Exception) -> LedgerError:
-    # The server's primary message names tables and constraints, never our parameters:
-    # statements carry bound parameters, not interpolated values. orjson's names no value.
-    code = error.sqlstate if isinstance(error, psycopg.Error) else "encoding"
-    wrapped = LedgerError(f"ledger database error ({code or 'connection'}): {error}")
+    # Only the server's primary message, which names tables and constraints: its DETAIL can
+    # quote the row's values. orjson's messages name no value.
+    if isinstance(error, psycopg.Error):
+        what = f"{error.sqlstate or 'connection'}: {error.diag.message_primary or error}"
+    else:
+        what = f"encoding: {error}"
+    wrapped = LedgerError(f"ledger database error ({what})")
     wrapped.__cause__ = error
     return wrapped

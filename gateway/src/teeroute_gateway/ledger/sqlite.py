@@ -52,27 +52,26 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-async def _worker(path: str, *, writer: bool, linger_s: float = 0.0) -> Worker[Op[Any]]:
+async def _worker(path: str, *, writer: bool) -> Worker[Op[Any]]:
     try:
         connection = await asyncio.to_thread(_connect, path)
     except sqlite3.Error as error:
         raise LedgerError(f"cannot open the ledger database {path}: {error}") from error
     session = WriteSession(connection) if writer else ReadSession(connection)
-    return Worker([session], "ledger-writer" if writer else "ledger-reader", linger_s)
+    return Worker([session], "ledger-writer" if writer else "ledger-reader")
 
 
 class SqliteLedger(Ledger):
-    def __init__(self, path: str, *, clock: Clock = utc_now, linger_s: float = 0.0) -> None:
+    def __init__(self, path: str, *, clock: Clock = utc_now) -> None:
         self.path = path
         self._clock = clock
-        self._linger_s = linger_s
         self._writer: Worker[Op[Any]] | None = None
         self._reader: Worker[Op[Any]] | None = None
 
     async def open(self) -> None:
         if self._writer is not None:
             return
-        self._writer = await _worker(self.path, writer=True, linger_s=self._linger_s)
+        self._writer = await _worker(self.path, writer=True)
         await self._writer.submit(ops.create_schema)
         if self.path == MEMORY:
             self._reader = self._writer  # another connection would see another database

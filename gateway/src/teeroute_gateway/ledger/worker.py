@@ -4,8 +4,9 @@ Both backends submit operations here; the gateway's event loop never blocks on a
 Each thread owns one Session (a connection) and takes whatever is queued when it becomes free
 — up to about MAX_BATCH operations — for the session to run together, typically in one
 transaction (one commit for the lot: group commit). While a batch runs the next one queues
-up, so batches grow with the load; a lone request is never delayed by a timer (an optional
-linger only applies under load). Operations submitted in one turn of the event loop reach
+up, so batches grow with the load and a lone request is not delayed by any timer. (Lingering
+for fuller batches under load was measured and not kept: it saved little CPU here, for
+milliseconds of latency per reserve.) Operations submitted in one turn of the event loop reach
 the threads together, at the end of the turn, and a batch's futures are resolved with one
 `call_soon_threadsafe` per event loop: one wake-up each way per batch, not per operation.
 
@@ -19,7 +20,6 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +30,6 @@ from .errors import LedgerError
 T = TypeVar("T")
 O_contra = TypeVar("O_contra", contravariant=True)
 MAX_BATCH = 256
-BUSY_S = 0.05
 log = logging.getLogger(__name__)
 
 Outcome = tuple[bool, Any]  # (succeeded, the result or the exception to raise)
@@ -57,12 +56,8 @@ _STOP = object()
 class Worker(Generic[T]):
     """Runs submitted operations on its sessions, one thread per session."""
 
-    def __init__(self, sessions: Sequence[Session[T]], name: str, linger_s: float = 0.0) -> None:
-        """`linger_s`: under load, how long a thread waits after the first operation for more
-        to share its batch: up to that much latency for fewer commits and less CPU per
-        operation (e2e/bench/ledger.py measures both)."""
+    def __init__(self, sessions: Sequence[Session[T]], name: str) -> None:
         self._queue: queue.SimpleQueue[list[_Job[T]] | object] = queue.SimpleQueue()
-        self._linger_s = linger_s
         # Jobs submitted during the current turn of each event loop, handed to the threads
         # together at its end: one thread wake-up per turn rather than one per operation.
         self._pending: dict[asyncio.AbstractEventLoop, list[_Job[T]]] = {}
@@ -103,28 +98,23 @@ class Worker(Generic[T]):
             await asyncio.to_thread(thread.join)
 
     def _serve(self, session: Session[T]) -> None:
-        busy_until = 0.0
         try:
-            while (batch := self._next_batch(time.monotonic() < busy_until)) is not None:
+            while (batch := self._next_batch()) is not None:
                 try:
                     outcomes = session.run([job.operation for job in batch])
                 except Exception as error:  # a bug: fail the batch, never strand its callers
                     log.exception("ledger batch failed")
                     outcomes = [(False, LedgerError(f"ledger failure: {error}"))] * len(batch)
                 _deliver(batch, outcomes)
-                busy_until = time.monotonic() + BUSY_S
         finally:
             session.close()
 
-    def _next_batch(self, busy: bool) -> list[_Job[T]] | None:
+    def _next_batch(self) -> list[_Job[T]] | None:
         """Blocks for the first jobs, then takes what else is queued (up to about MAX_BATCH).
-        None at the stop marker. Lingers first if busy (a batch ended less than BUSY_S ago),
-        never when idle, so that a lone request is not delayed."""
+        None at the stop marker."""
         first = self._queue.get()
         if not isinstance(first, list):
             return None
-        if busy and self._linger_s > 0:
-            time.sleep(self._linger_s)
         batch = list(first)
         while len(batch) < MAX_BATCH:
             try:
