@@ -22,10 +22,8 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from teeroute.admission import parse_time
-from teeroute_gateway import listings
+from teeroute_gateway import listings, reports
 from teeroute_gateway.asgi import (
-    JSON,
     ClientGone,
     Receive,
     Scope,
@@ -145,13 +143,14 @@ class GatewayApp:
         s = self.services
         s.keys.require_admin(bearer(scope))
         query = _query(scope)
-        end = _time(query.get("to"), "to") or dt.datetime.now(dt.UTC)
-        start = _time(query.get("from"), "from") or end - dt.timedelta(days=30)
+        start, end = _period(query.get("from"), query.get("to"))
         rows = await s.ledger.settlement(start, end)
         await respond(
             send,
             200,
-            orjson.dumps({"from": start, "to": end, "data": [_settlement_row(r) for r in rows]}),
+            orjson.dumps(
+                {"from": start, "to": end, "data": [reports.settlement_row(r) for r in rows]}
+            ),
         )
 
     async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -173,13 +172,15 @@ def _query(scope: Scope) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(raw).items()}
 
 
-def _time(text: str | None, param: str) -> dt.datetime | None:
-    if not text:
-        return None
-    when = parse_time(text if "T" in text else f"{text}T00:00:00Z")
-    if when is None:
-        raise BadRequest(f"{param} must be an RFC 3339 time or a date (YYYY-MM-DD)", param=param)
-    return when
+def _period(start: str | None, end: str | None) -> tuple[dt.datetime, dt.datetime]:
+    try:
+        reports.period_bound(start)
+    except ValueError as exc:
+        raise BadRequest(f"from {exc}", param="from") from None
+    try:
+        return reports.period(start, end)
+    except ValueError as exc:
+        raise BadRequest(f"to {exc}", param="to") from None
 
 
 def _record(record: Any) -> dict[str, Any]:
@@ -203,22 +204,3 @@ def _record(record: Any) -> dict[str, Any]:
         "created_at",
     )
     return {f: getattr(record, f) for f in fields}
-
-
-def _settlement_row(row: Any) -> dict[str, Any]:
-    fields = (
-        "pool",
-        "period_start",
-        "period_end",
-        "requests",
-        "input_tokens",
-        "output_tokens",
-        "amount_nano",
-        "currency",
-    )
-    out = {f: getattr(row, f) for f in fields}
-    out["amount"] = str(row.amount_nano / 1_000_000_000)
-    return out
-
-
-_ = JSON

@@ -8,12 +8,11 @@ the ledger's reserve decides spending.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 
 from teeroute_gateway.errors import Forbidden, Unauthorized
-from teeroute_gateway.ledger import Account, Ledger
+from teeroute_gateway.ledger import Account, Ledger, hash_key
 
 MAX_ENTRIES = 100_000
 
@@ -33,7 +32,7 @@ class KeyCache:
             raise Unauthorized(
                 "an API key is required (Authorization: Bearer …)", code="missing_api_key"
             )
-        digest = hashlib.sha256(key.encode()).hexdigest()
+        digest = hash_key(key)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
@@ -50,6 +49,6 @@ class KeyCache:
     def require_admin(self, key: str | None) -> None:
         if not key:
             raise Unauthorized("an admin key is required", code="missing_api_key")
-        digest = hashlib.sha256(key.encode()).hexdigest()
+        digest = hash_key(key)
         if not any(hmac.compare_digest(digest, known) for known in self.admin_hashes):
             raise Forbidden("this endpoint needs an admin key", code="not_admin")

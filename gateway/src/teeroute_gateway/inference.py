@@ -49,16 +49,18 @@ from teeroute_gateway.ledger import Account, BudgetExceeded, Hold, InsufficientC
 from teeroute_gateway.limits import LimiterUnavailable, Limits
 from teeroute_gateway.metering import (
     Usage,
+    as_float,
     cost_nano,
     count_completion_text,
+    display,
     reported_usage,
     settle_usage,
-    to_decimal,
 )
 from teeroute_gateway.requests import InferenceRequest, parse_request
 from teeroute_gateway.selection import Candidate, Context, plan
 from teeroute_gateway.services import Services
 from teeroute_gateway.streaming import StreamRelay, error_event, usage_body
+from teeroute_gateway.upstream import UpstreamError
 
 log = logging.getLogger("teeroute_gateway.requests")
 
@@ -184,8 +186,8 @@ class InferenceHandler:
             return await self.s.ledger.reserve(account.id, amount, rid)
         except InsufficientCredit as exc:
             raise PaymentRequired(
-                f"insufficient credit: this request may cost up to {to_decimal(amount)} "
-                f"{self.s.settings.currency}, {to_decimal(max(exc.available_nano, 0))} "
+                f"insufficient credit: this request may cost up to {display(amount)} "
+                f"{self.s.settings.currency}, {display(max(exc.available_nano, 0))} "
                 "is available "
                 "(lower max_tokens or add credit)",
                 code="insufficient_credit",
@@ -247,7 +249,7 @@ class InferenceHandler:
         )
         obj["usage"] = usage_body(obj.get("usage"), result.usage, result.cost_nano)
         obj["provider"] = pool.name
-        result.headers.append((b"x-teeroute-cost", str(to_decimal(result.cost_nano)).encode()))
+        result.headers.append((b"x-teeroute-cost", display(result.cost_nano).encode()))
         await respond(send, 200, orjson.dumps(obj), [JSON, *result.headers])
 
     async def _stream(
@@ -308,8 +310,6 @@ class InferenceHandler:
     async def _pump(
         self, attempt: Attempt, relay: StreamRelay, send: Send, gone: asyncio.Event
     ) -> str | None:
-        from teeroute_gateway.upstream import UpstreamError
-
         try:
             chunk = attempt.body
             while True:
@@ -405,7 +405,7 @@ class InferenceHandler:
                 model.name, pool, "output", "reported" if usage.output_reported else "counted"
             ).inc(usage.output_tokens)
             m.cost.labels(model.name, pool, self.s.settings.currency).inc(
-                float(to_decimal(result.cost_nano))
+                as_float(result.cost_nano)
             )
             if (
                 result.candidate
@@ -426,7 +426,7 @@ class InferenceHandler:
                 "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
                 "teeroute.pool": pool,
                 "teeroute.attempts": result.attempts,
-                "teeroute.cost": float(to_decimal(result.cost_nano)),
+                "teeroute.cost": as_float(result.cost_nano),
                 "http.response.status_code": result.status,
             },
             None if result.status == 200 else result.outcome,

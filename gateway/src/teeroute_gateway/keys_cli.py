@@ -8,20 +8,23 @@ without --config). A new key is printed alone on stdout, once; details go to std
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import hashlib
 import os
 import secrets
 import sys
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import TypeVar
 
 import orjson
 
-from teeroute.admission import parse_time
 from teeroute.errors import TeerouteError
-from teeroute_gateway.ledger import Account, SettlementRow, from_nano, open_ledger, to_nano
+from teeroute_gateway import reports
+from teeroute_gateway.ledger import Ledger, SettlementRow, hash_key, open_ledger, to_nano
+from teeroute_gateway.metering import display
 from teeroute_gateway.settings import GatewaySettings
 from teeroute_gateway.sources.file import load
+
+T = TypeVar("T")
 
 
 class UsageError(TeerouteError):
@@ -51,26 +54,22 @@ def create_key(
     if (limit_nano is None) != (period is None):
         raise UsageError("--spend-limit and --period go together")
     settings = _settings(config)
-    key, account = asyncio.run(_create(settings, name, credit_nano or 0, limit_nano, period))
+    key, account = asyncio.run(
+        _with_ledger(
+            settings,
+            lambda ledger: ledger.create_key(
+                name, credit_nano or 0, limit_nano, period, settings.currency
+            ),
+        )
+    )
     print(key)
     print(
         f"created account {account.id} ({account.name or 'unnamed'}) with "
-        f"{from_nano(account.balance_nano).normalize():f} "
+        f"{display(account.balance_nano)} "
         f"{account.currency}; the key above is shown only once",
         file=sys.stderr,
     )
     return 0
-
-
-async def _create(
-    settings: GatewaySettings, name: str, credit: int, limit: int | None, period: str | None
-) -> tuple[str, Account]:
-    ledger = open_ledger(settings.ledger)
-    await ledger.open()
-    try:
-        return await ledger.create_key(name, credit, limit, period, settings.currency)
-    finally:
-        await ledger.close()
 
 
 def admin_key() -> int:
@@ -78,7 +77,7 @@ def admin_key() -> int:
     print(key)
     print(
         "add this to the GatewayConfig's spec.adminKeySha256 "
-        "(or TEEROUTE_GATEWAY_ADMIN_KEY_SHA256):\n" + hashlib.sha256(key.encode()).hexdigest(),
+        "(or TEEROUTE_GATEWAY_ADMIN_KEY_SHA256):\n" + hash_key(key),
         file=sys.stderr,
     )
     return 0
@@ -86,41 +85,25 @@ def admin_key() -> int:
 
 def settlement(config: str, start: str | None, end: str | None) -> int:
     settings = _settings(config)
-    until = _when(end, "--to") or dt.datetime.now(dt.UTC)
-    since = _when(start, "--from") or until - dt.timedelta(days=30)
-    rows = asyncio.run(_settlement(settings, since, until))
-    out = [
-        {
-            "pool": r.pool,
-            "from": r.period_start,
-            "to": r.period_end,
-            "requests": r.requests,
-            "input_tokens": r.input_tokens,
-            "output_tokens": r.output_tokens,
-            "amount": str(from_nano(r.amount_nano)),
-            "currency": r.currency,
-        }
-        for r in rows
-    ]
+    for text, flag in ((start, "--from"), (end, "--to")):
+        try:
+            reports.period_bound(text)
+        except ValueError as exc:
+            raise UsageError(f"{flag} {exc}") from None
+    since, until = reports.period(start, end)
+    rows: list[SettlementRow] = asyncio.run(
+        _with_ledger(settings, lambda ledger: ledger.settlement(since, until))
+    )
+    out = [reports.settlement_row(r) for r in rows]
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 
-async def _settlement(
-    settings: GatewaySettings, start: dt.datetime, end: dt.datetime
-) -> list[SettlementRow]:
+async def _with_ledger(settings: GatewaySettings, use: Callable[[Ledger], Awaitable[T]]) -> T:
+    """Open the configured ledger, use it once, close it (after its pending writes)."""
     ledger = open_ledger(settings.ledger)
     await ledger.open()
     try:
-        return await ledger.settlement(start, end)
+        return await use(ledger)
     finally:
         await ledger.close()
-
-
-def _when(text: str | None, flag: str) -> dt.datetime | None:
-    if not text:
-        return None
-    when = parse_time(text if "T" in text else f"{text}T00:00:00Z")
-    if when is None:
-        raise UsageError(f"{flag} must be an RFC 3339 time or a date (YYYY-MM-DD)")
-    return when

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import time
@@ -127,8 +128,6 @@ class Lifecycle:
 
 
 def _admitted(services: Services) -> dict[str, int]:
-    import datetime as dt
-
     now = dt.datetime.now(dt.UTC)
     allow = services.settings.allow_unattested
     return {

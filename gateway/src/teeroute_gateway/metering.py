@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from teeroute_gateway.catalog import Pool
+from teeroute_gateway.ledger import from_nano
 
 CLAIM_CAP = 10
 USAGE_MARK = re.compile(rb'"usage"\s*:\s*\{')
@@ -29,8 +29,14 @@ def cost_nano(pool: Pool, input_tokens: int, output_tokens: int) -> int:
     return math.ceil(exact)
 
 
-def to_decimal(nano: int) -> Decimal:
-    return Decimal(nano) / Decimal(1_000_000_000)
+def display(nano: int) -> str:
+    """An amount for people and headers: exact, without trailing zeros (0.0000017, 12)."""
+    return f"{from_nano(nano).normalize():f}"
+
+
+def as_float(nano: int) -> float:
+    """An amount where the OpenAI/OpenRouter shape wants a number (usage.cost, spans)."""
+    return float(from_nano(nano))
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from teeroute_gateway.metering import USAGE_MARK, Usage, count_deltas, to_decimal
+from teeroute_gateway.metering import USAGE_MARK, Usage, as_float, count_deltas
 
 SEPARATOR = b"\n\n"
 DONE = b"data: [DONE]\n\n"
@@ -81,7 +81,7 @@ def usage_body(reported: Any, usage: Usage, cost_nano: int) -> dict[str, Any]:
     body["prompt_tokens"] = usage.input_tokens
     body["completion_tokens"] = usage.output_tokens
     body["total_tokens"] = usage.input_tokens + usage.output_tokens
-    body["cost"] = float(to_decimal(cost_nano))
+    body["cost"] = as_float(cost_nano)
     return body
 
 

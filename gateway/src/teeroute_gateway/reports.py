@@ -1,0 +1,44 @@
+"""The settlement report's shape and its period bounds, shared by `GET /v1/settlement` and
+`teeroute gateway settlement` so both print the same thing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from teeroute.admission import parse_time
+from teeroute_gateway.ledger import SettlementRow
+from teeroute_gateway.metering import display
+
+DEFAULT_PERIOD = dt.timedelta(days=30)
+
+
+def period_bound(text: str | None) -> dt.datetime | None:
+    """An RFC 3339 time or a date (midnight UTC); None when not given. ValueError when
+    unreadable (callers name the parameter)."""
+    if not text:
+        return None
+    when = parse_time(text if "T" in text else f"{text}T00:00:00Z")
+    if when is None:
+        raise ValueError("must be an RFC 3339 time or a date (YYYY-MM-DD)")
+    return when
+
+
+def period(start: str | None, end: str | None) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end): end defaults to now, start to 30 days before end."""
+    until = period_bound(end) or dt.datetime.now(dt.UTC)
+    return period_bound(start) or until - DEFAULT_PERIOD, until
+
+
+def settlement_row(row: SettlementRow) -> dict[str, Any]:
+    return {
+        "pool": row.pool,
+        "from": row.period_start,
+        "to": row.period_end,
+        "requests": row.requests,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "amount": display(row.amount_nano),
+        "amount_nano": row.amount_nano,
+        "currency": row.currency,
+    }
