@@ -251,3 +251,38 @@ def test_scoreboard_and_settlement_export_show_what_was_served(
     (pool,) = json.loads(exported.stdout)
     assert pool["pool"] == "default/sim" and pool["requests"] >= 3 and float(pool["amount"]) > 0
     assert over_http[0]["requests"] == pool["requests"]
+
+
+def test_a_key_disabled_while_cached_is_refused_with_401(
+    served: tuple[Proc, str], tmp: Path
+) -> None:
+    from teeroute_gateway.ledger import open_ledger
+    from teeroute_gateway.sources.file import load
+
+    proc, _ = served
+    key = create_key(tmp / "gw.yaml", "1")
+    first = httpx.post(
+        f"{proc.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "sim-model", "messages": MESSAGES, "max_tokens": 2},
+    )
+    assert first.status_code == 200  # the key is now in the gateway's cache
+
+    async def disable() -> None:
+        ledger = open_ledger(load(tmp / "gw.yaml").settings.ledger)
+        await ledger.open()
+        try:
+            account = await ledger.authenticate(key)
+            assert account is not None
+            await ledger.set_disabled(account.id, True)
+        finally:
+            await ledger.close()
+
+    asyncio.run(disable())
+    again = httpx.post(
+        f"{proc.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "sim-model", "messages": MESSAGES, "max_tokens": 2},
+    )
+    assert again.status_code == 401, again.text
+    assert again.json()["error"]["code"] == "invalid_api_key"

@@ -13,7 +13,9 @@ The lifespan (startup) is in `lifecycle.py`; this module only dispatches.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,9 +42,11 @@ from teeroute_gateway.errors import (
     Unavailable,
 )
 from teeroute_gateway.inference import InferenceHandler
+from teeroute_gateway.ledger import LedgerError
 from teeroute_gateway.lifecycle import Lifecycle
 from teeroute_gateway.requests import CHAT, COMPLETION
 
+log = logging.getLogger(__name__)
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -82,6 +86,14 @@ class GatewayApp:
             await respond_error(send, exc)
         except ClientGone:
             return
+        except LedgerError:
+            log.exception("ledger unavailable on %s", path)
+            await _last_word(
+                send, Unavailable("accounts cannot be checked right now", code="ledger_unavailable")
+            )
+        except Exception:  # a bug: say so in the API's shape, keep the details in the log
+            log.exception("unexpected error on %s", path)
+            await _last_word(send, GatewayError("internal error", code="internal_error"))
 
     @property
     def services(self) -> Any:
@@ -165,6 +177,12 @@ class GatewayApp:
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = generate_latest(self.services.metrics.registry)
         await respond(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+
+
+async def _last_word(send: Send, error: GatewayError) -> None:
+    """An error response, unless one had already started (then the connection just ends)."""
+    with contextlib.suppress(RuntimeError):
+        await respond_error(send, error)
 
 
 def _query(scope: Scope) -> dict[str, str]:

@@ -42,10 +42,18 @@ from teeroute_gateway.errors import (
     NotFound,
     PaymentRequired,
     RateLimited,
+    Unauthorized,
     Unavailable,
     UpstreamFailed,
 )
-from teeroute_gateway.ledger import Account, BudgetExceeded, Hold, InsufficientCredit, UsageRecord
+from teeroute_gateway.ledger import (
+    Account,
+    BudgetExceeded,
+    Hold,
+    InsufficientCredit,
+    UnknownAccount,
+    UsageRecord,
+)
 from teeroute_gateway.limits import LimiterUnavailable, Limits
 from teeroute_gateway.metering import (
     Usage,
@@ -192,6 +200,8 @@ class InferenceHandler:
                 "(lower max_tokens or add credit)",
                 code="insufficient_credit",
             ) from None
+        except UnknownAccount:  # disabled since its key was cached
+            raise Unauthorized("the API key is not valid", code="invalid_api_key") from None
         except BudgetExceeded as exc:
             raise PaymentRequired(
                 f"the key's {exc.period}ly spend limit is reached",
