@@ -1,0 +1,32 @@
+"""Sealing errors. Each names the check that failed and never carries content or key bytes.
+
+TeerouteError
+└── SealingError               check + a short detail
+    ├── EnvelopeInvalid        a sealed request, frame or receipt cannot be read
+    ├── OpenFailed             authentication failed: wrong key, or altered, reordered,
+    │                          dropped or replayed bytes
+    └── ReceiptInvalid         a receipt that fails verification
+"""
+
+from teeroute.errors import TeerouteError
+
+
+class SealingError(TeerouteError):
+    exit_code = 4
+
+    def __init__(self, check: str, detail: str) -> None:
+        super().__init__(f"{check}: {detail}")
+        self.check = check
+        self.detail = detail
+
+
+class EnvelopeInvalid(SealingError):
+    pass
+
+
+class OpenFailed(SealingError):
+    pass
+
+
+class ReceiptInvalid(SealingError):
+    pass
