@@ -1,5 +1,7 @@
 """The settlement report's shape and its period bounds, shared by `GET /v1/settlement` and
-`teeroute gateway settlement` so both print the same thing."""
+`teeroute gateway settlement` so both print the same thing. A row's `flagged` counts the pool's
+requests whose usage receipt was missing, invalid or implausible (sealed mode): settled at
+cost 0, so not in `amount`; a non-zero count means the miner owes an explanation."""
 
 from __future__ import annotations
 
@@ -41,4 +43,5 @@ def settlement_row(row: SettlementRow) -> dict[str, Any]:
         "amount": display(row.amount_nano),
         "amount_nano": row.amount_nano,
         "currency": row.currency,
+        "flagged": row.flagged,  # requests with a missing/invalid usage receipt, billed 0
     }

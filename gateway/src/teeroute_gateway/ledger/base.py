@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from .keys import display_prefix, new_id, new_key
-from .models import Account, Hold, SettlementRow, SpendPeriod, UsageRecord
+from .models import RECEIPT_STATUSES, Account, Hold, SettlementRow, SpendPeriod, UsageRecord
 
 DEFAULT_HOLD_TTL_S = 900.0
 
@@ -69,7 +69,9 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     async def settle(self, hold: Hold, record: UsageRecord) -> UsageRecord:
         """Replace the hold by the charge min(cost, hold) and record the usage, atomically.
-        Idempotent: settling again returns the first settlement and charges nothing."""
+        Idempotent: settling again returns the first settlement and charges nothing. The
+        receipt and its status are stored as given (a flagged record's cost is the caller's
+        to set to 0)."""
 
     @abc.abstractmethod
     async def release(self, hold: Hold) -> None:
@@ -90,7 +92,8 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     async def settlement(self, start: datetime, end: datetime) -> list[SettlementRow]:
-        """Per pool (and currency): requests, tokens and the amount charged in [start, end)."""
+        """Per pool (and currency): requests, tokens, the amount charged and the number of
+        flagged records (receipt_status in FLAGGED_RECEIPTS) in [start, end)."""
 
 
 def new_account(
@@ -145,3 +148,20 @@ def check_record(hold: Hold, record: UsageRecord) -> None:
     check_amount(record.cost_nano, "cost_nano")
     if (record.request_id, record.account_id) != (hold.request_id, hold.account_id):
         raise ValueError("the usage record and the hold are for different requests")
+    if record.receipt_status not in RECEIPT_STATUSES:
+        raise ValueError(f"receipt_status must be one of {RECEIPT_STATUSES}")
+    if record.receipt is not None:
+        check_receipt(record.receipt)
+
+
+def check_receipt(receipt: str) -> None:
+    """Text both backends store verbatim: PostgreSQL text holds no NUL and neither database
+    nor JSON holds a lone surrogate. (Canonical JSON never contains either.)"""
+    if not isinstance(receipt, str):
+        raise ValueError("receipt must be text (canonical JSON) or None")
+    if "\x00" in receipt:
+        raise ValueError("receipt must not contain NUL characters")
+    try:
+        receipt.encode()
+    except UnicodeEncodeError:
+        raise ValueError("receipt must be valid Unicode (no lone surrogates)") from None

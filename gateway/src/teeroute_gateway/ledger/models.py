@@ -13,6 +13,12 @@ from typing import Literal
 
 SpendPeriod = Literal["day", "month"]
 
+# A usage record's receipt_status (sealed mode, docs/sealed-mode.md section 3): "" when no
+# receipt is expected (a plain hop), "valid" when the enclave's signed usage receipt verified,
+# else why it is flagged. A flagged request is settled at cost 0 and counted in the settlement.
+RECEIPT_STATUSES = ("", "valid", "missing", "invalid", "implausible")
+FLAGGED_RECEIPTS = ("missing", "invalid", "implausible")
+
 
 @dataclass(frozen=True)
 class Account:
@@ -51,7 +57,9 @@ class UsageRecord:
 
     `input_reported`/`output_reported` say whether a count is what upstream reported (True) or
     what the gateway counted or estimated (False). `charged_nano` and `capped` are set by the
-    ledger on settle: the charge is the cost, capped at the request's hold.
+    ledger on settle: the charge is the cost, capped at the request's hold. `receipt_status` is
+    one of RECEIPT_STATUSES; `receipt` is the enclave's signed usage receipt as the gateway
+    received it (canonical JSON text), stored and returned verbatim, never parsed by the ledger.
     """
 
     request_id: str
@@ -73,11 +81,19 @@ class UsageRecord:
     created_at: datetime
     charged_nano: int = 0
     capped: bool = False
+    receipt_status: str = ""
+    receipt: str | None = None
 
     def charged(self, charged_nano: int, capped: bool) -> UsageRecord:
-        """This record as settled. (dataclasses.replace costs four times as much, and this
-        runs on every request.)"""
-        return UsageRecord(**{**vars(self), "charged_nano": charged_nano, "capped": capped})
+        """This record as settled: a copy of every field but these two. It runs on every
+        request, so it copies the instance dict instead of calling __init__ (dataclasses.replace
+        costs eight times as much): valid while the class has no __post_init__ and no slots."""
+        settled = object.__new__(UsageRecord)
+        fields = settled.__dict__
+        fields.update(self.__dict__)
+        fields["charged_nano"] = charged_nano
+        fields["capped"] = capped
+        return settled
 
 
 @dataclass(frozen=True)
@@ -92,3 +108,4 @@ class SettlementRow:
     output_tokens: int
     amount_nano: int
     currency: str
+    flagged: int = 0  # records whose receipt_status is in FLAGGED_RECEIPTS (settled at cost 0)

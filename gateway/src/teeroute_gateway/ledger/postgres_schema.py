@@ -2,7 +2,7 @@
 
 Created by PostgresLedger.open (idempotent; gateways starting together take turns on an
 advisory lock). The hot operations — reserve, settle, release, account lookups — are
-PL/pgSQL functions, and `ledger_v1_run(steps jsonb)` runs a whole batch of them in one
+PL/pgSQL functions, and `ledger_v2_run(steps jsonb)` runs a whole batch of them in one
 statement: a batch costs the gateway one round trip and one statement's client work instead
 of one per operation (psycopg spends tens of microseconds of the gateway's core per statement).
 Each step is one operation, in the order given; the caller orders steps by account so that
@@ -10,17 +10,32 @@ concurrent batches lock accounts in the same order and cannot deadlock.
 
 Balance rules inside: a reserve is one conditional UPDATE (under READ COMMITTED, an UPDATE
 that waited for a concurrent one re-checks its condition on the row as that one left it), so
-no number of gateways can hold more than the balance. Functions carry a version in their
-name (v1) so that gateways of two versions can share the database during a rolling update.
+no number of gateways can hold more than the balance.
+
+Upgrades. Gateways of two versions share the database during a rolling update, and each
+(re)defines its functions whenever it opens the ledger, so:
+* Functions carry the version of this set in their name (ledger_v2_*). When any function's
+  signature or behaviour changes, the whole set moves to the next version (v1 -> v2: settle
+  stores the usage receipt); a released version's functions are never redefined differently,
+  and older ones are left in place for the older gateways still calling them (drop them by
+  hand once none runs).
+* Tables only ever gain columns, each with a default (NULL or a constant), so the older
+  functions' INSERTs still work, listed in ADDED_COLUMNS; nothing is renamed or dropped. A
+  database made by an older version gets them by `ADD COLUMN IF NOT EXISTS`, run only when the
+  catalog shows one missing: ALTER TABLE takes an exclusive lock, which would queue every
+  replica's settles behind a long report query if taken on each open.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 SCHEMA_LOCK = 0x7465_6572  # pg_advisory_xact_lock key
+log = logging.getLogger(__name__)
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS ledger_accounts (
@@ -66,23 +81,31 @@ CREATE TABLE IF NOT EXISTS ledger_usage (
     streamed boolean NOT NULL,
     created_at timestamptz NOT NULL,
     charged_nano bigint NOT NULL,
-    capped boolean NOT NULL
+    capped boolean NOT NULL,
+    receipt_status text NOT NULL DEFAULT '',
+    receipt text
 );
 CREATE INDEX IF NOT EXISTS ledger_usage_by_time ON ledger_usage (created_at);
 """
+
+# Columns added since the first schema (v1), in order: (table, column, definition).
+ADDED_COLUMNS = (
+    ("ledger_usage", "receipt_status", "text NOT NULL DEFAULT ''"),  # v2: sealed mode
+    ("ledger_usage", "receipt", "text"),
+)
 
 # Each function is one statement (no semicolons outside the $$ bodies matter: run one by one).
 FUNCTIONS = [
     # The period key an account's spend belongs to now ('' without a spend period).
     """
-CREATE OR REPLACE FUNCTION ledger_v1_period(spend_period text, step jsonb) RETURNS text
+CREATE OR REPLACE FUNCTION ledger_v2_period(spend_period text, step jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE spend_period WHEN 'day' THEN step->>'day' WHEN 'month' THEN step->>'month'
            ELSE '' END
 $$""",
     # An account as rows.ACCOUNT_COLUMNS, by id or by key hash (enabled accounts only).
     """
-CREATE OR REPLACE FUNCTION ledger_v1_account(step jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v2_account(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE a ledger_accounts%ROWTYPE;
 BEGIN
@@ -100,7 +123,7 @@ END $$""",
     # {"granted": true}, or the account as periods.Standing for the refusal, or {} if none.
     # Idempotent by hold id, so that a batch can be sent again after a lost connection.
     """
-CREATE OR REPLACE FUNCTION ledger_v1_reserve(step jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v2_reserve(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     want bigint := (step->>'amount')::bigint;
@@ -112,7 +135,7 @@ BEGIN
     UPDATE ledger_accounts AS t SET held_nano = t.held_nano + want
     WHERE t.id = step->>'account' AND NOT t.disabled AND t.balance_nano - t.held_nano >= want
       AND (t.spend_limit_nano IS NULL
-           OR CASE WHEN t.period_key = ledger_v1_period(t.spend_period, step)
+           OR CASE WHEN t.period_key = ledger_v2_period(t.spend_period, step)
                    THEN t.period_spent_nano ELSE 0 END + t.held_nano + want
               <= t.spend_limit_nano);
     IF FOUND THEN
@@ -132,7 +155,7 @@ END $$""",
     # Charge min(cost, hold) and record the usage: {"charged": n, "capped": b}; null when the
     # hold is gone or the request already recorded (nothing charged; the caller looks it up).
     """
-CREATE OR REPLACE FUNCTION ledger_v1_settle(step jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v2_settle(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     taken record;
@@ -150,14 +173,14 @@ BEGIN
     INSERT INTO ledger_usage (hold_id, request_id, account_id, public_model, pool, endpoint,
         upstream_model, input_tokens, output_tokens, input_reported, output_reported,
         cost_nano, latency_ms, ttft_ms, status, outcome, streamed, created_at, charged_nano,
-        capped)
+        capped, receipt_status, receipt)
     VALUES (step->>'hold', u->>'request_id', taken.account_id, u->>'public_model',
         u->>'pool', u->>'endpoint', u->>'upstream_model', (u->>'input_tokens')::bigint,
         (u->>'output_tokens')::bigint, (u->>'input_reported')::boolean,
         (u->>'output_reported')::boolean, cost, (u->>'latency_ms')::double precision,
         (u->>'ttft_ms')::double precision, (u->>'status')::integer, u->>'outcome',
         (u->>'streamed')::boolean, (u->>'created_at')::timestamptz, charged,
-        cost > taken.amount_nano)
+        cost > taken.amount_nano, COALESCE(u->>'receipt_status', ''), u->>'receipt')
     ON CONFLICT (request_id) DO NOTHING;
     recorded := FOUND;
     IF NOT recorded THEN  -- settled already on another hold: release this one, charge nothing
@@ -166,9 +189,9 @@ BEGIN
     UPDATE ledger_accounts AS t SET
         held_nano = t.held_nano - taken.amount_nano,
         balance_nano = t.balance_nano - charged,
-        period_spent_nano = CASE WHEN t.period_key = ledger_v1_period(t.spend_period, step)
+        period_spent_nano = CASE WHEN t.period_key = ledger_v2_period(t.spend_period, step)
                                  THEN t.period_spent_nano ELSE 0 END + charged,
-        period_key = ledger_v1_period(t.spend_period, step)
+        period_key = ledger_v2_period(t.spend_period, step)
     WHERE t.id = taken.account_id;
     IF NOT recorded THEN
         RETURN 'null'::jsonb;
@@ -177,7 +200,7 @@ BEGIN
 END $$""",
     # Drop a hold without charging: whether it was still there.
     """
-CREATE OR REPLACE FUNCTION ledger_v1_release(step jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v2_release(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE taken record;
 BEGIN
@@ -192,7 +215,7 @@ BEGIN
 END $$""",
     # A batch: one result per step, in order.
     """
-CREATE OR REPLACE FUNCTION ledger_v1_run(steps jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v2_run(steps jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     step jsonb;
@@ -200,10 +223,10 @@ DECLARE
 BEGIN
     FOR step IN SELECT value FROM jsonb_array_elements(steps) LOOP
         results := results || CASE step->>'op'
-            WHEN 'reserve' THEN ledger_v1_reserve(step)
-            WHEN 'settle' THEN ledger_v1_settle(step)
-            WHEN 'release' THEN ledger_v1_release(step)
-            WHEN 'account' THEN ledger_v1_account(step)
+            WHEN 'reserve' THEN ledger_v2_reserve(step)
+            WHEN 'settle' THEN ledger_v2_settle(step)
+            WHEN 'release' THEN ledger_v2_release(step)
+            WHEN 'account' THEN ledger_v2_account(step)
         END;
     END LOOP;
     RETURN to_jsonb(results);
@@ -212,10 +235,30 @@ END $$""",
 
 
 def create_schema(conn: psycopg.Connection[Any]) -> None:
-    """Create what is missing and (re)define this version's functions, in one transaction."""
+    """Create what is missing, add the columns an older database lacks, and (re)define this
+    version's functions, in one transaction."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         for statement in filter(str.strip, TABLES.split(";")):
             conn.execute(statement)
+        _add_columns(conn)
         for function in FUNCTIONS:
             conn.execute(function)
+
+
+def _add_columns(conn: psycopg.Connection[Any]) -> None:
+    """Add the ADDED_COLUMNS the tables (as the search path finds them, like the functions
+    do) lack; the catalog is read first so that nothing is locked when nothing is missing."""
+    for table, column, definition in ADDED_COLUMNS:
+        found = conn.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s "
+            "AND attnum > 0 AND NOT attisdropped",
+            (table, column),
+        ).fetchone()
+        if found is None:
+            log.info("ledger upgrade: adding %s.%s", table, column)
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    sql.Identifier(table), sql.Identifier(column), sql.SQL(definition)
+                )
+            )

@@ -1,7 +1,7 @@
 """The PostgreSQL ledger's operations: steps for the batch function, statements for the rest.
 
 Hot operations (reserve, settle, release, account lookups) are Steps: a JSON object for
-`ledger_v1_run` (see postgres_schema) and a decoder of its result. Administration and
+`ledger_v2_run` (see postgres_schema) and a decoder of its result. Administration and
 reporting are plain Statements. Both are run by postgres_session; decoders may raise the
 exception the caller should get (e.g. InsufficientCredit).
 """
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, LiteralString
 
 from .errors import UnknownAccount
-from .models import Account, Hold, SettlementRow, UsageRecord
+from .models import FLAGGED_RECEIPTS, Account, Hold, SettlementRow, UsageRecord
 from .periods import Standing, period_keys, refusal
 from .postgres_session import Rows, Statement, Step
 from .rows import (
@@ -157,10 +157,13 @@ def _usage_rows(rows: Rows) -> list[UsageRecord]:
 def settlement(start: datetime, end: datetime) -> Statement[list[SettlementRow]]:
     sql: LiteralString = (
         "SELECT u.pool, a.currency, count(*), sum(u.input_tokens), sum(u.output_tokens), "
-        "sum(u.charged_nano) FROM ledger_usage u JOIN ledger_accounts a ON a.id = u.account_id "
+        "sum(u.charged_nano), count(*) FILTER (WHERE u.receipt_status = ANY(%s)) "
+        "FROM ledger_usage u JOIN ledger_accounts a ON a.id = u.account_id "
         "WHERE u.created_at >= %s AND u.created_at < %s GROUP BY u.pool, a.currency "
         'ORDER BY u.pool COLLATE "C", a.currency'  # byte order, as SQLite and Python sort
     )
     return Statement(
-        sql, (start, end), lambda rows: [settlement_from_row(row, start, end) for row in rows]
+        sql,
+        (list(FLAGGED_RECEIPTS), start, end),
+        lambda rows: [settlement_from_row(row, start, end) for row in rows],
     )

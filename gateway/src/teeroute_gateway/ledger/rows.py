@@ -21,7 +21,7 @@ ACCOUNT_COLUMNS = (
 USAGE_COLUMNS = (
     "request_id, account_id, public_model, pool, endpoint, upstream_model, input_tokens, "
     "output_tokens, input_reported, output_reported, cost_nano, latency_ms, ttft_ms, status, "
-    "outcome, streamed, created_at, charged_nano, capped"
+    "outcome, streamed, created_at, charged_nano, capped, receipt_status, receipt"
 )
 # What settle inserts besides the columns above.
 USAGE_INSERT_COLUMNS = f"hold_id, {USAGE_COLUMNS}"
@@ -65,6 +65,8 @@ def usage_from_row(row: Row, when: ToDatetime) -> UsageRecord:
         created_at=when(row[16]),
         charged_nano=int(row[17]),
         capped=bool(row[18]),
+        receipt_status=row[19],
+        receipt=row[20],
     )
 
 
@@ -77,12 +79,12 @@ def usage_values(
         hold_id, r.request_id, r.account_id, r.public_model, r.pool, r.endpoint,
         r.upstream_model, r.input_tokens, r.output_tokens, r.input_reported, r.output_reported,
         r.cost_nano, r.latency_ms, r.ttft_ms, r.status, r.outcome, r.streamed,
-        when(r.created_at), r.charged_nano, r.capped,
+        when(r.created_at), r.charged_nano, r.capped, r.receipt_status, r.receipt,
     )  # fmt: skip
 
 
 def settlement_from_row(row: Row, start: datetime, end: datetime) -> SettlementRow:
-    """Decodes (pool, currency, requests, input_tokens, output_tokens, amount_nano)."""
+    """Decodes (pool, currency, requests, input_tokens, output_tokens, amount_nano, flagged)."""
     return SettlementRow(
         pool=row[0],
         period_start=start,
@@ -92,6 +94,7 @@ def settlement_from_row(row: Row, start: datetime, end: datetime) -> SettlementR
         output_tokens=int(row[4]),
         amount_nano=int(row[5]),
         currency=row[1],
+        flagged=int(row[6]),
     )
 
 

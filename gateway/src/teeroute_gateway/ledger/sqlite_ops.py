@@ -4,6 +4,13 @@ Run on the ledger's worker threads (sqlite_session): writes inside the writer's 
 transaction, which holds SQLite's single write lock, so each operation may read, decide and
 write without another process slipping in between (the same file may be shared by several
 gateway processes). Times are stored as epoch microseconds.
+
+Upgrades: SCHEMA is what a new file gets; a file made by an older gateway gets what it lacks
+from create_schema, which runs under the write lock on every open. The rule: columns are only
+ever added, each to the end of its table with a default (NULL or a constant), and listed in
+ADDED_COLUMNS so an older file gets them by ALTER TABLE; nothing is renamed or dropped. Old
+gateways sharing the file keep working (their statements name their columns), and a new
+file and an upgraded one have the same columns in the same order.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from collections import Counter
 from datetime import datetime
 
 from .errors import UnknownAccount
-from .models import Account, Hold, SettlementRow, UsageRecord
+from .models import FLAGGED_RECEIPTS, Account, Hold, SettlementRow, UsageRecord
 from .periods import Standing, period_keys, refusal
 from .rows import (
     ACCOUNT_COLUMNS,
@@ -74,10 +81,18 @@ CREATE TABLE IF NOT EXISTS ledger_usage (
     streamed INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     charged_nano INTEGER NOT NULL,
-    capped INTEGER NOT NULL
+    capped INTEGER NOT NULL,
+    receipt_status TEXT NOT NULL DEFAULT '',
+    receipt TEXT
 );
 CREATE INDEX IF NOT EXISTS ledger_usage_by_time ON ledger_usage (created_at);
 """
+
+# Columns added since the first schema, in order: (table, column, definition) for ALTER TABLE.
+ADDED_COLUMNS = (
+    ("ledger_usage", "receipt_status", "TEXT NOT NULL DEFAULT ''"),  # sealed mode
+    ("ledger_usage", "receipt", "TEXT"),
+)
 
 # The period an account's spend belongs to now, from the two keys passed as parameters.
 CURRENT_PERIOD = "CASE spend_period WHEN 'day' THEN :day WHEN 'month' THEN :month ELSE '' END"
@@ -102,11 +117,28 @@ INSERT_USAGE = (
     "ON CONFLICT (request_id) DO NOTHING"
 )
 SELECT_USAGE = f"SELECT {USAGE_COLUMNS} FROM ledger_usage"  # noqa: S608
+SETTLEMENT = (
+    "SELECT u.pool, a.currency, count(*), sum(u.input_tokens), sum(u.output_tokens), "  # noqa: S608
+    "sum(u.charged_nano), "
+    f"sum(u.receipt_status IN ({', '.join('?' * len(FLAGGED_RECEIPTS))})) "
+    "FROM ledger_usage u JOIN ledger_accounts a ON a.id = u.account_id "
+    "WHERE u.created_at >= ? AND u.created_at < ? GROUP BY u.pool, a.currency "
+    "ORDER BY u.pool, a.currency"
+)
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
+    """Create what is missing, and add the columns an older file lacks (see the docstring)."""
     for statement in filter(str.strip, SCHEMA.split(";")):
         conn.execute(statement)
+    for table, column, definition in ADDED_COLUMNS:
+        if column not in _columns(conn, table):
+            log.info("ledger upgrade: adding %s.%s", table, column)
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
 def insert_account(
@@ -271,11 +303,5 @@ def usage_between(
 
 
 def settlement(conn: sqlite3.Connection, start: datetime, end: datetime) -> list[SettlementRow]:
-    rows = conn.execute(
-        "SELECT u.pool, a.currency, count(*), sum(u.input_tokens), sum(u.output_tokens), "
-        "sum(u.charged_nano) FROM ledger_usage u JOIN ledger_accounts a ON a.id = u.account_id "
-        "WHERE u.created_at >= ? AND u.created_at < ? GROUP BY u.pool, a.currency "
-        "ORDER BY u.pool, a.currency",
-        (to_us(start), to_us(end)),
-    ).fetchall()
+    rows = conn.execute(SETTLEMENT, (*FLAGGED_RECEIPTS, to_us(start), to_us(end))).fetchall()
     return [settlement_from_row(row, start, end) for row in rows]
