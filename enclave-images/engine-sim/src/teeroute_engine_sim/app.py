@@ -6,6 +6,8 @@ the answer with asyncio sleeps. Every error leaves as an OpenAI error body.
     POST /v1/chat/completions   chat, streamed (SSE) or not
     POST /v1/completions        text completion, streamed (SSE) or not
 
+With `--api-key-env`, every /v1/ request must bear the key first (auth.py).
+
 A client that disconnects mid-stream cancels the stream (Starlette listens for the
 disconnect), so no further tokens are sent or waited for.
 """
@@ -21,10 +23,12 @@ from uuid import uuid4
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from teeroute_engine_sim.auth import RequireApiKey, api_key
 from teeroute_engine_sim.errors import (
     EngineError,
     MethodNotAllowed,
@@ -133,7 +137,9 @@ def create_app(settings: EngineSettings) -> Starlette:
         HTTPException: _http_error,
         Exception: _crash,
     }
-    return Starlette(routes=routes, exception_handlers=handlers)
+    key = api_key(settings)
+    middleware = [Middleware(RequireApiKey, key=key)] if key is not None else []
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
 
 
 def error_response(error: EngineError, headers: dict[str, str] | None = None) -> Response:

@@ -1,6 +1,7 @@
 """Command lines of the engine simulator.
 
-    teeroute engine-sim --port P [--ttft-ms N] [--tokens-per-s N] [--fail-rate F] …
+    teeroute engine-sim --port P [--ttft-ms N] [--tokens-per-s N] [--fail-rate F]
+                        [--api-key-env NAME] …
     python -m teeroute_engine_sim --model NAME --host 127.0.0.1 --port 8000 …
 
 Both take the same flags; scripts rely on their names. The second is the engine container's
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from teeroute_engine_sim.auth import api_key
 from teeroute_engine_sim.errors import SettingsInvalid
 from teeroute_engine_sim.settings import EngineSettings
 
@@ -39,6 +41,11 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     ),
     "--seed": ("seed", int, "mixed into every answer and failure decision (default 0)"),
     "--workers": ("workers", int, "server processes (default 1)"),
+    "--api-key-env": (
+        "api_key_env",
+        str,
+        "require `Authorization: Bearer <value of this variable>` on /v1/ (a closed API)",
+    ),
 }
 
 
@@ -71,13 +78,15 @@ def settings_from(args: argparse.Namespace) -> EngineSettings:
     if models:
         given["models"] = tuple(models)
     try:
-        return EngineSettings(**given)
+        settings = EngineSettings(**given)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
             for error in exc.errors()
         )
         raise SettingsInvalid(f"invalid engine-sim settings: {problems}") from None
+    api_key(settings)  # a named key variable must hold a key before anything is served
+    return settings
 
 
 def register(commands: Any) -> None:

@@ -5,6 +5,7 @@
     ├── ModelNotFound         404 invalid_request_error / model_not_found
     ├── RouteNotFound         404 invalid_request_error / not_found (no such endpoint)
     ├── MethodNotAllowed      405 invalid_request_error / method_not_allowed
+    ├── InvalidApiKey         401 invalid_request_error / invalid_api_key (--api-key-env)
     └── SimulatedFailure      500 server_error / simulated_failure (the --fail-rate)
     SettingsInvalid           bad flags or environment at start (a TeerouteError: exit code 2)
 
@@ -64,6 +65,12 @@ class MethodNotAllowed(EngineError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class InvalidApiKey(EngineError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
 
 
 class SimulatedFailure(EngineError):

@@ -28,7 +28,9 @@ def describe(settings: EngineSettings) -> str:
     return (
         f"engine-sim: serving {', '.join(settings.models)} on "
         f"http://{settings.host}:{settings.port} (ttft {settings.ttft_ms:g} ms, {pace}, "
-        f"fail-rate {settings.fail_rate:g}, seed {settings.seed}, workers {settings.workers})"
+        f"fail-rate {settings.fail_rate:g}, seed {settings.seed}, workers {settings.workers}"
+        + (f", API key from ${settings.api_key_env}" if settings.api_key_env else "")
+        + ")"
     )
 
 

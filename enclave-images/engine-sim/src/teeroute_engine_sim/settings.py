@@ -39,3 +39,8 @@ class EngineSettings(BaseSettings):
 
     workers: int = Field(default=1, ge=1)
     """Server processes sharing the port; each counts its own requests for --fail-rate."""
+
+    api_key_env: Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")] = ""
+    """The environment variable holding the API key every /v1/ request must bear
+    (`Authorization: Bearer <key>`), as a closed-model provider requires; empty: none. The
+    name travels in the settings, never the key."""
