@@ -88,11 +88,14 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def engine_process(log: Path, *flags: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def engine_process(
+    log: Path, *flags: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     argv = [sys.executable, "-m", "teeroute_engine_sim", "--model", MODEL, "--host", "127.0.0.1"]
     url = f"http://127.0.0.1:{port}"
-    with running([*argv, *flags, "--port", str(port)], {}, f"{url}/health", log) as process:
+    argv += [*flags, "--port", str(port)]
+    with running(argv, env or {}, f"{url}/health", log) as process:
         yield url, process
 
 

@@ -11,6 +11,7 @@ from teeroute_enclave.providers import (
     ProviderError,
     SimulatedProvider,
 )
+from teeroute_enclave.secrets_store import SecretStore
 from teeroute_enclave.server import AgentServer
 from teeroute_enclave.settings import AgentSettings
 
@@ -44,9 +45,19 @@ def main() -> int:
         print(f"agent: cannot start: {exc}", file=sys.stderr)
         return 2
     keys = EnclaveKeys.generate()
-    server = AgentServer((ALL_ADDRESSES, settings.agent_port), chosen, keys, settings.engine_url)
+    server = AgentServer(
+        (ALL_ADDRESSES, settings.agent_port),
+        chosen,
+        keys,
+        settings.engine_url,
+        require_sealed=settings.agent_require_sealed,
+        engine_health=settings.engine_health,
+        secrets=SecretStore(settings.agent_secrets_dir),
+    )
+    plain = "refused" if settings.agent_require_sealed else "allowed"
     print(
-        f"agent: {chosen.tee} evidence on :{settings.agent_port}, keys {keys.fingerprint()}",
+        f"agent: {chosen.tee} evidence on :{settings.agent_port}, keys {keys.fingerprint()}, "
+        f"plain requests {plain}",
         file=sys.stderr,
         flush=True,
     )

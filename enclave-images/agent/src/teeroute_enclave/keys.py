@@ -2,16 +2,20 @@
 
 HPKE (X25519) is what clients seal requests to; Ed25519 signs usage receipts. Their public
 halves go into report_data (see teeroute.attestation.policy.bind), so evidence vouches for
-exactly these keys. There is deliberately no way to export the private halves.
+exactly these keys. There is deliberately no way to export the private halves: the HPKE key is
+used only through `open_request` / `open_secrets`, the signing key only through `sign`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+
+from teeroute.sealing import envelope, secrets
 
 _RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -25,13 +29,18 @@ class EnclaveKeys:
     def generate(cls) -> EnclaveKeys:
         return cls(x25519.X25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate())
 
-    @property
+    @cached_property
     def hpke_public(self) -> bytes:
         return self._hpke.public_key().public_bytes(*_RAW)
 
-    @property
+    @cached_property
     def signing_public(self) -> bytes:
         return self._signing.public_key().public_bytes(*_RAW)
+
+    @cached_property
+    def hpke_key_id(self) -> str:
+        """The name sealed requests use for this enclave's HPKE key (`key_id`)."""
+        return envelope.key_id(self.hpke_public)
 
     def fingerprint(self) -> str:
         """Names the key set in logs and annotations (SHA-256 of both public keys)."""
@@ -39,3 +48,12 @@ class EnclaveKeys:
 
     def sign(self, message: bytes) -> bytes:
         return self._signing.sign(message)
+
+    def open_request(self, sealed: envelope.SealedRequest) -> tuple[bytes, envelope.ResponseSealer]:
+        """The plaintext of a request sealed to this enclave and the sealer for its answer;
+        `OpenFailed` if it was sealed to another key or altered."""
+        return envelope.open_request(sealed, self._hpke, self.hpke_public)
+
+    def open_secrets(self, raw: bytes) -> tuple[str, dict[str, str]]:
+        """(pool, secrets) from a secret release sealed to this enclave (section 4)."""
+        return secrets.open_secrets(raw, self._hpke, self.hpke_public)

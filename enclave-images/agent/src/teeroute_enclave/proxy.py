@@ -1,15 +1,17 @@
 """Forwarding OpenAI-compatible requests to the engine beside the agent.
 
 The agent is the pod's only door: the engine listens on loopback. `server.py` reads a request,
-calls `forward(engine_url, method, path, headers, body)` and relays the `EngineResponse` it
-yields as its bytes arrive, so SSE streams are never held back. Sealed requests will wrap this
-same function: open the body, forward, seal what comes back.
+calls `forward(engine_url, method, path, headers, body, bearer=...)` and relays the
+`EngineResponse` it yields as its bytes arrive, so SSE streams are never held back. Sealed
+requests (`sealed.py`) use this same function: open the body, forward, seal what comes back.
 
-Only a few headers cross, by allowlist (so hop-by-hop headers, Authorization, Cookie and
-Accept-Encoding never reach the engine: the engine is local and unauthenticated, and its
-answer is relayed undecoded, so it must not be compressed). The query string stays behind (these
-routes take none). One engine connection per request; closing it (when the client goes away)
-makes the engine stop generating.
+Only a few headers cross, by allowlist (so hop-by-hop headers, Cookie and Accept-Encoding never
+reach the engine, and its answer is relayed undecoded, so it must not be compressed). The
+caller's Authorization never crosses either (it holds the gateway's client keys): the engine
+gets `Authorization: Bearer <engine-api-key>` when that secret was released to the agent, and
+no Authorization otherwise. The query string stays behind (these routes take none). One engine
+connection per request; closing it (when the client goes away) makes the engine stop
+generating.
 
 Errors, each with the HTTP status and error type the agent answers with:
 
@@ -26,7 +28,7 @@ Errors, each with the HTTP status and error type the agent answers with:
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -122,12 +124,14 @@ def chunk(piece: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(piece), piece)
 
 
-def request_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+def request_headers(pairs: Iterable[tuple[str, str]], bearer: str | None = None) -> dict[str, str]:
     """The client's headers the engine gets: the allowlist (first of repeats), minus any the
-    client marked hop-by-hop by naming it in Connection."""
+    client marked hop-by-hop by naming it in Connection; plus the engine's own bearer token."""
     kept: dict[str, str] = {}
     for name, value in _allowed(pairs, REQUEST_HEADERS):
         kept.setdefault(_CANONICAL[name.lower()], value)
+    if bearer:
+        kept["Authorization"] = f"Bearer {bearer}"
     return kept
 
 
@@ -158,7 +162,7 @@ class EngineResponse:
     """Content-Length of the body, None when the engine streams it (chunked)."""
     _response: http.client.HTTPResponse
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Generator[bytes, None, None]:
         """The body piece by piece, each as soon as the engine sent it."""
         while True:
             try:
@@ -180,16 +184,19 @@ def forward(
     headers: Iterable[tuple[str, str]],
     body: bytes,
     read_timeout_s: float = READ_TIMEOUT_S,
+    *,
+    bearer: str | None = None,
 ) -> Iterator[EngineResponse]:
     """Send the request to `{engine_url}{path}` and yield the engine's response once its
-    status line and headers arrived. Leaving the block closes the engine connection."""
+    status line and headers arrived. Leaving the block closes the engine connection.
+    `bearer`: the engine's API key, sent as `Authorization: Bearer`."""
     if not engine_url:
         raise EngineUnavailable("no engine is configured")
     connection = _connect(engine_url, read_timeout_s)
     response: http.client.HTTPResponse | None = None
     try:
         target = urlsplit(engine_url).path.rstrip("/") + path
-        response = _exchange(connection, method, target, headers, body)
+        response = _exchange(connection, method, target, request_headers(headers, bearer), body)
         yield EngineResponse(
             response.status,
             response.reason,
@@ -226,11 +233,11 @@ def _exchange(
     connection: http.client.HTTPConnection,
     method: str,
     target: str,
-    headers: Iterable[tuple[str, str]],
+    headers: dict[str, str],
     body: bytes,
 ) -> http.client.HTTPResponse:
     try:
-        connection.request(method, target, body or None, request_headers(headers))
+        connection.request(method, target, body or None, headers)
         return connection.getresponse()
     except TimeoutError:
         raise EngineTimeout("the engine did not answer in time") from None

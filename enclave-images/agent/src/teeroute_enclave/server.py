@@ -2,20 +2,33 @@
 
     GET  /healthz              200 when the agent can serve (and its engine answers), else 503
     POST /v1/attestation       {"nonce": base64 of 32 bytes} -> the evidence document
-    POST /v1/chat/completions  forwarded to the engine (`proxy`), relayed as it arrives
+    POST /v1/chat/completions  forwarded to the engine (`proxy`), relayed as it arrives; with
+                               Content-Type application/vnd.teeroute.sealed+json, a sealed
+                               request (`sealed`): opened here, forwarded, answered in sealed
+                               frames and a signed usage receipt (docs/sealed-mode.md)
     POST /v1/completions       likewise
-    GET  /v1/models            likewise
+    GET  /v1/models            forwarded
+    POST /v1/secrets           a sealed secret release from the operator -> 204 (`secrets_store`)
 
-The agent's own errors are JSON `{"error": {"message", "type"}}`: 400 (bad request), 404, 411
-(chunked request body), 413 (body over 4 KiB for attestation, 8 MiB for the engine), 502, 503
-or 504 (the engine broke off, is unavailable, timed out; 503 also: evidence unavailable). The
-engine's own answers, errors included, pass through unchanged. Bodies are never logged.
+Every request forwarded to the engine carries `Authorization: Bearer <engine-api-key>` once
+that secret was released, and never the caller's Authorization.
+
+The agent's own errors are JSON `{"error": {"message", "type"}}`: 400 (bad request; sealed:
+`sealed_envelope_invalid`, `sealed_open_failed`, `secrets_invalid`), 403 `sealing_required` (a
+plain completion when TEEROUTE_AGENT_REQUIRE_SEALED is set), 404, 411 (chunked request body),
+413 (body over 4 KiB for attestation, 64 KiB for secrets, 8 MiB for the engine), 421
+`sealed_key_mismatch` (sealed to another enclave's key), 500 `secrets_unwritable`, 502, 503 or
+504 (the engine broke off, is unavailable, timed out; 503 also: evidence unavailable). The
+engine's own answers, errors included, pass through unchanged (sealed, when the request was).
+Bodies and secrets are never logged.
 
 It speaks HTTP/1.1 with keep-alive, so the gateway's connection pool reuses connections, and
 relays a body of unknown length (an SSE stream) with chunked transfer encoding: each piece is
 written as it is read, and a stream cut short (engine failure) ends without the last chunk, so
 httpx and the openai SDK report an incomplete answer instead of taking it for a whole one, which
-a body delimited by closing the connection could not tell them.
+a body delimited by closing the connection could not tell them. A sealed stream the engine cuts
+short instead ends cleanly, with a sealed error event, the final frame and a receipt saying
+`complete: false`.
 """
 
 from __future__ import annotations
@@ -29,13 +42,16 @@ import re
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Generator, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from teeroute_enclave import proxy
+from teeroute.sealing import envelope
+from teeroute_enclave import proxy, sealed
 from teeroute_enclave.documents import evidence_document
 from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.providers import Provider, ProviderError
+from teeroute_enclave.secrets_store import MAX_RELEASE, SecretRejected, SecretStore
 
 MAX_BODY = 4096  # of an attestation request
 DRAIN_LIMIT = 2 * proxy.MAX_BODY
@@ -55,12 +71,19 @@ class AgentServer(ThreadingHTTPServer):
         keys: EnclaveKeys,
         engine_url: str = "",
         engine_timeout_s: float = proxy.READ_TIMEOUT_S,
+        *,
+        require_sealed: bool = False,
+        secrets: SecretStore | None = None,
+        engine_health: bool = True,
     ) -> None:
         super().__init__(address, _Handler)
         self.provider = provider
         self.keys = keys
         self.engine_url = engine_url.rstrip("/")
         self.engine_timeout_s = engine_timeout_s
+        self.require_sealed = require_sealed
+        self.secrets = secrets or SecretStore()
+        self.engine_health = engine_health
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -83,6 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._health()
         elif (self.command, path) == ("POST", "/v1/attestation"):
             self._attest()
+        elif (self.command, path) == ("POST", "/v1/secrets"):
+            self._release_secrets()
+        elif self.command == "POST" and path in sealed.SEALED_PATHS:
+            self._inference(path)
         elif proxy.forwarded(self.command, path):
             self._forward(path)
         else:
@@ -110,6 +137,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, document)
 
+    def _inference(self, path: str) -> None:
+        if envelope.looks_sealed(self.headers.get("Content-Type", "")):
+            self._sealed(path)
+        elif self.server.require_sealed:
+            self._error(403, "sealing_required", "this enclave serves sealed requests only")
+        else:
+            self._forward(path)
+
     def _forward(self, path: str) -> None:
         server = self.server
         try:
@@ -121,26 +156,79 @@ class _Handler(BaseHTTPRequestHandler):
                 self.headers.items(),
                 body,
                 server.engine_timeout_s,
+                bearer=server.secrets.engine_api_key,
             ) as answer:
-                self._relay(answer)
+                self._relay(
+                    answer.status, answer.reason, answer.headers, answer.length, answer.chunks()
+                )
         except proxy.ProxyError as exc:
             self._error(exc.status, exc.kind, str(exc))
 
-    def _relay(self, answer: proxy.EngineResponse) -> None:
-        """Status and headers, then each piece of the body as the engine sends it."""
-        chunked = answer.length is None and self.request_version == "HTTP/1.1"
-        self.send_response(answer.status, answer.reason)
-        for name, value in answer.headers:
+    def _sealed(self, path: str) -> None:
+        server = self.server
+        try:
+            opened = sealed.open_sealed(
+                server.keys,
+                self._body(proxy.MAX_BODY),
+                path,
+                request_id=self.headers.get(sealed.REQUEST_ID_HEADER),
+                upstream_model=self.headers.get(sealed.UPSTREAM_MODEL_HEADER),
+            )
+            with proxy.forward(
+                server.engine_url,
+                "POST",
+                path,
+                opened.engine_headers,
+                opened.body,
+                server.engine_timeout_s,
+                bearer=server.secrets.engine_api_key,
+            ) as answer:
+                body = sealed.sealed_body(answer, opened, server.keys)
+                self._relay(answer.status, answer.reason, sealed.RESPONSE_HEADERS, None, body)
+        except sealed.SealedRejected as exc:
+            self._error(exc.status, exc.kind, exc.message)
+        except proxy.ProxyError as exc:
+            self._error(exc.status, exc.kind, str(exc))
+
+    def _release_secrets(self) -> None:
+        try:
+            released = sealed.open_release(self.server.keys, self._body(MAX_RELEASE))
+            self.server.secrets.replace(released)
+        except sealed.SealedRejected as exc:
+            self._error(exc.status, exc.kind, exc.message)
+        except proxy.RequestError as exc:
+            self._error(exc.status, exc.kind, str(exc))
+        except SecretRejected as exc:
+            self._error(400, "secrets_invalid", str(exc))
+        except OSError as exc:
+            self._error(500, "secrets_unwritable", f"cannot write the secrets: {exc.strerror}")
+        else:
+            _log(f"secrets: {len(released)} released")
+            self.send_response(204)
+            self.end_headers()
+
+    def _relay(
+        self,
+        status: int,
+        reason: str,
+        headers: Iterable[tuple[str, str]],
+        length: int | None,
+        body: Generator[bytes, None, None],
+    ) -> None:
+        """Status and headers, then each piece of the body as it comes."""
+        chunked = length is None and self.request_version == "HTTP/1.1"
+        self.send_response(status, reason)
+        for name, value in headers:
             self.send_header(name, value)
-        if answer.length is not None:
-            self.send_header("Content-Length", str(answer.length))
+        if length is not None:
+            self.send_header("Content-Length", str(length))
         elif chunked:
             self.send_header("Transfer-Encoding", "chunked")
         else:  # an HTTP/1.0 client: the end of the connection ends the body
             self.send_header("Connection", "close")
         self.end_headers()
         try:
-            for piece in answer.chunks():
+            for piece in body:
                 self.wfile.write(proxy.chunk(piece) if chunked else piece)
             if chunked:
                 self.wfile.write(proxy.LAST_CHUNK)
@@ -149,6 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
             # stops) or the engine broke off: the status is sent, so only an incomplete body
             # on a closed connection can still tell the client.
             self.close_connection = True
+        finally:
+            body.close()
 
     def _body(self, limit: int) -> bytes:
         if "Transfer-Encoding" in self.headers:
@@ -182,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
                 length -= len(piece)
 
     def _engine_ready(self) -> bool:
-        if not self.server.engine_url:
+        if not self.server.engine_url or not self.server.engine_health:
             return True
         try:
             health = f"{self.server.engine_url}/health"  # settings allow only http(s) URLs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,19 @@ class AgentSettings(BaseSettings):
     engine_url: Annotated[str, Field(pattern=r"^(https?://\S+)?$")] = ""
     """The engine beside the agent (loopback); empty: health does not depend on one."""
 
+    engine_health: bool = True
+    """Whether /healthz asks the engine's `/health`. A relay's engine is an upstream API
+    (without /health, and answering only once its key was released), so relays turn it off."""
+
+    agent_require_sealed: bool = False
+    """Refuse plain (unsealed) inference requests with 403 `sealing_required`; by default the
+    gateway's Route decides whether a model may be served in clear."""
+
+    agent_secrets_dir: Path | None = None
+    """Where released secrets other than `engine-api-key` are written, one file each (mode
+    0600, the directory 0700), for the engine to read; a tmpfs in the enclave. Unset: they are
+    only held in memory."""
+
     simulated_dir: Path = Path("/etc/teeroute/simulated-tee")
     """Simulated TEE only: the directory with `<node>.key` and `<node>.crt`."""
 
@@ -38,3 +51,8 @@ class AgentSettings(BaseSettings):
         default="", validation_alias=AliasChoices("NODE_NAME", "TEEROUTE_NODE_NAME")
     )
     """The node the pod runs on (downward API), naming its simulated chip."""
+
+    @field_validator("agent_secrets_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value

@@ -1,0 +1,254 @@
+"""Sealed requests through the agent (docs/sealed-mode.md, sections 1 to 4).
+
+    open_sealed(keys, raw, path, ...)      -> Opened: the engine's request and the sealer
+    sealed_body(answer, opened, keys)      -> the sealed response body, piece by piece
+    open_release(keys, raw)                -> the secrets of a `/v1/secrets` release
+
+A sealed request is opened with the enclave's HPKE key and forwarded in clear to the engine
+(on loopback, inside the enclave) with two changes: `"model"` becomes the gateway's
+`X-Teeroute-Upstream-Model` when present (the gateway cannot rewrite a sealed body), and a
+stream gets `stream_options.include_usage = true`, so the engine reports usage for the receipt.
+Also, when `meta.max_tokens` is a number, the engine is asked for at most that many tokens:
+`meta` is what the gateway reserves credit on, and the client authenticated it.
+
+The answer: each piece the engine sends becomes one frame, sealed and passed on at once (a
+stream holds back only an unfinished SSE event, until the read that completes it); then one
+final frame (empty) and the signed receipt. If the engine breaks off, an OpenAI-style SSE error
+event is sealed as the last frame before the final one, the receipt says `complete: false`,
+and the client still sees an authenticated end.
+
+Errors before the answer are `SealedRejected` (status, type, message naming the check; never
+content or key bytes): 400 `sealed_envelope_invalid` (cannot be read, or its meta does not fit
+the request), 421 `sealed_key_mismatch` (sealed to another enclave's key), 400
+`sealed_open_failed` (does not authenticate), 400 `invalid_request` (the opened body or the
+request id is not usable), 400 `secrets_invalid` (a release this agent cannot apply).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from teeroute.sealing import envelope, receipts
+from teeroute.sealing.errors import OpenFailed, SealingError
+from teeroute_enclave import proxy, usage
+from teeroute_enclave.keys import EnclaveKeys
+
+SEALED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+UPSTREAM_MODEL_HEADER = "X-Teeroute-Upstream-Model"
+REQUEST_ID_HEADER = "X-Request-Id"
+RESPONSE_HEADERS = (
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache"),
+    ("X-Teeroute-Sealed", envelope.VERSION),
+)
+MAX_TEXT = receipts.MAX_TEXT  # request id, model names: what a receipt can carry
+
+
+class SealedRejected(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An opened sealed request, ready for the engine, and what its receipt needs."""
+
+    body: bytes
+    sealer: envelope.ResponseSealer
+    request_sha256: str
+    request_id: str
+    model: str
+    upstream_model: str | None
+    input_estimate: int
+
+    @property
+    def engine_headers(self) -> list[tuple[str, str]]:
+        return [("Content-Type", "application/json"), (REQUEST_ID_HEADER, self.request_id)]
+
+
+def open_sealed(
+    keys: EnclaveKeys,
+    raw: bytes,
+    path: str,
+    *,
+    request_id: str | None = None,
+    upstream_model: str | None = None,
+) -> Opened:
+    """`raw`, a sealed request body POSTed to `path`, opened; `request_id` and
+    `upstream_model` are the gateway's headers (REQUEST_ID_HEADER, UPSTREAM_MODEL_HEADER)."""
+    sealed = _parse(raw)
+    if sealed.meta.get("path") != path:
+        raise _invalid("meta.path", "sealed for another path")
+    model = sealed.meta.get("model")
+    if not isinstance(model, str) or not 0 < len(model) <= MAX_TEXT:
+        raise _invalid("meta.model", "expected the model's name")
+    request_id = _request_id(request_id)
+    plain, sealer = _open(keys, sealed)
+    try:
+        request = json.loads(plain)
+    except (ValueError, UnicodeDecodeError):
+        request = None
+    if not isinstance(request, dict):
+        raise SealedRejected(400, "invalid_request", "the sealed body is not a JSON object")
+    upstream_model = upstream_model or None
+    return Opened(
+        body=json.dumps(
+            engine_request(request, sealed.meta, upstream_model), ensure_ascii=False
+        ).encode(),
+        sealer=sealer,
+        request_sha256=sealed.digest,
+        request_id=request_id,
+        model=model,
+        upstream_model=upstream_model,
+        input_estimate=usage.prompt_tokens(request),
+    )
+
+
+def engine_request(
+    request: dict[str, Any], meta: Mapping[str, Any], upstream_model: str | None
+) -> dict[str, Any]:
+    """The opened body as the engine gets it (see the module docstring)."""
+    request = dict(request)
+    if upstream_model:
+        request["model"] = upstream_model
+    if request.get("stream") is True:
+        options = request.get("stream_options")
+        request["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+    cap = meta.get("max_tokens")
+    if type(cap) is int and cap > 0:
+        limits = [key for key in ("max_tokens", "max_completion_tokens") if key in request]
+        for key in limits:
+            if not (type(request[key]) is int and request[key] <= cap):
+                request[key] = cap
+        if not limits:
+            request["max_tokens"] = cap
+    return request
+
+
+def _parse(raw: bytes) -> envelope.SealedRequest:
+    try:
+        return envelope.SealedRequest.parse(raw)
+    except SealingError as exc:
+        raise _invalid(exc.check, exc.detail) from None
+
+
+def _open(
+    keys: EnclaveKeys, sealed: envelope.SealedRequest
+) -> tuple[bytes, envelope.ResponseSealer]:
+    if sealed.key_id != keys.hpke_key_id:
+        raise _key_mismatch()
+    try:
+        return keys.open_request(sealed)
+    except OpenFailed as exc:
+        raise _open_failed(exc) from None
+    except SealingError as exc:  # an `enc` that is no X25519 key
+        raise _invalid(exc.check, exc.detail) from None
+
+
+def _invalid(check: str, detail: str) -> SealedRejected:
+    return SealedRejected(400, "sealed_envelope_invalid", f"{check}: {detail}")
+
+
+def _open_failed(exc: OpenFailed) -> SealedRejected:
+    return SealedRejected(400, "sealed_open_failed", f"{exc.check}: {exc.detail}")
+
+
+def _key_mismatch() -> SealedRejected:
+    return SealedRejected(421, "sealed_key_mismatch", "key_id: sealed to another enclave key")
+
+
+def _request_id(given: str | None) -> str:
+    if not given:
+        return uuid.uuid4().hex
+    if len(given) > MAX_TEXT or not given.isascii() or not given.isprintable():
+        raise SealedRejected(
+            400,
+            "invalid_request",
+            f"{REQUEST_ID_HEADER} must be printable ASCII, at most {MAX_TEXT} characters",
+        )
+    return given
+
+
+# --- the answer ------------------------------------------------------------------------
+
+
+def sealed_body(
+    answer: proxy.EngineResponse, opened: Opened, keys: EnclaveKeys
+) -> Generator[bytes, None, None]:
+    """The sealed response body: frames as the engine's answer arrives, the final frame,
+    the receipt (each yielded piece is one write)."""
+    meter = usage.meter_for(_content_type(answer.headers))
+    sealer = opened.sealer
+    complete = True
+    try:
+        for piece in answer.chunks():
+            ready = meter.feed(piece)
+            if ready:
+                yield sealer.frame(ready)
+        rest = meter.tail()
+    except proxy.EngineError as exc:
+        complete = False
+        rest = error_event(exc)  # an unfinished event the engine left is dropped
+    if rest:
+        yield sealer.frame(rest)
+    yield sealer.frame(b"", final=True)
+    counted = usage.account(meter, opened.input_estimate, answer.status)
+    receipt = receipts.sign_receipt(
+        sign=keys.sign,
+        signing_public=keys.signing_public,
+        hpke_public=keys.hpke_public,
+        request_id=opened.request_id,
+        model=opened.model,
+        served_model=_served_model(meter.model, opened),
+        input_tokens=counted.input_tokens,
+        output_tokens=counted.output_tokens,
+        usage_source=counted.source,
+        status=answer.status,
+        complete=complete,
+        request_sha256=opened.request_sha256,
+        response_sha256=sealer.digest.hexdigest(),
+        now=dt.datetime.now(dt.UTC),
+    )
+    yield envelope.sse_event(envelope.RECEIPT_EVENT, receipt.text().encode())
+
+
+def error_event(error: proxy.EngineError) -> bytes:
+    """The OpenAI-style SSE error event that ends a stream the engine broke off."""
+    body = {"error": {"message": str(error), "type": error.kind, "code": error.status}}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def _content_type(headers: list[tuple[str, str]]) -> str:
+    return next((value for name, value in headers if name.lower() == "content-type"), "")
+
+
+def _served_model(engine_model: str | None, opened: Opened) -> str:
+    for name in (engine_model, opened.upstream_model):
+        if name and len(name) <= MAX_TEXT:
+            return name
+    return opened.model
+
+
+# --- secret release --------------------------------------------------------------------
+
+
+def open_release(keys: EnclaveKeys, raw: bytes) -> dict[str, str]:
+    """The secrets of a `/v1/secrets` body sealed to this enclave."""
+    try:
+        _, released = keys.open_secrets(raw)
+    except OpenFailed as exc:
+        raise (_key_mismatch() if exc.check == "key_id" else _open_failed(exc)) from None
+    except SealingError as exc:
+        raise _invalid(exc.check, exc.detail) from None
+    except (ValueError, AttributeError):  # an opened plaintext that is not a JSON object
+        raise _invalid("secrets", "expected an object of strings") from None
+    return released

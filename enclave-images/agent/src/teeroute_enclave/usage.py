@@ -1,0 +1,239 @@
+"""Usage for receipts, read from the engine's answer as it passes through the agent.
+
+The engine's own `usage` object is what the receipt reports (`usage_source = "engine"`): in a
+stream, the chunk that `stream_options.include_usage` adds (the agent always sets it); in a
+JSON answer, its `usage`. Only when the engine reported none (an engine without
+`include_usage`, a stream cut short) does the agent count (`usage_source = "counted"`):
+
+    input_tokens   ceil(bytes of the prompt's text / 4): chat message contents (strings and
+                   text parts), a completion's prompt string(s); a prompt of token ids counts
+                   one per id. Four bytes per token is the usual English estimate.
+    output_tokens  stream: the number of content deltas (`"content"`, `"reasoning_content"`
+                   or `"text"` with a non-empty string; an engine sends one per token);
+                   JSON answer: ceil(bytes of the choices' text / 4).
+
+An answer with an error status (4xx/5xx) and no usage counts as nothing served: 0 and 0.
+
+Reading is cheap: a stream is split into SSE events with one regex over each engine read, and
+`json.loads` runs only on the first JSON event (for the served model) and on events that carry
+a non-null `"usage"` (one per stream); deltas are counted with a regex, without parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+BYTES_PER_TOKEN = 4
+MAX_TOKENS = 10**9  # as receipts.MAX_TOKENS: a larger count is not believed
+MAX_BODY = 16 * 1024 * 1024
+"""A JSON answer longer than this is not parsed (its usage is then counted as 0)."""
+MAX_PENDING = 256 * 1024
+"""A stream's unfinished event is held back (so an error frame never lands inside an event)
+up to this size; past it, it is passed on as is."""
+
+_BOUNDARY = re.compile(rb"\r?\n\r?\n")  # between SSE events
+_DELTA = re.compile(rb'"(?:reasoning_content|content|text)"\s*:\s*"[^"]')
+_NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    source: str  # "engine" or "counted"
+
+
+def estimate(text_bytes: int) -> int:
+    """Tokens for `text_bytes` bytes of text, at BYTES_PER_TOKEN."""
+    return math.ceil(text_bytes / BYTES_PER_TOKEN)
+
+
+def prompt_tokens(request: Mapping[str, Any]) -> int:
+    """The estimated input tokens of an OpenAI request body (chat or completion)."""
+    if isinstance(request.get("messages"), list):
+        size = sum(
+            _text_bytes(message.get("content"))
+            for message in request["messages"]
+            if isinstance(message, dict)
+        )
+        return estimate(size)
+    prompt = request.get("prompt")
+    if isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
+        return len(prompt)  # token ids
+    if isinstance(prompt, list) and all(isinstance(p, list) for p in prompt):
+        return sum(len(p) for p in prompt)  # several prompts of token ids
+    return estimate(_text_bytes(prompt))
+
+
+def _text_bytes(content: Any) -> int:
+    """Bytes of text in a message content or prompt: a string, or a list of strings and
+    `{"type": "text", "text": ...}` parts (other parts, images, count nothing)."""
+    if isinstance(content, str):
+        return len(content.encode())
+    if isinstance(content, list):
+        return sum(
+            _text_bytes(part.get("text") if isinstance(part, dict) else part) for part in content
+        )
+    return 0
+
+
+def engine_usage(value: Any) -> tuple[int, int] | None:
+    """(input, output) tokens from an OpenAI `usage` object; None if it is not one."""
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    if _count(prompt) and _count(completion):
+        return prompt, completion
+    return None
+
+
+def _count(value: Any) -> TypeGuard[int]:
+    return type(value) is int and 0 <= value <= MAX_TOKENS  # not bool, not float
+
+
+def model_of(value: Any) -> str | None:
+    model = value.get("model") if isinstance(value, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+def _events_end(data: bytes) -> int:
+    """Where the last complete SSE event in `data` ends (0: there is none)."""
+    lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class StreamMeter:
+    """Follows an engine's SSE stream: its first chunk's model, its usage chunk, its deltas.
+
+    `feed` returns the bytes to pass on now: everything up to the end of the last complete
+    event (the rest waits for the next read, or for `tail`).
+    """
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self.usage: tuple[int, int] | None = None
+        self.deltas = 0
+        self._pending = b""
+        self._seen_json = False
+
+    def feed(self, piece: bytes) -> bytes:
+        data = self._pending + piece
+        end = _events_end(data)
+        if not end:
+            if len(data) > MAX_PENDING:
+                self._pending = b""
+                self._read(data)
+                return data
+            self._pending = data
+            return b""
+        ready, self._pending = data[:end], data[end:]
+        self._read(ready)
+        return ready
+
+    def tail(self) -> bytes:
+        """Bytes of an unfinished last event (empty for a well-formed stream)."""
+        rest, self._pending = self._pending, b""
+        self._read(rest)
+        return rest
+
+    @property
+    def broken_off(self) -> bool:
+        """The stream so far stops inside an event."""
+        return bool(self._pending)
+
+    def _read(self, events: bytes) -> None:
+        self.deltas += len(_DELTA.findall(events))
+        if self._seen_json and events.count(b'"usage"') == len(_NULL_USAGE.findall(events)):
+            return  # no usage here but `"usage": null` (in every chunk with include_usage)
+        for event in _BOUNDARY.split(events):
+            if not self._seen_json or (b'"usage"' in event and not _NULL_USAGE.search(event)):
+                self._parse(event)
+
+    def _parse(self, event: bytes) -> None:
+        for line in event.splitlines():
+            if line.startswith(b"data:") and line[5:].strip().startswith(b"{"):
+                chunk = _loads(line[5:])
+                if not self._seen_json:
+                    self._seen_json, self.model = True, model_of(chunk)
+                if isinstance(chunk, dict):
+                    self.usage = engine_usage(chunk.get("usage")) or self.usage
+
+    def counted(self) -> int:
+        return self.deltas
+
+
+class BodyMeter:
+    """Follows a JSON answer: kept (up to MAX_BODY) and read once it is whole."""
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self.usage: tuple[int, int] | None = None
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._text_bytes = 0
+
+    def feed(self, piece: bytes) -> bytes:
+        self._size += len(piece)
+        if self._size <= MAX_BODY:
+            self._parts.append(piece)
+        return piece
+
+    def tail(self) -> bytes:
+        body = _loads(b"".join(self._parts)) if self._size <= MAX_BODY else None
+        self._parts = []
+        self.model = model_of(body)
+        if isinstance(body, dict):
+            self.usage = engine_usage(body.get("usage"))
+            self._text_bytes = _choices_text_bytes(body.get("choices"))
+        return b""
+
+    @property
+    def broken_off(self) -> bool:
+        return False
+
+    def counted(self) -> int:
+        return estimate(self._text_bytes)
+
+
+def _choices_text_bytes(choices: Any) -> int:
+    if not isinstance(choices, list):
+        return 0
+    size = 0
+    for choice in choices:
+        if isinstance(choice, dict):
+            message = choice.get("message")
+            if isinstance(message, dict):
+                size += _text_bytes(message.get("content"))
+                size += _text_bytes(message.get("reasoning_content"))
+            size += _text_bytes(choice.get("text"))
+    return size
+
+
+Meter = StreamMeter | BodyMeter
+
+
+def meter_for(content_type: str) -> Meter:
+    """A stream meter for an SSE answer, a body meter for anything else."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return StreamMeter() if media == "text/event-stream" else BodyMeter()
+
+
+def account(meter: Meter, input_estimate: int, status: int) -> Usage:
+    """What the receipt reports: the engine's usage, else the agent's count."""
+    if meter.usage is not None:
+        return Usage(*meter.usage, source="engine")
+    if status >= 400:
+        return Usage(0, 0, source="counted")
+    return Usage(min(input_estimate, MAX_TOKENS), min(meter.counted(), MAX_TOKENS), "counted")
