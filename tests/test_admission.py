@@ -113,3 +113,32 @@ def test_external_leases_admit_until_expiry_and_never_after_a_chip_change() -> N
         ("a", "https://a")
     ]
     assert admission.admitted_external({}, NOW) == []
+
+
+def test_the_attested_public_keys_are_verdict_annotations() -> None:
+    assert admission.HPKE_PUBLIC_KEY == "teeroute.dev/hpke-public-key"
+    assert admission.SIGNING_PUBLIC_KEY == "teeroute.dev/signing-public-key"
+    assert admission.SECRETS_RELEASED == "teeroute.dev/secrets-released"
+    for key in (
+        admission.HPKE_PUBLIC_KEY,
+        admission.SIGNING_PUBLIC_KEY,
+        admission.SECRETS_RELEASED,
+    ):
+        assert key in admission.VERDICT_ANNOTATIONS
+    assert len(set(admission.VERDICT_ANNOTATIONS)) == len(admission.VERDICT_ANNOTATIONS)
+
+
+def test_an_external_lease_carries_the_public_keys_on_the_wire_in_camel_case() -> None:
+    from teeroute.api.minerpool import EndpointAttestation
+
+    entry = EndpointAttestation.model_validate(
+        {
+            "name": "m1",
+            "url": "https://m1",
+            "hpkePublicKey": "aGs=",
+            "signingPublicKey": "c2s=",
+            "secretsReleased": "f" * 64,
+        }
+    )
+    assert (entry.hpke_public_key, entry.signing_public_key) == ("aGs=", "c2s=")
+    assert entry.model_dump(by_alias=True)["secretsReleased"] == "f" * 64

@@ -141,6 +141,69 @@ INVALID = [
         "spec.endpoints[0].url",
     ),
     Invalid(
+        "secret-name-not-a-label",
+        "pool",
+        (("secrets", [{"name": "Engine_Key", "secretKeyRef": {"name": "s", "key": "k"}}]),),
+        "spec.secrets[0].name",
+    ),
+    Invalid(
+        "secret-name-too-long",
+        "pool",
+        (("secrets", [{"name": "a" * 64, "secretKeyRef": {"name": "s", "key": "k"}}]),),
+        "spec.secrets[0].name",
+    ),
+    Invalid(
+        "secret-listed-twice",
+        "pool",
+        (
+            (
+                "secrets",
+                [
+                    {"name": "engine-api-key", "secretKeyRef": {"name": "a", "key": "k"}},
+                    {"name": "engine-api-key", "secretKeyRef": {"name": "b", "key": "k"}},
+                ],
+            ),
+        ),
+        "spec.secrets",
+    ),
+    Invalid(
+        "secret-without-ref",
+        "pool",
+        (("secrets", [{"name": "engine-api-key"}]),),
+        "spec.secrets[0].secretKeyRef",
+    ),
+    Invalid(
+        "secret-bad-key",
+        "pool",
+        (("secrets", [{"name": "k", "secretKeyRef": {"name": "s", "key": "a key"}}]),),
+        "spec.secrets[0].secretKeyRef.key",
+    ),
+    Invalid(
+        "relay-and-engine",
+        "pool",
+        (("relay", {"url": "https://api.provider.example"}),),
+        "spec.images.engine",
+    ),
+    Invalid("no-engine-without-relay", "pool", (("images.engine", None),), "spec.images.engine"),
+    Invalid(
+        "relay-not-a-url",
+        "pool",
+        (("images.engine", None), ("relay", {"url": "api.provider.example"})),
+        "spec.relay.url",
+    ),
+    Invalid(
+        "relay-for-external-endpoints",
+        "pool",
+        (
+            ("images", None),
+            ("placement", None),
+            ("replicas", None),
+            ("endpoints", ENDPOINTS),
+            ("relay", {"url": "https://api.provider.example"}),
+        ),
+        "spec.relay",
+    ),
+    Invalid(
         "route-backends-and-selector", "route", (("selector", {"matchLabels": {"a": "b"}}),), "spec"
     ),
     Invalid(

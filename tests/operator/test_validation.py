@@ -3,6 +3,8 @@ refuse the same ones (the operator never trusts what it cannot validate)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -28,6 +30,19 @@ def test_models_refuse_what_the_apiserver_refuses(case: Invalid) -> None:
 def test_models_accept_the_valid_objects() -> None:
     MinerPool.model_validate(valid_pool())
     Route.model_validate(valid_route())
+    MinerPool.model_validate(sealed_relay_pool())
+
+
+def sealed_relay_pool() -> dict[str, Any]:
+    """A relay pool with a secret: the agent alone, its upstream's key released to it."""
+    pool = valid_pool("relay")
+    pool["spec"]["images"] = {"agent": "teeroute.dev/agent:dev"}
+    pool["spec"]["relay"] = {"url": "http://10.95.0.1:9000"}
+    pool["spec"]["secrets"] = [
+        {"name": "engine-api-key", "secretKeyRef": {"name": "provider", "key": "token"}},
+        {"name": "extra-one", "secretKeyRef": {"name": "provider.v2", "key": "a_b-c.d"}},
+    ]
+    return pool
 
 
 @pytest.mark.sandbox
@@ -58,3 +73,14 @@ def test_apiserver_accepts_the_valid_objects_and_fills_defaults(
     assert pool["spec"]["pricing"]["currency"] == "USD"
     route = kube.post(f"{API}/{namespace}/routes", valid_route())
     assert route["spec"]["routing"]["sort"] == "price"
+
+
+@pytest.mark.sandbox
+def test_apiserver_accepts_a_relay_pool_with_secrets(
+    kube: KubeRest, crds: None, namespace: str
+) -> None:
+    created = kube.post(f"{API}/{namespace}/minerpools", sealed_relay_pool())
+    assert created["spec"]["relay"] == {"url": "http://10.95.0.1:9000"}
+    assert [s["name"] for s in created["spec"]["secrets"]] == ["engine-api-key", "extra-one"]
+    plain = kube.post(f"{API}/{namespace}/minerpools", valid_pool("plain"))
+    assert plain["spec"]["secrets"] == []

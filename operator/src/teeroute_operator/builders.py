@@ -1,7 +1,8 @@
 """MinerPool -> the objects that run it (pure: manifests as dicts, no I/O).
 
 A pool run by the operator gets a Deployment (agent + engine containers on confidential
-nodes), a Service *without a selector* whose EndpointSlices the attestation sweeper writes
+nodes; a relay pool's pods run the agent alone, its engine being the upstream API at
+spec.relay.url), a Service *without a selector* whose EndpointSlices the attestation sweeper writes
 with attested endpoints only, and a PodDisruptionBudget. A pool of external endpoints gets
 only the Service. All are owned by the pool, so deleting it deletes them.
 """
@@ -24,6 +25,11 @@ SIMULATED_TEE_SECRET = "teeroute-simulated-tee"  # noqa: S105 - a Secret's name
 """Simulated TEE only: the Secret in the pool's namespace with each node's chip key and
 certificate (`<node>.key`, `<node>.crt`), as a real TEE has them fused in."""
 SIMULATED_TEE_DIR = "/etc/teeroute/simulated-tee"
+SECRETS_MOUNT = "/run/teeroute"
+SECRETS_DIR = f"{SECRETS_MOUNT}/secrets"
+"""Where the agent writes released secrets (other than the engine's API key, which it keeps in
+memory) for the engine to read: a memory-backed emptyDir, never on the node's disk. The agent
+creates the directory itself (0700, its own), inside the volume."""
 
 _RESTRICTED = {
     "allowPrivilegeEscalation": False,
@@ -152,9 +158,15 @@ def _pod_spec(pool: MinerPool, gpus: int) -> Obj:
         },
         "nodeSelector": where.node_selector,
         "tolerations": where.tolerations,
-        "containers": [_agent(pool, images), _engine(pool, images, gpus)],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "model-cache", "emptyDir": {}}],
+        "containers": [_agent(pool, images)],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        ],
     }
+    if images.engine is not None and pool.spec.relay is None:
+        spec["containers"].append(_engine(pool, images.engine, images.pull_policy, gpus))
+        spec["volumes"].append({"name": "model-cache", "emptyDir": {}})
     if pool.spec.tee.type == "simulated":
         spec["volumes"].append(
             {
@@ -187,8 +199,11 @@ def _agent(pool: MinerPool, images: Images) -> Obj:
             {"name": "TEEROUTE_POOL", "value": pool.metadata.name},
             {"name": "TEEROUTE_TEE", "value": pool.spec.tee.type},
             {"name": "TEEROUTE_AGENT_PORT", "value": str(AGENT_PORT)},
-            {"name": "TEEROUTE_ENGINE_URL", "value": f"http://127.0.0.1:{ENGINE_PORT}"},
+            {"name": "TEEROUTE_ENGINE_URL", "value": engine_url(pool)},
             {"name": "TEEROUTE_SIMULATED_DIR", "value": SIMULATED_TEE_DIR},
+            {"name": "TEEROUTE_AGENT_SECRETS_DIR", "value": SECRETS_DIR},
+            # a relay's upstream API has no /health and answers only once its key was released
+            {"name": "TEEROUTE_ENGINE_HEALTH", "value": str(pool.spec.relay is None).lower()},
         ],
         # The pod is ready when the agent is, and the agent when the engine answers it.
         "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
@@ -202,14 +217,25 @@ def _agent(pool: MinerPool, images: Images) -> Obj:
     }
 
 
+def engine_url(pool: MinerPool) -> str:
+    """Where the agent forwards inference: the relay's upstream, else the engine beside it
+    on loopback."""
+    if pool.spec.relay is not None:
+        return pool.spec.relay.url
+    return f"http://127.0.0.1:{ENGINE_PORT}"
+
+
 def _agent_mounts(pool: MinerPool) -> list[Obj]:
-    mounts: list[Obj] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - a path in the pod
+    mounts: list[Obj] = [
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a path in the pod
+        {"name": "secrets", "mountPath": SECRETS_MOUNT},
+    ]
     if pool.spec.tee.type == "simulated":
         mounts.append({"name": "simulated-tee", "mountPath": SIMULATED_TEE_DIR, "readOnly": True})
     return mounts
 
 
-def _engine(pool: MinerPool, images: Images, gpus: int) -> Obj:
+def _engine(pool: MinerPool, image: str, pull_policy: str, gpus: int) -> Obj:
     resources = pool.spec.resources
     cpu, memory = (resources.cpu, resources.memory) if resources else ("1", "2Gi")
     amounts: Obj = {"cpu": cpu, "memory": memory}
@@ -218,8 +244,8 @@ def _engine(pool: MinerPool, images: Images, gpus: int) -> Obj:
     model = pool.spec.models[0].name
     return {
         "name": "engine",
-        "image": images.engine,
-        "imagePullPolicy": images.pull_policy,
+        "image": image,
+        "imagePullPolicy": pull_policy,
         # Loopback only: nothing but the agent beside it may reach the engine.
         "args": ["--model", model, "--host", "127.0.0.1", "--port", str(ENGINE_PORT)],
         "env": [
@@ -231,5 +257,6 @@ def _engine(pool: MinerPool, images: Images, gpus: int) -> Obj:
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a path in the pod
             {"name": "model-cache", "mountPath": "/var/cache/engine"},
+            {"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True},
         ],
     }

@@ -27,6 +27,7 @@ from teeroute_operator.nonces import NonceBook, NonceRejected
 
 EVIDENCE_PATH = "/v1/attestation"
 MAX_DOCUMENT_BYTES = 256 * 1024
+KEY_BYTES = 32  # X25519 and Ed25519 public keys
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,20 @@ def _judge(
         for check in verdict.failed:
             metrics.failed_checks.labels(doc.tee, check.name).inc()
         return Rejected(failed_checks(verdict))
+    # The verifier bound these bytes into report_data (it read them as base64 already).
+    hpke, signing = (base64.b64decode(k) for k in (doc.enclave_keys.hpke, doc.enclave_keys.signing))
+    for field, raw in (("hpke", hpke), ("signing", signing)):
+        if len(raw) != KEY_BYTES:
+            return Rejected(f"enclave_keys.{field} is {len(raw)} bytes, not {KEY_BYTES}")
     return Verified(
         issued_at=issued_at,
         tee=doc.tee,
         measurement=str(verdict.claims.get("measurement") or verdict.claims.get("mrtd") or ""),
         chip_id=str(verdict.claims.get("chip_id", "")),
-        hpke_key=_fingerprint(doc.enclave_keys.hpke),
-        signing_key=_fingerprint(doc.enclave_keys.signing),
+        hpke_key=hashlib.sha256(hpke).hexdigest(),
+        signing_key=hashlib.sha256(signing).hexdigest(),
+        hpke_public_key=base64.b64encode(hpke).decode(),
+        signing_public_key=base64.b64encode(signing).decode(),
     )
 
 
@@ -119,10 +127,6 @@ def failed_checks(verdict: Verdict) -> str:
 
 def _nonce_of(doc: EvidenceDocument) -> bytes:
     return base64.b64decode(doc.nonce, validate=True)
-
-
-def _fingerprint(b64_key: str) -> str:
-    return hashlib.sha256(base64.b64decode(b64_key)).hexdigest()
 
 
 def _describe(exc: Exception) -> str:

@@ -10,7 +10,10 @@ evidence age):
   packet must not take a healthy miner out, but nothing unverified is ever extended;
 - evidence from a different chip than the one first admitted (relay, or the pod's
   evidence coming from another machine) ends the lease and pins the old chip until an
-  administrator re-admits the new one by annotating the pod with its id.
+  administrator re-admits the new one by annotating the pod with its id;
+- verified evidence whose enclave did not get the pool's secrets (check `secrets.release`)
+  grants nothing: a new enclave (another HPKE key) stays out, and the enclave holding the
+  lease keeps it only until it runs out, unrenewed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class Record:
     chip_id: str = ""
     hpke_key: str = ""
     signing_key: str = ""
+    hpke_public_key: str = ""
+    signing_public_key: str = ""
+    secrets_released: str = ""
     failure: str = ""
     chip_changed: str = ""
 
@@ -81,6 +87,9 @@ ANNOTATION_KEYS = {
     "chip_id": admission.CHIP_ID,
     "hpke_key": admission.HPKE_KEY,
     "signing_key": admission.SIGNING_KEY,
+    "hpke_public_key": admission.HPKE_PUBLIC_KEY,
+    "signing_public_key": admission.SIGNING_PUBLIC_KEY,
+    "secrets_released": admission.SECRETS_RELEASED,
     "failure": admission.FAILURE,
     "chip_changed": admission.CHIP_CHANGED,
 }
@@ -93,6 +102,9 @@ STATUS_KEYS = {
     "chip_id": "chipId",
     "hpke_key": "hpkeKeySha256",
     "signing_key": "signingKeySha256",
+    "hpke_public_key": "hpkePublicKey",
+    "signing_public_key": "signingPublicKey",
+    "secrets_released": "secretsReleased",
     "failure": "failure",
     "chip_changed": "chipChanged",
 }
@@ -108,7 +120,13 @@ class Verified:
     measurement: str
     chip_id: str
     hpke_key: str
+    """SHA-256 (hex) of the attested HPKE public key."""
     signing_key: str
+    """SHA-256 (hex) of the attested signing public key."""
+    hpke_public_key: str = ""
+    """The attested HPKE public key itself (standard base64 of 32 bytes)."""
+    signing_public_key: str = ""
+    """The attested signing public key itself (standard base64 of 32 bytes)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +143,18 @@ class Unreachable:
     reason: str
 
 
-Outcome = Verified | Rejected | Unreachable
+@dataclass(frozen=True)
+class ReleaseFailed:
+    """Evidence verified, but the pool's secrets could not be delivered to that enclave."""
+
+    reason: str
+    """Why (never a secret's value)."""
+    hpke_key: str
+    """SHA-256 of the HPKE key of the enclave that did not get them."""
+
+
+Outcome = Verified | Rejected | Unreachable | ReleaseFailed
+RELEASE_CHECK = "secrets.release"
 
 
 @dataclass(frozen=True)
@@ -155,7 +184,27 @@ def next_record(
         record = replace(previous, expires_at=None, failure=failure)
         repeated = previous.failure == failure and previous.expires_at is None
         return Transition(record, None if repeated else _warn("AttestationFailed", outcome.reason))
+    if isinstance(outcome, ReleaseFailed):
+        return _release_failed(previous, outcome, now)
     return _verified(previous, outcome, now=now, max_age=max_age, readmit_chip=readmit_chip)
+
+
+def chip_blocked(previous: Record, outcome: Verified, readmit_chip: str = "") -> bool:
+    """The evidence comes from another chip than the pinned one, not re-admitted: no lease
+    (and so no secrets) for it."""
+    pinned = previous.chip_id
+    return bool(pinned) and outcome.chip_id != pinned and readmit_chip != outcome.chip_id
+
+
+def _release_failed(previous: Record, outcome: ReleaseFailed, now: dt.datetime) -> Transition:
+    failure = f"{RELEASE_CHECK}: {outcome.reason}"
+    same_enclave = previous.hpke_key == outcome.hpke_key
+    if same_enclave and previous.admitted(now):
+        record = replace(previous, failure=failure)  # runs out, unrenewed
+    else:
+        record = replace(previous, expires_at=None, failure=failure)
+    repeated = previous.failure == failure
+    return Transition(record, None if repeated else _warn("SecretReleaseFailed", outcome.reason))
 
 
 def _verified(
@@ -167,7 +216,7 @@ def _verified(
     readmit_chip: str,
 ) -> Transition:
     pinned = previous.chip_id
-    if pinned and outcome.chip_id != pinned and readmit_chip != outcome.chip_id:
+    if chip_blocked(previous, outcome, readmit_chip):
         changed = f"{_short(pinned)} -> {_short(outcome.chip_id)}"
         message = (
             f"chip identity changed ({changed}); annotate the pod "
@@ -184,6 +233,9 @@ def _verified(
         chip_id=outcome.chip_id,
         hpke_key=outcome.hpke_key,
         signing_key=outcome.signing_key,
+        hpke_public_key=outcome.hpke_public_key,
+        signing_public_key=outcome.signing_public_key,
+        secrets_released=previous.secrets_released,
     )
     if previous.admitted(now):
         return Transition(record, None)

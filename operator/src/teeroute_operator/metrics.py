@@ -14,7 +14,8 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.challenges = Counter(
             "teeroute_attestation_challenges_total",
-            "Challenges sent to endpoints, by outcome (verified, rejected, unreachable).",
+            "Challenges sent to endpoints, by outcome (verified, rejected, unreachable, "
+            "release_failed: verified, but the pool's secrets could not be delivered).",
             ["namespace", "pool", "outcome"],
             registry=self.registry,
         )
@@ -54,6 +55,13 @@ class Metrics:
             "teeroute_attestation_chip_changes_total",
             "Endpoints whose evidence came from a different chip than the one admitted.",
             ["namespace", "pool"],
+            registry=self.registry,
+        )
+
+        self.secret_releases = Counter(
+            "teeroute_secret_releases_total",
+            "Releases of a pool's secrets to an attested enclave, by outcome (released, failed).",
+            ["namespace", "pool", "outcome"],
             registry=self.registry,
         )
 

@@ -2,6 +2,10 @@
 ready endpoint with a fresh nonce, record the verdicts on the pods, and publish the pool's
 EndpointSlice with the attested, unexpired endpoints only.
 
+A pool with `secrets` releases them to each enclave whose evidence just verified, sealed to
+the HPKE key in that evidence (release.py decides when, delivery.py does it); an endpoint
+whose secrets could not be delivered is not admitted (check `secrets.release`).
+
 Concurrency is bounded across all pools (one semaphore). A sweep never waits on the
 request path: the gateway reads the published slice and its expiries.
 """
@@ -14,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -23,14 +27,18 @@ from pydantic import ValidationError
 from teeroute import admission
 from teeroute.api.minerpool import MinerPool
 from teeroute.kube import ApiError, Kube, paths
-from teeroute_operator import admit, builders, endpointslice
+from teeroute_operator import admit, builders, delivery, endpointslice, release
 from teeroute_operator.challenge import Judge, Target, challenge
 from teeroute_operator.lease import (
+    RELEASE_CHECK,
     Outcome,
     Record,
     Rejected,
+    ReleaseFailed,
     Transition,
     Unreachable,
+    Verified,
+    chip_blocked,
     next_record,
 )
 from teeroute_operator.metrics import Metrics
@@ -55,6 +63,15 @@ class SweepResult:
     interval: dt.timedelta
 
 
+@dataclass(frozen=True)
+class Attended:
+    """One endpoint's challenge, and the release of the pool's secrets that followed it."""
+
+    outcome: Outcome
+    released: str | None
+    """The fingerprint of the secrets its enclave now has ("" none); None: as recorded."""
+
+
 class Sweeper:
     def __init__(
         self,
@@ -77,6 +94,8 @@ class Sweeper:
         self.clock = clock
         self.after_sweep = after_sweep
         self.book = NonceBook(ttl=dt.timedelta(seconds=timeout_s * 2))
+        self._released: dict[tuple[str, str], dict[str, str]] = {}
+        """Per pool: endpoint key -> fingerprint of the secrets delivered to it."""
         self._slots = asyncio.Semaphore(concurrency)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
@@ -101,6 +120,7 @@ class Sweeper:
             wait = result.interval.total_seconds() * (1 + random.uniform(-jitter, jitter))  # noqa: S311
             await stopped.wait(max(0.0, wait - (time.monotonic() - started)))
         self.metrics.forget_pool(namespace, name)
+        self._released.pop((namespace, name), None)
 
     async def sweep(self, namespace: str, name: str) -> SweepResult | None:
         body = await self.kube.get_or_none(
@@ -113,8 +133,9 @@ class Sweeper:
         except ValidationError:
             return SweepResult(0, 0, RETRY)  # its reconcile reports the invalid spec
         started = time.perf_counter()
+        secrets = await delivery.load(self.kube, namespace, pool.spec.secrets)  # this sweep's
         if pool.spec.endpoints is not None:
-            result = await self._sweep_external(body, pool)
+            result = await self._sweep_external(body, pool, secrets)
             self.metrics.sweep_seconds.labels(namespace, name).observe(
                 time.perf_counter() - started
             )
@@ -125,35 +146,71 @@ class Sweeper:
         )
         judge = self._judge(pool)
         targets = [p for p in pods if admit.challengeable(p)]
-        outcomes = await asyncio.gather(*(self._challenge(p, judge) for p in targets))
+        attended = await asyncio.gather(
+            *(
+                self._attend(
+                    body,
+                    pool,
+                    _pod_target(p),
+                    admit.record_of(p),
+                    _annotations(p).get(admission.READMIT, ""),
+                    judge,
+                    secrets,
+                    f"pod {p['metadata']['name']}",
+                )
+                for p in targets
+            )
+        )
+        self._keep_released(pool, {p["metadata"]["uid"] for p in targets})
         updated = {p["metadata"]["uid"]: p for p in pods}
-        for pod, outcome in zip(targets, outcomes, strict=True):
-            updated[pod["metadata"]["uid"]] = await self._record(body, pool, pod, outcome)
+        for pod, done in zip(targets, attended, strict=True):
+            updated[pod["metadata"]["uid"]] = await self._record(body, pool, pod, done)
         admitted = await self.publish(body, pool, list(updated.values()))
         self.metrics.sweep_seconds.labels(namespace, name).observe(time.perf_counter() - started)
         return SweepResult(len(targets), admitted, admit.interval(pool))
 
-    async def _sweep_external(self, body: Obj, pool: MinerPool) -> SweepResult:
+    async def _sweep_external(
+        self, body: Obj, pool: MinerPool, secrets: release.SecretSet
+    ) -> SweepResult:
         """External endpoints: the same challenge and lease, kept in the pool's status
         (status.endpoints) since a URL does not fit an EndpointSlice."""
         endpoints = pool.spec.endpoints or []
         previous = {e.get("name"): e for e in (body.get("status") or {}).get("endpoints") or []}
         readmit = admit.readmit_map(body["metadata"].get("annotations") or {})
         judge = self._judge(pool)
+        records = []
+        for endpoint in endpoints:
+            before = previous.get(endpoint.name) or {}
+            records.append(
+                Record.from_status(before) if before.get("url") == endpoint.url else Record()
+            )
         targets = [
             Target(key=f"{pool.metadata.uid}/{e.name}", url=e.url.rstrip("/")) for e in endpoints
         ]
-        outcomes = await asyncio.gather(*(self._bounded(t, judge) for t in targets))
+        attended = await asyncio.gather(
+            *(
+                self._attend(
+                    body,
+                    pool,
+                    target,
+                    record,
+                    readmit.get(endpoint.name, ""),
+                    judge,
+                    secrets,
+                    f"endpoint {endpoint.name}",
+                )
+                for endpoint, target, record in zip(endpoints, targets, records, strict=True)
+            )
+        )
+        self._keep_released(pool, {t.key for t in targets})
         now = self.clock()
         entries = []
-        for endpoint, outcome in zip(endpoints, outcomes, strict=True):
-            before = previous.get(endpoint.name) or {}
-            record = Record.from_status(before) if before.get("url") == endpoint.url else Record()
+        for endpoint, record, done in zip(endpoints, records, attended, strict=True):
             after = self._transition(
                 body,
                 pool,
                 record,
-                outcome,
+                done,
                 readmit.get(endpoint.name, ""),
                 f"endpoint {endpoint.name}",
             )
@@ -167,6 +224,60 @@ class Sweeper:
         if self.after_sweep is not None:
             await self.after_sweep(pool.metadata.namespace, pool.metadata.name)
         return SweepResult(len(targets), admitted, admit.interval(pool))
+
+    async def _attend(
+        self,
+        body: Obj,
+        pool: MinerPool,
+        target: Target,
+        record: Record,
+        readmit: str,
+        judge: Judge,
+        secrets: release.SecretSet,
+        who: str,
+    ) -> Attended:
+        """Challenge the endpoint; if its evidence verified (and would be admitted), make sure
+        its enclave has the pool's secrets."""
+        outcome = await self._bounded(target, judge)
+        if not isinstance(outcome, Verified) or chip_blocked(record, outcome, readmit):
+            return Attended(outcome, None)
+        memory = self._released.setdefault(_pool_key(pool), {})
+        known = {memory.get(target.key, ""), record.secrets_released} - {""}
+        decision = release.decide(outcome.hpke_key, secrets, known)
+        if isinstance(decision, release.Keep):
+            return Attended(outcome, decision.fingerprint)
+        if isinstance(decision, release.Fail):
+            return self._release_failed(pool, outcome, decision.reason)
+        async with self._slots:
+            why = await delivery.deliver(
+                self._http,
+                target.url,
+                outcome.hpke_public_key,
+                f"{pool.metadata.namespace}/{pool.metadata.name}",
+                decision.secrets.values,
+            )
+        if why is not None:
+            return self._release_failed(pool, outcome, why)
+        memory[target.key] = decision.fingerprint
+        self.metrics.secret_releases.labels(*_pool_key(pool), "released").inc()
+        self.emit(
+            body,
+            "Normal",
+            "SecretsReleased",
+            f"{who}: released {', '.join(decision.secrets.names)} to the enclave with HPKE key "
+            f"{outcome.hpke_key[:16]}…",
+        )
+        return Attended(outcome, decision.fingerprint)
+
+    def _release_failed(self, pool: MinerPool, outcome: Verified, reason: str) -> Attended:
+        self.metrics.secret_releases.labels(*_pool_key(pool), "failed").inc()
+        self.metrics.failed_checks.labels(outcome.tee, RELEASE_CHECK).inc()
+        return Attended(ReleaseFailed(reason, outcome.hpke_key), None)
+
+    def _keep_released(self, pool: MinerPool, keys: set[str]) -> None:
+        """Forget what was delivered to endpoints that are gone."""
+        memory = self._released.get(_pool_key(pool), {})
+        self._released[_pool_key(pool)] = {k: v for k, v in memory.items() if k in keys}
 
     def _judge(self, pool: MinerPool) -> Judge:
         return Judge(
@@ -190,21 +301,14 @@ class Sweeper:
         self.metrics.attested.labels(pool.metadata.namespace, pool.metadata.name).set(count)
         return count
 
-    async def _challenge(self, pod: Obj, judge: Judge) -> Outcome:
-        target = Target(
-            key=pod["metadata"]["uid"],
-            url=f"http://{pod['status']['podIP']}:{builders.AGENT_PORT}",
-        )
-        return await self._bounded(target, judge)
-
-    async def _record(self, body: Obj, pool: MinerPool, pod: Obj, outcome: Outcome) -> Obj:
+    async def _record(self, body: Obj, pool: MinerPool, pod: Obj, attended: Attended) -> Obj:
         meta = pod["metadata"]
         annotations = meta.get("annotations") or {}
         after = self._transition(
             body,
             pool,
             admit.record_of(pod),
-            outcome,
+            attended,
             annotations.get(admission.READMIT, ""),
             f"pod {meta['name']}",
         )
@@ -223,10 +327,17 @@ class Sweeper:
             return {**pod, "metadata": {**meta, "deletionTimestamp": "gone"}}
 
     def _transition(
-        self, body: Obj, pool: MinerPool, record: Record, outcome: Outcome, readmit: str, who: str
+        self,
+        body: Obj,
+        pool: MinerPool,
+        record: Record,
+        attended: Attended,
+        readmit: str,
+        who: str,
     ) -> Record:
         """The endpoint's next record; counts the outcome and posts an Event if its standing
         changed."""
+        outcome = attended.outcome
         transition = next_record(
             record, outcome, now=self.clock(), max_age=admit.max_age(pool), readmit_chip=readmit
         )
@@ -234,7 +345,9 @@ class Sweeper:
         if transition.event:
             type_, reason, message = transition.event
             self.emit(body, type_, reason, f"{who}: {message}")
-        return transition.record
+        if attended.released is None:
+            return transition.record
+        return replace(transition.record, secrets_released=attended.released)
 
     def _count(self, pool: MinerPool, outcome: Outcome, transition: Transition) -> None:
         kind = (
@@ -242,9 +355,26 @@ class Sweeper:
             if isinstance(outcome, Unreachable)
             else "rejected"
             if isinstance(outcome, Rejected)
+            else "release_failed"
+            if isinstance(outcome, ReleaseFailed)
             else "verified"
         )
         labels = (pool.metadata.namespace, pool.metadata.name)
         self.metrics.challenges.labels(*labels, kind).inc()
         if transition.event and transition.event[1] == "ChipChanged":
             self.metrics.chip_changes.labels(*labels).inc()
+
+
+def _pool_key(pool: MinerPool) -> tuple[str, str]:
+    return (pool.metadata.namespace, pool.metadata.name)
+
+
+def _annotations(pod: Obj) -> dict[str, str]:
+    return (pod.get("metadata") or {}).get("annotations") or {}
+
+
+def _pod_target(pod: Obj) -> Target:
+    return Target(
+        key=pod["metadata"]["uid"],
+        url=f"http://{pod['status']['podIP']}:{builders.AGENT_PORT}",
+    )

@@ -31,6 +31,14 @@ MEASUREMENT = f"{PREFIX}measurement"
 CHIP_ID = f"{PREFIX}chip-id"
 HPKE_KEY = f"{PREFIX}hpke-key-sha256"
 SIGNING_KEY = f"{PREFIX}signing-key-sha256"
+HPKE_PUBLIC_KEY = f"{PREFIX}hpke-public-key"
+"""The attested HPKE (X25519) public key itself, standard base64 of its 32 bytes: what
+requests are sealed to (its SHA-256 is HPKE_KEY)."""
+SIGNING_PUBLIC_KEY = f"{PREFIX}signing-public-key"
+"""The attested Ed25519 receipt-signing public key, standard base64 (SHA-256: SIGNING_KEY)."""
+SECRETS_RELEASED = f"{PREFIX}secrets-released"
+"""Fingerprint of the pool's secrets last released to the pod's enclave (SHA-256 hex over its
+HPKE key and the Secrets' names and versions); absent when the pool has none."""
 FAILURE = f"{PREFIX}attestation-failure"
 CHIP_CHANGED = f"{PREFIX}chip-changed"
 READMIT = f"{PREFIX}readmit-chip"
@@ -44,6 +52,9 @@ VERDICT_ANNOTATIONS = (
     CHIP_ID,
     HPKE_KEY,
     SIGNING_KEY,
+    HPKE_PUBLIC_KEY,
+    SIGNING_PUBLIC_KEY,
+    SECRETS_RELEASED,
     FAILURE,
     CHIP_CHANGED,
 )

@@ -150,3 +150,37 @@ def test_placement_overrides_merge_over_the_profile() -> None:
 
 def test_replicas_default_to_one() -> None:
     assert builders.build_deployment(make(replicas=None))["spec"]["replicas"] == 1
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_the_agent_forwards_to_the_engine_beside_it_on_loopback() -> None:
+    agent = containers(builders.build_deployment(make()))["agent"]
+    assert env_of(agent)["TEEROUTE_ENGINE_URL"] == "http://127.0.0.1:8000"
+
+
+def test_a_relay_pool_runs_the_agent_alone_in_front_of_the_upstream() -> None:
+    pool = make(
+        images={"agent": "teeroute.dev/agent:dev"},
+        relay={"url": "https://api.provider.example/openai"},
+    )
+    pod = builders.build_deployment(pool)["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["agent"]
+    assert env_of(pod["containers"][0])["TEEROUTE_ENGINE_URL"] == (
+        "https://api.provider.example/openai"
+    )
+    assert "model-cache" not in {v["name"] for v in pod["volumes"]}
+
+
+def test_released_secrets_live_in_memory_shared_read_only_with_the_engine() -> None:
+    pod = builders.build_deployment(make())["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "secrets")
+    assert volume["emptyDir"]["medium"] == "Memory"
+    parts = {c["name"]: c for c in pod["containers"]}
+    agent_mount = next(m for m in parts["agent"]["volumeMounts"] if m["name"] == "secrets")
+    engine_mount = next(m for m in parts["engine"]["volumeMounts"] if m["name"] == "secrets")
+    assert not agent_mount.get("readOnly") and engine_mount["readOnly"] is True
+    secrets_dir = env_of(parts["agent"])["TEEROUTE_AGENT_SECRETS_DIR"]
+    assert secrets_dir.startswith(agent_mount["mountPath"] + "/")

@@ -11,8 +11,10 @@ from teeroute import admission
 from teeroute_operator.lease import (
     Record,
     Rejected,
+    ReleaseFailed,
     Unreachable,
     Verified,
+    chip_blocked,
     next_record,
 )
 
@@ -29,7 +31,12 @@ def verified(chip: str = CHIP_A, issued_s_ago: int = 1) -> Verified:
         chip_id=chip,
         hpke_key="h" * 64,
         signing_key="s" * 64,
+        hpke_public_key=HPKE_PUBLIC,
+        signing_public_key=SIGNING_PUBLIC,
     )
+
+
+HPKE_PUBLIC, SIGNING_PUBLIC = "SFBLRQ" + "A" * 38, "U0lHTg" + "A" * 38
 
 
 def admitted_record(seconds_left: int = 30, chip: str = CHIP_A) -> Record:
@@ -39,6 +46,11 @@ def admitted_record(seconds_left: int = 30, chip: str = CHIP_A) -> Record:
         tee="simulated",
         measurement="m" * 96,
         chip_id=chip,
+        hpke_key="h" * 64,
+        signing_key="s" * 64,
+        hpke_public_key=HPKE_PUBLIC,
+        signing_public_key=SIGNING_PUBLIC,
+        secrets_released="f" * 64,
     )
 
 
@@ -140,3 +152,61 @@ def test_records_round_trip_through_an_external_status_entry(record: Record) -> 
     entry = record.to_status("miner-1", "https://miner-1.example:8443")
     assert (entry["name"], entry["url"]) == ("miner-1", "https://miner-1.example:8443")
     assert Record.from_status(entry) == record
+
+
+def test_verified_evidence_publishes_the_raw_keys_and_keeps_the_released_fingerprint() -> None:
+    t = next_record(admitted_record(), verified(), now=NOW, max_age=AGE)
+    assert (t.record.hpke_public_key, t.record.signing_public_key) == (HPKE_PUBLIC, SIGNING_PUBLIC)
+    assert t.record.secrets_released == "f" * 64  # the sweeper overwrites it when it releases
+    notes = t.record.to_annotations()
+    assert notes[admission.HPKE_PUBLIC_KEY] == HPKE_PUBLIC
+    assert notes[admission.SIGNING_PUBLIC_KEY] == SIGNING_PUBLIC
+    assert notes[admission.SECRETS_RELEASED] == "f" * 64
+    entry = t.record.to_status("m1", "https://m1")
+    assert (entry["hpkePublicKey"], entry["signingPublicKey"]) == (HPKE_PUBLIC, SIGNING_PUBLIC)
+    assert entry["secretsReleased"] == "f" * 64
+
+
+def test_the_raw_keys_are_cleared_where_the_hashes_are() -> None:
+    """Keys go wherever the fingerprints go: a record without them removes both."""
+    patch = Record(failure="rejected: x").to_annotations()
+    for key in (
+        admission.HPKE_KEY,
+        admission.SIGNING_KEY,
+        admission.HPKE_PUBLIC_KEY,
+        admission.SIGNING_PUBLIC_KEY,
+        admission.SECRETS_RELEASED,
+    ):
+        assert patch[key] is None
+    assert set(patch) <= set(admission.VERDICT_ANNOTATIONS)
+
+
+def test_a_failed_release_keeps_a_new_enclave_out_and_says_which_check() -> None:
+    failed = ReleaseFailed("the agent answered HTTP 404", "h" * 64)
+    fresh = next_record(Record(), failed, now=NOW, max_age=AGE)
+    assert not fresh.record.admitted(NOW)
+    assert fresh.record.failure == "secrets.release: the agent answered HTTP 404"
+    assert fresh.event == ("Warning", "SecretReleaseFailed", "the agent answered HTTP 404")
+    again = next_record(fresh.record, failed, now=NOW, max_age=AGE)
+    assert again.event is None and not again.record.admitted(NOW)
+
+
+def test_a_restarted_enclave_without_its_secrets_loses_the_old_lease_at_once() -> None:
+    t = next_record(admitted_record(), ReleaseFailed("timed out", "n" * 64), now=NOW, max_age=AGE)
+    assert not t.record.admitted(NOW)
+
+
+def test_the_enclave_holding_the_lease_keeps_it_unrenewed_until_it_runs_out() -> None:
+    held = admitted_record(seconds_left=20)
+    t = next_record(held, ReleaseFailed("rotation failed", "h" * 64), now=NOW, max_age=AGE)
+    assert t.record.admitted(NOW) and t.record.expires_at == held.expires_at
+    later = NOW + dt.timedelta(seconds=21)
+    gone = next_record(t.record, ReleaseFailed("rotation failed", "h" * 64), now=later, max_age=AGE)
+    assert not gone.record.admitted(later) and gone.record.expires_at is None
+
+
+def test_release_is_only_for_an_enclave_the_lease_would_admit() -> None:
+    assert not chip_blocked(Record(), verified(chip=CHIP_B))
+    assert not chip_blocked(admitted_record(chip=CHIP_A), verified(chip=CHIP_A))
+    assert chip_blocked(admitted_record(chip=CHIP_A), verified(chip=CHIP_B))
+    assert not chip_blocked(admitted_record(chip=CHIP_A), verified(chip=CHIP_B), CHIP_B)

@@ -1,7 +1,9 @@
 """MinerPool: a set of miners serving models inside TEEs, at a price.
 
 Either the operator runs them (`replicas` of the agent + engine images, placed on confidential
-nodes by `placement`), or they run elsewhere and are listed as `endpoints`. Cross-field rules are
+nodes by `placement`), or they run elsewhere and are listed as `endpoints`. A relay pool runs
+the agent alone, in front of an upstream OpenAI-compatible API (`relay`). `secrets` are released
+to each enclave once its evidence verified (sealed to its attested key). Cross-field rules are
 CEL validations the apiserver enforces at apply time (see `x-kubernetes-validations` below).
 """
 
@@ -82,8 +84,9 @@ class Placement(ApiModel):
 class Images(ApiModel):
     agent: Annotated[str, Field(min_length=1)]
     """The enclave agent image (evidence, sealing, receipts)."""
-    engine: Annotated[str, Field(min_length=1)]
-    """The inference engine image (OpenAI-compatible server, e.g. vLLM)."""
+    engine: Annotated[str, Field(min_length=1)] | None = None
+    """The inference engine image (OpenAI-compatible server, e.g. vLLM); required unless the
+    pool is a relay (spec.relay), which runs no engine container."""
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """Image pull policy of both containers."""
 
@@ -149,6 +152,31 @@ class Endpoint(ApiModel):
     """Base URL of the miner's agent (its evidence and inference API)."""
 
 
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DATA_KEY = r"^[-._a-zA-Z0-9]+$"
+
+
+class SecretKeyRef(ApiModel):
+    name: Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
+    """The Secret's name, in the pool's namespace."""
+    key: Annotated[str, Field(pattern=DATA_KEY, max_length=253)]
+    """The key in the Secret's data whose value is released."""
+
+
+class PoolSecret(ApiModel):
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+    """The name the enclave agent knows the secret by (e.g. engine-api-key: sent to the engine
+    as its bearer token); unique in the pool."""
+    secret_key_ref: SecretKeyRef
+    """Where its value is: a key of a Secret in the pool's namespace. The operator reads it
+    and releases it, sealed to the attested key, only to enclaves whose evidence verified."""
+
+
+class Relay(ApiModel):
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=2048)]
+    """Base URL of the upstream OpenAI-compatible API (the agent forwards /v1/... to it)."""
+
+
 def _default_payment_methods() -> list[PaymentMethod]:
     return ["prepaid-credit"]
 
@@ -184,6 +212,27 @@ class MinerPoolSpec(ApiModel):
                     field_path=".tee.type",
                 ),
                 cel(
+                    "!has(self.relay) || !has(self.endpoints)",
+                    "relay cannot be set for external endpoints",
+                    field_path=".relay",
+                ),
+                cel(
+                    "!has(self.relay) || !has(self.images) || !has(self.images.engine)",
+                    "a relay runs no engine: set either relay or images.engine, not both",
+                    field_path=".images.engine",
+                ),
+                cel(
+                    "has(self.relay) || !has(self.images) || has(self.images.engine)",
+                    "images.engine is required unless the pool is a relay",
+                    field_path=".images.engine",
+                ),
+                cel(
+                    "!has(self.secrets) || "
+                    "self.secrets.all(s, self.secrets.exists_one(o, o.name == s.name))",
+                    "each secret name may be listed once",
+                    field_path=".secrets",
+                ),
+                cel(
                     "!self.tee.gpu.required || has(self.endpoints) || "
                     "(has(self.resources) && self.resources.gpus >= 1)",
                     "tee.gpu.required needs resources.gpus of at least 1",
@@ -215,6 +264,12 @@ class MinerPoolSpec(ApiModel):
     """Engine resources per replica."""
     endpoints: Annotated[list[Endpoint], Field(min_length=1, max_length=256)] | None = None
     """Miners outside the cluster, attested and routed like in-cluster ones."""
+    relay: Relay | None = None
+    """A relay pool: the engine is an upstream OpenAI-compatible API instead of a model
+    container beside the agent (not with images.engine or endpoints)."""
+    secrets: list[PoolSecret] = Field(default_factory=list, max_length=64)
+    """Secrets released to each enclave after its evidence verified, sealed to its attested
+    HPKE key (an endpoint is admitted only once they were delivered)."""
 
     @model_validator(mode="after")
     def _cross_field(self) -> MinerPoolSpec:
@@ -251,6 +306,19 @@ def spec_problems(spec: MinerPoolSpec) -> list[str]:
             and spec.placement.profile != "kind",
             "the simulated TEE may only be placed with the kind profile",
         ),
+        (external and spec.relay is not None, "relay cannot be set for external endpoints"),
+        (
+            spec.relay is not None and spec.images is not None and spec.images.engine is not None,
+            "a relay runs no engine: set either relay or images.engine, not both",
+        ),
+        (
+            spec.relay is None and spec.images is not None and spec.images.engine is None,
+            "images.engine is required unless the pool is a relay",
+        ),
+        (
+            len({s.name for s in spec.secrets}) != len(spec.secrets),
+            "each secret name may be listed once",
+        ),
         (
             spec.tee.gpu.required
             and not external
@@ -282,6 +350,13 @@ class EndpointAttestation(ApiModel):
     """SHA-256 of the enclave's attested HPKE public key (what clients seal to)."""
     signing_key_sha256: str = ""
     """SHA-256 of the enclave's attested receipt-signing public key."""
+    hpke_public_key: str = ""
+    """The enclave's attested HPKE (X25519) public key, standard base64 of its 32 bytes."""
+    signing_public_key: str = ""
+    """The enclave's attested receipt-signing (Ed25519) public key, standard base64."""
+    secrets_released: str = ""
+    """Fingerprint of the secrets last released to this enclave (its HPKE key and the
+    Secrets' names and versions), so a restarted operator does not send them again."""
     failure: str = ""
     """Why the last challenge did not renew the lease."""
     chip_changed: str = ""

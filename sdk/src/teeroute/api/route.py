@@ -103,6 +103,12 @@ class RouteSpec(ApiModel):
     """Requirements every endpoint must meet."""
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     """Limits per API key."""
+    sealing: Literal["gateway", "required", "off"] = "gateway"
+    """Who seals prompts to the enclave's attested key. `gateway`: clients may seal their
+    own requests, and the gateway seals plain ones on the hop to the miner, so the miner's
+    host sees only ciphertext either way. `required`: only client-sealed requests are
+    accepted (the gateway never sees a prompt). `off`: plain requests go to the miner
+    unsealed (engines without an enclave agent); client-sealed ones are still routed."""
 
     @model_validator(mode="after")
     def _cross_field(self) -> RouteSpec:

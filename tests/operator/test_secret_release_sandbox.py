@@ -1,0 +1,252 @@
+"""Attestation-gated secret release against the sandbox: miner pods run as real processes,
+the operator (a real process) challenges them and releases the pool's secrets to the attested
+enclaves only; the raw attested public keys are published beside their hashes.
+
+The relay test is the whole story: a relay pool in front of an engine simulator that demands
+an API key (a closed-model provider), the key in a Secret. The agent can serve only once the
+operator released the key to it, and the key shows up nowhere on the way."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from teeroute import admission
+from teeroute_sandbox.cluster import Sandbox
+from teeroute_sandbox.restclient import KubeRest
+from teeroute_sandbox.testing import wait_for
+
+from .conftest import OperatorProcess
+from .test_attestation import (
+    API,
+    attested_pool,
+    events,
+    free_port,
+    listed,
+    running_pods,
+    start_pool,
+    status_of,
+    sweeping_operator,  # noqa: F401 - a fixture, used by name
+)
+
+pytestmark = pytest.mark.sandbox
+
+Obj = dict[str, Any]
+PROVIDER_KEY = "sk-closed-provider-2c8e61f0a9d4b7e3"
+OTHER_VALUE = "another-secret-value-5d0b7c1e"
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # what valid_pool serves
+KEY_VARIABLE = "PROVIDER_API_KEY"
+
+
+def secret(name: str, data: dict[str, str]) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def secret_ref(name: str, secret_name: str, key: str) -> Obj:
+    return {"name": name, "secretKeyRef": {"name": secret_name, "key": key}}
+
+
+@pytest.fixture
+def provider(sandbox: Sandbox, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A closed-model provider: the engine simulator demanding an API key, on the sandbox's
+    own address (pods reach it through their default route; nothing leaves the machine)."""
+    host = sandbox.settings.advertise_address
+    port = free_port()
+    log = tmp_path / "provider.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEEROUTE_ENGINE_")}
+    env[KEY_VARIABLE] = PROVIDER_KEY
+    argv = [sys.executable, "-m", "teeroute_engine_sim", "--model", MODEL, "--host", host]
+    argv += ["--port", str(port), "--api-key-env", KEY_VARIABLE]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://{host}:{port}"
+    try:
+        wait_for(lambda: healthy(f"{url}/health"), what="the provider")
+        yield url, log
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def chat(pod_ip: str) -> httpx.Response:
+    return httpx.post(
+        f"http://{pod_ip}:8443/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+        timeout=10,
+    )
+
+
+def relay_pool(name: str, provider_url: str, secrets: list[Obj]) -> Obj:
+    pool = attested_pool(name, replicas=1)
+    pool["spec"]["images"] = {"agent": "teeroute.dev/agent:dev"}
+    pool["spec"]["relay"] = {"url": provider_url}
+    pool["spec"]["secrets"] = secrets
+    return pool
+
+
+def everything_said(kube: KubeRest, ns: str, pool: str, operator: OperatorProcess) -> str:
+    """Where a leaked value could show: the operator's log and metrics, the namespace's
+    Events, the miner pods (annotations and all) and the pool (spec and status)."""
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5
+    ).read()
+    pods = kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=f"teeroute.dev/pool={pool}")
+    return "\n".join(
+        [
+            operator.log.read_text(errors="replace"),
+            metrics.decode(),
+            json.dumps(kube.get(f"/api/v1/namespaces/{ns}/events")["items"]),
+            json.dumps(pods["items"]),
+            json.dumps(kube.get(f"{API}/{ns}/minerpools/{pool}")),
+        ]
+    )
+
+
+def assert_never_said(text: str, *values: str) -> None:
+    for value in values:
+        assert value not in text
+        assert base64.b64encode(value.encode()).decode() not in text
+
+
+def test_a_relay_serves_only_once_its_api_key_was_released(
+    kube: KubeRest,
+    namespace: str,
+    sweeping_operator: OperatorProcess,  # noqa: F811
+    provider: tuple[str, Path],
+) -> None:
+    url, provider_log = provider
+    ref = secret_ref("engine-api-key", "provider", "token")
+    kube.post(f"{API}/{namespace}/minerpools", relay_pool("relay", url, [ref]))
+    (pod,) = wait_for(
+        lambda: (p := running_pods(kube, namespace, "relay")) and len(p) == 1 and p,
+        timeout_s=120,
+        what="the relay's pod run by the runner",
+    )
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["agent"]
+    ip = pod["status"]["podIP"]
+
+    # No Secret yet: the evidence verifies, but the enclave cannot get its key, so it stays
+    # out, and the provider refuses what the agent forwards without one.
+    failure = wait_for(
+        lambda: (
+            kube.get(f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}")["metadata"]
+            .get("annotations", {})
+            .get(admission.FAILURE)
+        ),
+        timeout_s=30,
+        what="the release to fail",
+    )
+    assert failure.startswith("secrets.release: ") and '"provider" not found' in failure
+    assert listed(kube, namespace, "relay") == set()
+    refused = chat(ip)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/secrets", secret("provider", {"token": PROVIDER_KEY})
+    )
+    wait_for(
+        lambda: listed(kube, namespace, "relay") == {ip},
+        timeout_s=30,
+        what="the relay admitted once its key was released",
+    )
+    answer = chat(ip)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"]["completion_tokens"] <= 4
+    notes = kube.get(f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}")["metadata"][
+        "annotations"
+    ]
+    assert len(notes[admission.SECRETS_RELEASED]) == 64
+    assert admission.FAILURE not in notes
+    assert events(kube, namespace, "SecretsReleased")
+    assert events(kube, namespace, "SecretReleaseFailed")
+    released = events(kube, namespace, "SecretsReleased")[0]["message"]
+    assert "engine-api-key" in released
+
+    said = everything_said(kube, namespace, "relay", sweeping_operator)
+    assert_never_said(said + provider_log.read_text(errors="replace"), PROVIDER_KEY)
+
+
+def test_a_missing_secret_keeps_the_miner_out_and_no_value_shows(
+    kube: KubeRest,
+    namespace: str,
+    sweeping_operator: OperatorProcess,  # noqa: F811
+) -> None:
+    kube.post(f"/api/v1/namespaces/{namespace}/secrets", secret("present", {"v": OTHER_VALUE}))
+    pool = attested_pool("withheld", replicas=1)
+    pool["spec"]["secrets"] = [
+        secret_ref("present", "present", "v"),
+        secret_ref("absent", "absent", "v"),
+    ]
+    kube.post(f"{API}/{namespace}/minerpools", pool)
+    (pod,) = wait_for(
+        lambda: (p := running_pods(kube, namespace, "withheld")) and len(p) == 1 and p,
+        timeout_s=120,
+        what="the miner pod run by the runner",
+    )
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}"
+    failure = wait_for(
+        lambda: kube.get(path)["metadata"].get("annotations", {}).get(admission.FAILURE),
+        timeout_s=30,
+        what="the release to fail",
+    )
+    assert failure == 'secrets.release: Secret "absent" not found (secret absent)'
+    notes = kube.get(path)["metadata"]["annotations"]
+    assert admission.EXPIRES_AT not in notes and admission.SECRETS_RELEASED not in notes
+    assert listed(kube, namespace, "withheld") == set()
+    (event,) = events(kube, namespace, "SecretReleaseFailed")
+    assert event["type"] == "Warning" and '"absent"' in event["message"]
+    wait_for(
+        lambda: (
+            "secrets.release"
+            in status_of(kube, namespace, "withheld").get("lastAttestationFailure", "")
+        ),
+        what="the pool to say why",
+    )
+    assert status_of(kube, namespace, "withheld").get("attestedReplicas") == 0
+    said = everything_said(kube, namespace, "withheld", sweeping_operator)
+    assert 'check="secrets.release"' in said  # the metric
+    assert_never_said(said, OTHER_VALUE)
+
+
+def test_pods_carry_the_raw_attested_keys_whose_hashes_are_published(
+    kube: KubeRest,
+    namespace: str,
+    sweeping_operator: OperatorProcess,  # noqa: F811
+) -> None:
+    pods, _ = start_pool(kube, namespace, "keys", 1)
+    notes = kube.get(f"/api/v1/namespaces/{namespace}/pods/{pods[0]['metadata']['name']}")[
+        "metadata"
+    ]["annotations"]
+    hpke = base64.b64decode(notes[admission.HPKE_PUBLIC_KEY], validate=True)
+    signing = base64.b64decode(notes[admission.SIGNING_PUBLIC_KEY], validate=True)
+    assert len(hpke) == len(signing) == 32
+    assert hashlib.sha256(hpke).hexdigest() == notes[admission.HPKE_KEY]
+    assert hashlib.sha256(signing).hexdigest() == notes[admission.SIGNING_KEY]
+    assert admission.SECRETS_RELEASED not in notes  # this pool has no secrets
+    expires = admission.parse_time(notes[admission.EXPIRES_AT])
+    assert expires is not None and expires > dt.datetime.now(dt.UTC)
