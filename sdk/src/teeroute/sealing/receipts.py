@@ -50,7 +50,7 @@ class Receipt:
     def signed_part(self) -> bytes:
         body = asdict(self)
         del body["signature"]
-        return SIGNATURE_CONTEXT + canonical({"v": VERSION, **body})
+        return _signed(body)
 
     def to_json(self) -> dict[str, Any]:
         return {"v": VERSION, **asdict(self)}
@@ -77,24 +77,29 @@ def sign_receipt(
     response_sha256: str,
     now: dt.datetime,
 ) -> Receipt:
-    unsigned = Receipt(
-        request_id=request_id,
-        model=model,
-        served_model=served_model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        usage_source=usage_source,
-        status=status,
-        complete=complete,
-        hpke_key_sha256=key_id(hpke_public),
-        signing_key_sha256=key_id(signing_public),
-        request_sha256=request_sha256,
-        response_sha256=response_sha256,
-        issued_at=now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        signing_key=b64(signing_public),
-    )
-    _check_format(unsigned.to_json())
-    return Receipt(**{**asdict(unsigned), "signature": b64(sign(unsigned.signed_part()))})
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "model": model,
+        "served_model": served_model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "usage_source": usage_source,
+        "status": status,
+        "complete": complete,
+        "hpke_key_sha256": key_id(hpke_public),
+        "signing_key_sha256": key_id(signing_public),
+        "request_sha256": request_sha256,
+        "response_sha256": response_sha256,
+        "issued_at": now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "signing_key": b64(signing_public),
+    }
+    _check_format({"v": VERSION, **fields, "signature": ""})
+    return Receipt(**fields, signature=b64(sign(_signed(fields))))
+
+
+def _signed(fields: Mapping[str, Any]) -> bytes:
+    """The bytes signed: every field but the signature, canonical, domain-separated."""
+    return SIGNATURE_CONTEXT + canonical({"v": VERSION, **fields})
 
 
 def parse_receipt(raw: bytes | str | Mapping[str, Any]) -> Receipt:

@@ -35,7 +35,11 @@ def open_secrets(
     if sealed.meta.get("path") != PATH:
         raise EnvelopeInvalid("meta.path", f"expected {PATH}")
     body, _ = open_request(sealed, hpke_private, hpke_public)
-    secrets = json.loads(body).get("secrets")
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise EnvelopeInvalid("secrets", "not valid JSON") from None
+    secrets = doc.get("secrets") if isinstance(doc, dict) else None
     if not isinstance(secrets, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()
     ):
