@@ -161,6 +161,8 @@ def write_config(
         "model": "sim-model",
         "backends": [{"pool": p} for p in pools],
         "constraints": {"allowedTee": ["simulated"]},
+        # the endpoints here are bare engine simulators: no enclave agent to seal to
+        "sealing": "off",
     }
     docs.append(
         {

@@ -3,6 +3,8 @@
     POST /v1/chat/completions, /v1/completions   inference (inference.py), API key
     GET  /v1/models                                public: models, prices, TEE types
     GET  /v1/attestations?model=M                  public: current evidence of M's endpoints
+    POST /v1/attestations {model, nonce}           API key: fresh evidence for the client's
+                                                   own nonce (challenges.py; sealed mode)
     GET  /v1/generation?id=ID                      the key's own usage record of one request
     GET  /v1/miners[?format=weights]               admin: the scoreboard
     GET  /v1/settlement?from=&to=                  admin: usage and amounts per pool
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,13 +27,14 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from teeroute_gateway import listings, reports
+from teeroute_gateway import challenges, listings, reports
 from teeroute_gateway.asgi import (
     ClientGone,
     Receive,
     Scope,
     Send,
     bearer,
+    read_body,
     respond,
     respond_error,
 )
@@ -54,11 +58,13 @@ class GatewayApp:
     def __init__(self, lifecycle: Lifecycle) -> None:
         self.lifecycle = lifecycle
         self._inference: InferenceHandler | None = None
+        self._rng = random.Random()  # noqa: S311  # sampling endpoints, not secrets
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/completions"): self._completion,
             ("GET", "/v1/models"): self._models,
             ("GET", "/v1/attestations"): self._attestations,
+            ("POST", "/v1/attestations"): self._challenge,
             ("GET", "/v1/generation"): self._generation,
             ("GET", "/v1/miners"): self._miners,
             ("GET", "/v1/settlement"): self._settlement,
@@ -131,6 +137,21 @@ class GatewayApp:
         await respond(
             send, 200, orjson.dumps(listings.attestations(model, dt.datetime.now(dt.UTC)))
         )
+
+    async def _challenge(self, scope: Scope, receive: Receive, send: Send) -> None:
+        s = self.services
+        await s.keys.account(bearer(scope))
+        name, nonce = challenges.parse_challenge(
+            await read_body(scope, receive, challenges.MAX_DOCUMENT)
+        )
+        model = s.catalog.models.get(name)
+        if model is None:
+            raise NotFound(
+                f"the model {name} does not exist", code="model_not_found", param="model"
+            )
+        targets = challenges.sealable_endpoints(model, dt.datetime.now(dt.UTC), self._rng)
+        answer = await challenges.challenge(s.dispatcher, targets, nonce)
+        await respond(send, 200, orjson.dumps({"model": name, **answer}))
 
     async def _generation(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self.services
@@ -220,5 +241,18 @@ def _record(record: Any) -> dict[str, Any]:
         "outcome",
         "streamed",
         "created_at",
+        "receipt_status",
     )
-    return {f: getattr(record, f) for f in fields}
+    found = {f: getattr(record, f) for f in fields}
+    found["receipt"] = _json_or_text(record.receipt)
+    return found
+
+
+def _json_or_text(text: str | None) -> Any:
+    """A stored receipt as JSON (it is canonical JSON unless it arrived malformed)."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text

@@ -50,6 +50,9 @@ class Endpoint:
     signing_key_sha256: str = ""
     evidence: Mapping[str, Any] | None = None
     """A pre-verified evidence document (file mode) shown by /v1/attestations."""
+    hpke_public: bytes | None = None
+    """The attested HPKE public key (raw 32 bytes) requests are sealed to; None: unknown,
+    so no plain prompt may be sent here unless the Route turns sealing off."""
 
     def admitted(self, now: dt.datetime, allow_unattested: bool = False) -> bool:
         if self.expires_at is None:

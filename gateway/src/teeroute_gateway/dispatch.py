@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from teeroute.sealing import envelope
 from teeroute_gateway.errors import (
     GatewayError,
     UpstreamFailed,
@@ -28,6 +29,7 @@ from teeroute_gateway.errors import (
 from teeroute_gateway.health import EndpointHealth, HealthBook
 from teeroute_gateway.metrics import GatewayMetrics
 from teeroute_gateway.requests import CHAT, InferenceRequest, upstream_body
+from teeroute_gateway.sealed import SEALED_TYPE, Hop, hop_mode
 from teeroute_gateway.selection import Candidate
 from teeroute_gateway.settings import GatewaySettings
 from teeroute_gateway.upstream import Origin, Response, UpstreamError, UpstreamPool
@@ -35,6 +37,7 @@ from teeroute_gateway.upstream import Origin, Response, UpstreamError, UpstreamP
 MAX_RESPONSE = 64 * 1024 * 1024
 ERROR_PEEK = 4096
 PATHS = {CHAT: b"/v1/chat/completions", "text_completion": b"/v1/completions"}
+SEALED_VERSION = envelope.VERSION.encode()
 
 
 @dataclass(slots=True)
@@ -51,6 +54,10 @@ class Attempt:
     parsed: dict[str, Any] | None = None
     """Non-streamed 200 responses: the body as JSON."""
     attempts: int = 1
+    hop: Hop = field(default_factory=lambda: Hop("plain"))
+    """How the request went (sealed.py): its frames and receipt as they come back."""
+    passthrough: bool = False
+    """A client-sealed answer: relay `body` and `stream` as they are (unopened frames)."""
 
 
 class _Failed(Exception):
@@ -94,15 +101,13 @@ class Dispatcher:
         self, candidate: Candidate, request: InferenceRequest, max_tokens: int, request_id: str
     ) -> Attempt:
         endpoint = candidate.endpoint
-        body = upstream_body(request, candidate.backend.upstream_model, max_tokens)
-        headers = b"Content-Type: application/json\r\nX-Request-Id: %s\r\n" % request_id.encode()
-        if request.stream:
-            headers += b"Accept: text/event-stream\r\n"
+        hop, body, headers = outgoing(candidate, request, max_tokens)
+        headers += b"X-Request-Id: %s\r\n" % request_id.encode()
         entry = self.health.started(endpoint.key, endpoint.pool)
         sent = time.perf_counter()
         try:
             response = await self.upstream.request(
-                self._origin(endpoint.url),
+                self.origin(endpoint.url),
                 b"POST",
                 PATHS[request.kind],
                 headers,
@@ -110,7 +115,7 @@ class Dispatcher:
                 self.settings.first_byte_timeout_s,
             )
             first = time.perf_counter()
-            found = Attempt(candidate, response, entry, sent, first)
+            found = Attempt(candidate, response, entry, sent, first, hop=hop)
             if response.status == 429 or response.status >= 500:
                 peek = await response.read(self.settings.idle_timeout_s, MAX_RESPONSE)
                 self._failed(
@@ -127,6 +132,9 @@ class Dispatcher:
 
     async def _read(self, found: Attempt, request: InferenceRequest) -> None:
         response = found.response
+        if found.hop.mode != "plain":
+            await self._read_sealed(found, request)
+            return
         if request.stream and response.status == 200:
             found.stream = response.chunks(self.settings.idle_timeout_s)
             found.body = await anext(found.stream, b"")
@@ -136,6 +144,35 @@ class Dispatcher:
             found.parsed = _object(found.body)
             if found.parsed is None:
                 raise UpstreamError("protocol", "the miner's answer is not a JSON object", False)
+
+    async def _read_sealed(self, found: Attempt, request: InferenceRequest) -> None:
+        response, hop = found.response, found.hop
+        if response.header(b"x-teeroute-sealed") != SEALED_VERSION:
+            # the agent's own error, in clear (no content in it); a 200 must be sealed
+            if response.status == 200:
+                raise UpstreamError("protocol", "the miner did not seal its answer", False)
+            found.body = await response.read(self.settings.idle_timeout_s, MAX_RESPONSE)
+            if response.status == 421:  # sealed to a key the enclave no longer holds
+                raise UpstreamError("sealed", "the enclave's key changed", False)
+            return
+        chunks = response.chunks(self.settings.idle_timeout_s)
+        if hop.mode == "client":
+            found.passthrough = True
+            found.stream = hop.inspected(chunks)
+            found.body = await anext(found.stream, b"")
+        elif request.stream and response.status == 200:
+            found.stream = hop.opened(chunks)
+            found.body = await anext(found.stream, b"")
+        else:
+            found.body = hop.open_all(
+                await response.read(self.settings.idle_timeout_s, MAX_RESPONSE)
+            )
+            if response.status == 200:
+                found.parsed = _object(found.body)
+                if found.parsed is None:
+                    raise UpstreamError(
+                        "protocol", "the miner's answer is not a JSON object", False
+                    )
 
     def succeeded(self, attempt: Attempt) -> None:
         self.health.finished(attempt.entry, ok=True)
@@ -151,11 +188,42 @@ class Dispatcher:
         if self.health.finished(entry, ok=False):
             self.metrics.ejections.labels(pool).inc()
 
-    def _origin(self, url: str) -> Origin:
+    def origin(self, url: str) -> Origin:
         found = self._origins.get(url)
         if found is None:
             found = self._origins[url] = Origin.parse(url)
         return found
+
+
+def outgoing(
+    candidate: Candidate, request: InferenceRequest, max_tokens: int
+) -> tuple[Hop, bytes, bytes]:
+    """The hop, body and headers for sending `request` to this candidate."""
+    mode = hop_mode(candidate.model.spec.sealing, request.sealed is not None, candidate.endpoint)
+    upstream_model = candidate.backend.upstream_model.encode()
+    sealed_headers = b"Content-Type: %s\r\nX-Teeroute-Upstream-Model: %s\r\n" % (
+        SEALED_TYPE,
+        upstream_model,
+    )
+    if mode == "client" and request.sealed is not None:
+        hop = Hop("client", request.sealed, request_bytes=len(request.sealed.ciphertext))
+        return hop, request.raw, sealed_headers
+    body = upstream_body(request, candidate.backend.upstream_model, max_tokens)
+    accept = b"Accept: text/event-stream\r\n" if request.stream else b""
+    if mode == "plain":
+        return Hop("plain"), body, b"Content-Type: application/json\r\n" + accept
+    public = candidate.endpoint.hpke_public
+    if mode is None or public is None:  # plan() leaves such candidates out
+        raise UpstreamError("sealed", "no attested key to seal to")
+    meta = {
+        "path": PATHS[request.kind].decode(),
+        "model": candidate.model.name,
+        "stream": request.stream,
+        "max_tokens": max_tokens,
+    }
+    sealed, opener = envelope.seal_request(public, meta, body)
+    hop = Hop("gateway", sealed, opener, request_bytes=len(body))
+    return hop, sealed.to_bytes(), sealed_headers + accept
 
 
 def _object(body: bytes) -> dict[str, Any] | None:

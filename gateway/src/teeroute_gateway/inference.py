@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from teeroute.sealing import envelope
 from teeroute_gateway import tracing
 from teeroute_gateway.asgi import (
     JSON,
@@ -38,6 +39,7 @@ from teeroute_gateway.asgi import (
 from teeroute_gateway.catalog import Catalog, PublicModel
 from teeroute_gateway.dispatch import Attempt
 from teeroute_gateway.errors import (
+    BadRequest,
     GatewayError,
     NotFound,
     PaymentRequired,
@@ -64,7 +66,8 @@ from teeroute_gateway.metering import (
     reported_usage,
     settle_usage,
 )
-from teeroute_gateway.requests import InferenceRequest, parse_request
+from teeroute_gateway.requests import InferenceRequest, parse_request, parse_sealed
+from teeroute_gateway.sealed import NO_RECEIPT, Judgement, Observed, hop_mode, judge
 from teeroute_gateway.selection import Candidate, Context, plan
 from teeroute_gateway.services import Services
 from teeroute_gateway.streaming import StreamRelay, error_event, usage_body
@@ -86,6 +89,7 @@ class Outcome:
     attempts: int = 0
     headers: Headers = field(default_factory=list)
     error: GatewayError | None = None
+    receipt: Judgement = NO_RECEIPT
 
 
 class InferenceHandler:
@@ -113,6 +117,8 @@ class InferenceHandler:
             attempt = await self._dispatch(candidates, request, max_tokens, rid, result)
             if attempt is None:
                 await respond_error(send, result.error or UpstreamFailed("no answer"), ids)
+            elif attempt.passthrough:
+                await self._passthrough(attempt, request, receive, send, rid, result, hold)
             elif request.stream and attempt.response.status == 200:
                 await self._stream(attempt, request, receive, send, rid, result, hold)
             else:
@@ -125,9 +131,18 @@ class InferenceHandler:
     ) -> tuple[Account, InferenceRequest, list[PublicModel], list[Candidate], int, Hold]:
         account = await self.s.keys.account(bearer(scope))
         raw = await read_body(scope, receive, self.s.settings.max_body_bytes)
-        session = header(scope, b"x-session-id")
-        request = parse_request(raw, kind, session.decode("latin-1") if session else None)
+        if envelope.looks_sealed((header(scope, b"content-type") or b"").decode("latin-1")):
+            request = parse_sealed(raw, kind)
+        else:
+            session = header(scope, b"x-session-id")
+            request = parse_request(raw, kind, session.decode("latin-1") if session else None)
         models = self._models(self.s.catalog, request.models)
+        if request.sealed is None and models[0].spec.sealing == "required":
+            raise BadRequest(
+                f"the model {models[0].name} accepts only requests sealed to an attested "
+                "enclave (see teeroute proxy)",
+                code="sealing_required",
+            )
         await self._admit(account, models[0])
         context = Context(
             now=dt.datetime.now(dt.UTC),
@@ -137,7 +152,7 @@ class InferenceHandler:
             currency=self.s.settings.currency,
             allow_unattested=self.s.settings.allow_unattested,
         )
-        candidates = plan(models, request.prefs, request.session_id, context)
+        candidates = sealable(plan(models, request.prefs, request.session_id, context), request)
         max_tokens = self._max_tokens(request, candidates)
         hold = await self._reserve(account, request, candidates, max_tokens, rid)
         return account, request, models, candidates, max_tokens, hold
@@ -250,14 +265,13 @@ class InferenceHandler:
             result.outcome = "upstream_rejected"
             await respond(send, result.status, attempt.body, [JSON, *result.headers])
             return
-        reported_in, reported_out = reported_usage(obj)
-        counted = count_completion_text(obj) if reported_out is None else None
-        result.usage = settle_usage(reported_in, reported_out, request.input_estimate, counted)
+        reported = reported_usage(obj)
+        counted = count_completion_text(obj) if reported[1] is None else None
+        usage = self._meter(attempt, request, result, hold, reported, counted, rid)
+        if result.receipt.status not in ("", "valid"):
+            result.outcome = f"receipt_{result.receipt.status}"
         pool = attempt.candidate.backend.pool
-        result.cost_nano = min(
-            cost_nano(pool, result.usage.input_tokens, result.usage.output_tokens), hold.amount_nano
-        )
-        obj["usage"] = usage_body(obj.get("usage"), result.usage, result.cost_nano)
+        obj["usage"] = usage_body(obj.get("usage"), usage, result.cost_nano)
         obj["provider"] = pool.name
         result.headers.append((b"x-teeroute-cost", display(result.cost_nano).encode()))
         await respond(send, 200, orjson.dumps(obj), [JSON, *result.headers])
@@ -288,14 +302,11 @@ class InferenceHandler:
             error = await self._pump(attempt, relay, send, gone)
         finally:
             watcher.cancel()
-        pool = attempt.candidate.backend.pool
-        reported_in, reported_out = reported_usage(relay.reported())
-        result.usage = settle_usage(
-            reported_in, reported_out, request.input_estimate, relay.counted
+        usage = self._meter(
+            attempt, request, result, hold, reported_usage(relay.reported()), relay.counted, rid
         )
-        result.cost_nano = min(
-            cost_nano(pool, result.usage.input_tokens, result.usage.output_tokens), hold.amount_nano
-        )
+        if result.receipt.status not in ("", "valid"):
+            result.outcome = f"receipt_{result.receipt.status}"
         if gone.is_set():
             result.outcome = "cancelled"
             self.s.dispatcher.succeeded(attempt)
@@ -313,9 +324,101 @@ class InferenceHandler:
             return
         self.s.dispatcher.succeeded(attempt)
         closing = relay.closing(
-            result.usage, result.cost_nano, rid, attempt.candidate.backend.upstream_model
+            usage, result.cost_nano, rid, attempt.candidate.backend.upstream_model
         )
         await send({"type": "http.response.body", "body": closing})
+
+    def _meter(
+        self,
+        attempt: Attempt,
+        request: InferenceRequest,
+        result: Outcome,
+        hold: Hold,
+        reported: tuple[int | None, int | None],
+        counted: int | None,
+        rid: str,
+    ) -> Usage:
+        """The usage to bill and its cost: the receipt's when the hop was sealed (and nothing
+        when the receipt is flagged), else the miner's believable counts or ours."""
+        usage = settle_usage(reported[0], reported[1], request.input_estimate, counted)
+        hop = attempt.hop
+        if hop.mode != "plain":
+            seen = reported if hop.mode == "gateway" else (None, None)
+            observed = Observed(hop.request_bytes, hop.frame_bytes, *seen)
+            result.receipt = judge(hop, attempt.candidate.endpoint, rid, observed)
+            self.s.metrics.receipts.labels(
+                attempt.candidate.backend.pool.key, result.receipt.status
+            ).inc()
+            receipt = result.receipt.receipt
+            if result.receipt.status == "valid" and receipt is not None:
+                usage = Usage(receipt.input_tokens, receipt.output_tokens, True, True)
+            elif result.receipt.status != "valid":
+                log.warning(
+                    "request %s: receipt %s (%s)",
+                    rid,
+                    result.receipt.status,
+                    result.receipt.check,
+                )
+        result.usage = usage
+        pool = attempt.candidate.backend.pool
+        billable = hop.mode == "plain" or result.receipt.status == "valid"
+        result.cost_nano = (
+            min(cost_nano(pool, usage.input_tokens, usage.output_tokens), hold.amount_nano)
+            if billable
+            else 0
+        )
+        return usage
+
+    async def _passthrough(
+        self,
+        attempt: Attempt,
+        request: InferenceRequest,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        result: Outcome,
+        hold: Hold,
+    ) -> None:
+        """A client-sealed answer: frames and receipt relayed unopened, billed by the receipt."""
+        result.status = attempt.response.status
+        headers = [SSE, (b"cache-control", b"no-cache"), (b"x-teeroute-sealed", b"v1")]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": result.status,
+                "headers": [*headers, *result.headers],
+            }
+        )
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone, attempt))
+        try:
+            error = await self._relay_raw(attempt, send, gone)
+        finally:
+            watcher.cancel()
+        self._meter(attempt, request, result, hold, (None, None), None, rid)
+        if gone.is_set():
+            result.outcome = "cancelled"
+        elif error is not None:
+            result.outcome = "upstream_error_after_start"
+            self.s.dispatcher.failed_late(attempt, error)
+        elif result.receipt.status != "valid":
+            result.outcome = f"receipt_{result.receipt.status}"
+            self.s.dispatcher.failed_late(attempt, "receipt")
+        else:
+            self.s.dispatcher.succeeded(attempt)
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _relay_raw(self, attempt: Attempt, send: Send, gone: asyncio.Event) -> str | None:
+        try:
+            chunk = attempt.body
+            while chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if gone.is_set() or attempt.stream is None:
+                    return None
+                chunk = await anext(attempt.stream, b"")
+            return None
+        except UpstreamError as exc:
+            return None if gone.is_set() else exc.kind
 
     async def _pump(
         self, attempt: Attempt, relay: StreamRelay, send: Send, gone: asyncio.Event
@@ -373,6 +476,8 @@ class InferenceHandler:
                         outcome=result.outcome,
                         streamed=request.stream,
                         created_at=dt.datetime.now(dt.UTC),
+                        receipt_status=result.receipt.status,
+                        receipt=result.receipt.text,
                     ),
                 )
         except Exception:  # the answer is out; a ledger failure must not lose the request's log
@@ -461,6 +566,30 @@ class InferenceHandler:
                     }
                 ).decode()
             )
+
+
+def sealable(candidates: list[Candidate], request: InferenceRequest) -> list[Candidate]:
+    """The candidates this request may go to: a client-sealed one only to the enclave it was
+    sealed to, a plain one only where it can be sealed (or the Route turned sealing off)."""
+    sealed = request.sealed
+    usable = [
+        c
+        for c in candidates
+        if hop_mode(c.model.spec.sealing, sealed is not None, c.endpoint) is not None
+        and (sealed is None or c.endpoint.hpke_key_sha256 == sealed.key_id)
+    ]
+    if usable:
+        return usable
+    if sealed is not None:
+        raise Unavailable(
+            "the enclave this request was sealed to is not available; fetch fresh "
+            "attestations and seal again",
+            code="sealed_key_unavailable",
+        )
+    raise Unavailable(
+        "no endpoint with an attested key to seal the request to is available",
+        code="no_sealable_endpoint",
+    )
 
 
 def _limits(model: PublicModel) -> Limits | None:

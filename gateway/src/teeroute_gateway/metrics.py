@@ -68,6 +68,13 @@ class GatewayMetrics:
             ["pool"],
             registry=r,
         )
+        self.receipts = Counter(
+            "teeroute_gateway_receipts_total",
+            "Usage receipts of sealed requests, by verdict (valid, missing, invalid, "
+            "implausible); only valid ones are billed.",
+            ["pool", "status"],
+            registry=r,
+        )
         self.rejections = Counter(
             "teeroute_gateway_rejections_total",
             "Requests refused before dispatch, by reason "

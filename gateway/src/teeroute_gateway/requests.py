@@ -14,11 +14,14 @@ from typing import Any
 
 import orjson
 
+from teeroute.sealing.envelope import SealedRequest
+from teeroute.sealing.errors import SealingError
 from teeroute_gateway.errors import BadRequest
 from teeroute_gateway.provider import ProviderPrefs, parse_provider
 
 CHAT = "chat"
 COMPLETION = "text_completion"
+PATHS = {CHAT: "/v1/chat/completions", COMPLETION: "/v1/completions"}
 ROUTING_FIELDS = ("models", "provider", "session_id", "route", "transforms")
 MAX_MODELS = 8
 
@@ -37,6 +40,9 @@ class InferenceRequest:
     session_id: str | None
     input_estimate: int
     """Input tokens, estimated from the body size before the miner counts them."""
+    sealed: SealedRequest | None = None
+    """A client-sealed request: routed by its metadata, forwarded as `raw`, never opened."""
+    raw: bytes = b""
 
 
 def parse_request(raw: bytes, kind: str, session_header: str | None) -> InferenceRequest:
@@ -62,6 +68,41 @@ def parse_request(raw: bytes, kind: str, session_header: str | None) -> Inferenc
         prefs=parse_provider(body.get("provider")),
         session_id=session or None,
         input_estimate=estimate_input_tokens(len(raw)),
+    )
+
+
+def parse_sealed(raw: bytes, kind: str) -> InferenceRequest:
+    """A client-sealed request (docs/sealed-mode.md): only its authenticated metadata is
+    read; the body stays sealed to the enclave the client chose."""
+    try:
+        sealed = SealedRequest.parse(raw)
+    except SealingError as exc:
+        raise BadRequest(
+            f"the sealed request is malformed: {exc}",
+            code="sealed_envelope_invalid",
+            param=exc.check,
+        ) from None
+    meta = sealed.meta
+    path = PATHS[kind]
+    if meta.get("path") != path:
+        raise BadRequest(f"the sealed request is for another path than {path}", param="meta.path")
+    model = meta.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("meta.model must be a non-empty string", param="meta.model")
+    stream = meta.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("meta.stream must be true or false", param="meta.stream")
+    return InferenceRequest(
+        kind=kind,
+        body={},
+        models=[model],
+        stream=stream,
+        max_tokens=_max_tokens({"max_tokens": meta.get("max_tokens")}, "meta."),
+        prefs=parse_provider(None),
+        session_id=None,
+        input_estimate=estimate_input_tokens(len(sealed.ciphertext)),
+        sealed=sealed,
+        raw=raw,
     )
 
 
@@ -102,13 +143,13 @@ def _models(body: dict[str, Any]) -> list[str]:
     return names
 
 
-def _max_tokens(body: dict[str, Any]) -> int | None:
+def _max_tokens(body: dict[str, Any], where: str = "") -> int | None:
     for field in ("max_completion_tokens", "max_tokens"):
         value = body.get(field)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(f"{field} must be a positive integer", param=field)
+            raise BadRequest(f"{where}{field} must be a positive integer", param=where + field)
         return value
     return None
 

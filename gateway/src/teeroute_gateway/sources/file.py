@@ -32,6 +32,7 @@ from teeroute.api.minerpool import MinerPool
 from teeroute.api.route import Route
 from teeroute.errors import TeerouteError
 from teeroute_gateway.catalog import UNATTESTED, Endpoint, Inventory, pool_key
+from teeroute_gateway.sealed import public_key
 from teeroute_gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def static_endpoints(pool: MinerPool) -> list[Endpoint]:
                 chip_id=lease.chip_id,
                 hpke_key_sha256=lease.hpke_key_sha256,
                 signing_key_sha256=lease.signing_key_sha256,
+                hpke_public=public_key(lease.hpke_public_key, lease.hpke_key_sha256),
             )
         )
     return found

@@ -36,6 +36,7 @@ from teeroute.admission import AdmittedEndpoint, parse_time
 from teeroute.api.minerpool import MinerPool
 from teeroute.api.route import Route
 from teeroute_gateway.catalog import Endpoint, Inventory, pool_key
+from teeroute_gateway.sealed import public_key
 
 Obj = dict[str, Any]
 Warn = Callable[[str], None]
@@ -177,6 +178,9 @@ def _pod_endpoint(
         chip_id=notes.get(admission.CHIP_ID, ""),
         hpke_key_sha256=notes.get(admission.HPKE_KEY, ""),
         signing_key_sha256=notes.get(admission.SIGNING_KEY, ""),
+        hpke_public=public_key(
+            notes.get(admission.HPKE_PUBLIC_KEY, ""), notes.get(admission.HPKE_KEY, "")
+        ),
     )
 
 
@@ -219,6 +223,9 @@ def _external(pool: MinerPool, status: Any, now: dt.datetime) -> list[Endpoint]:
                 chip_id=entry.get("chipId") or "",
                 hpke_key_sha256=entry.get("hpkeKeySha256") or "",
                 signing_key_sha256=entry.get("signingKeySha256") or "",
+                hpke_public=public_key(
+                    entry.get("hpkePublicKey") or "", entry.get("hpkeKeySha256") or ""
+                ),
             )
         )
     return found
