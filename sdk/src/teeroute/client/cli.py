@@ -1,0 +1,187 @@
+"""`teeroute proxy` and `teeroute attest`, registered into the `teeroute` CLI.
+
+    teeroute proxy --gateway URL [--policy FILE] [--host 127.0.0.1] [--port 8787]
+                   [--api-key-env TEEROUTE_API_KEY] [--allow-remote] [--verbose]
+    teeroute attest --gateway URL --model M [--policy FILE] [--api-key-env NAME] [--json]
+                    [--verbose]
+
+`attest` challenges the model's enclaves with a fresh nonce and prints which ones pass the
+policy (exit 0 if at least one does, 5 if none). Modules with the crypto and HTTP are imported
+only when a command runs, so the rest of the CLI never depends on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from teeroute.client.attest import Attestation
+
+DEFAULT_PORT = 8787
+DEFAULT_KEY_ENV = "TEEROUTE_API_KEY"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gateway", required=True, help="the gateway's URL (with or without /v1)")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        help="client policy file (YAML or JSON: allowedTee, allowedMeasurements, minimumTcb, "
+        "debugForbidden, maxEvidenceAge, trust: {simulatedRoot, tdxCollateral}); "
+        "default: hardware TEEs only",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        default=DEFAULT_KEY_ENV,
+        metavar="NAME",
+        help=f"environment variable holding the API key (default {DEFAULT_KEY_ENV})",
+    )
+    parser.add_argument("--verbose", action="store_true", help="more detail on stderr")
+
+
+def register_proxy(commands: Any) -> None:
+    parser = commands.add_parser(
+        "proxy",
+        help="a local OpenAI endpoint sealing every request to an enclave verified here",
+    )
+    _common(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow binding a non-loopback address (others could then use your key)",
+    )
+    parser.set_defaults(handler=_proxy)
+
+
+def register_attest(commands: Any) -> None:
+    parser = commands.add_parser(
+        "attest", help="challenge a model's enclaves through the gateway and verify them here"
+    )
+    _common(parser)
+    parser.add_argument("--model", required=True, help="the public model name")
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    parser.set_defaults(handler=_attest)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    from teeroute.attestation.cli import UsageError
+    from teeroute.client.policy import load_policy
+    from teeroute.client.proxy import ProxyServer
+    from teeroute.client.session import SealedClient
+
+    if not is_loopback(args.host) and not args.allow_remote:
+        raise UsageError(
+            f"--host {args.host} is not a loopback address: anyone reaching it could spend "
+            "your key (pass --allow-remote to do it anyway)"
+        )
+    policy = load_policy(args.policy)
+    key = os.environ.get(args.api_key_env) or None
+    client = SealedClient(args.gateway, key, policy)
+    try:
+        server = ProxyServer((args.host, args.port), client, key, verbose=args.verbose)
+    except OSError as exc:
+        client.close()
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    shown = f"[{host}]" if ":" in host else host
+    print(
+        f"teeroute proxy: http://{shown}:{port}/v1 -> {client.gateway_url} "
+        f"(sealed; policy: {policy.source})",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        client.close()
+    return 0
+
+
+def _attest(args: argparse.Namespace) -> int:
+    from teeroute.client.policy import load_policy
+    from teeroute.client.session import SealedClient
+
+    policy = load_policy(args.policy)
+    client = SealedClient(args.gateway, os.environ.get(args.api_key_env) or None, policy)
+    try:
+        outcome = client.attest(args.model)
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps(attestation_json(outcome), indent=2))
+    else:
+        print_attestation(outcome, args.verbose)
+    if not outcome.verified:
+        print(f"no enclave of {args.model} passed the policy ({policy.source})", file=sys.stderr)
+        return 5
+    return 0
+
+
+def attestation_json(outcome: Attestation) -> dict[str, Any]:
+    def checks(items: Any) -> list[dict[str, str]]:
+        return [{"name": c.name, "status": c.status, "detail": c.detail} for c in items]
+
+    return {
+        "model": outcome.model,
+        "at": outcome.at.isoformat(),
+        "verified": [
+            {
+                "pool": v.pool,
+                "endpoint_id": v.endpoint_id,
+                "tee": v.tee,
+                "measurement": v.measurement,
+                "chip_id": v.chip_id,
+                "hpke_key_sha256": v.hpke_key_sha256,
+                "signing_key_sha256": v.signing_key_sha256,
+                "checks": checks(v.checks),
+            }
+            for v in outcome.verified
+        ],
+        "refused": [
+            {
+                "pool": r.pool,
+                "endpoint_id": r.endpoint_id,
+                "tee": r.tee,
+                "failed": list(r.failed),
+                "checks": checks(r.checks),
+            }
+            for r in outcome.refused
+        ],
+    }
+
+
+def print_attestation(outcome: Attestation, verbose: bool) -> None:
+    marks = {"passed": "ok  ", "failed": "FAIL", "not_checked": "--  "}
+    print(f"{outcome.model}: {len(outcome.verified)} verified, {len(outcome.refused)} refused")
+    for v in outcome.verified:
+        print(f"verified  {v.endpoint_id}  {v.tee}  pool {v.pool}")
+        print(f"    measurement {v.measurement}")
+        print(f"    chip        {v.chip_id}")
+        print(f"    hpke key    {v.hpke_key_sha256}")
+        print(f"    signing key {v.signing_key_sha256}")
+        if verbose:
+            for c in v.checks:
+                print(f"    {marks[c.status]} {c.name:<34} {c.detail}")
+    for r in outcome.refused:
+        print(f"REFUSED   {r.endpoint_id}  {r.tee or '?'}  pool {r.pool or '?'}: {r.reason}")
+        for c in r.checks:
+            if verbose or c.status == "failed":
+                print(f"    {marks[c.status]} {c.name:<34} {c.detail}")
