@@ -1,0 +1,338 @@
+"""Benchmark: sealed against plain throughput and added latency through the same gateway.
+
+    python3 -m uv run --frozen python e2e/bench/sealed.py [--quick] [--pool N] [--out DIR]
+        [--seconds N] [--warmup N] [--rounds N] [--cost-iterations N]   (override the profile)
+
+Starts, on loopback, the engine simulator (unpaced), the enclave agent on the simulated TEE
+in front of it (its evidence verified, its keys written as the pool's lease) and one gateway
+from a file config with three Routes on that pool: `sealing: off` (plain hop), `gateway` (the
+gateway seals plain requests to the enclave and opens the answers) and `required` (requests
+sealed by the client, passed through unopened). Each mode is probed end to end, then loaded
+with wrk, non-streamed and streamed (max_tokens 16): latency added at moderate load (p50/p99),
+max requests/s, CPU per request of the gateway, the agent and the engine, and the sealed /
+plain ratios (target: at least 0.9x). Afterwards the gateway's ledger must hold a `valid`
+receipt for every answered sealed request. The client's own sealing cost is measured apart
+(wrk sends pre-sealed bodies). The gateway runs alone on core 0; the agent, the engine, wrk
+and this harness share core 1. Writes sealed.json and sealed.md; the quick profile takes
+about 2 minutes, the default about 9. The helpers live in `sealedbench/` (and `gatewaybench/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, NoReturn
+
+from gatewaybench import targets
+from gatewaybench.procs import BenchError, Fleet, Service, free_port, wait_ready
+from sealedbench import client, ledger, load, miner, modes, report, stats
+from sealedbench.modes import MODES, Mode
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_VALID_FOR = dt.timedelta(hours=24)
+WARMUP_CONNECTIONS = load.MAX_CONNECTIONS  # fills the gateway's pool of agent connections
+KINDS = (("non_streamed", False), ("streamed", True))
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    warmup_s: int
+    run_s: int
+    rounds: int
+    cost_iterations: int
+
+
+FULL = Profile("full", 5, 14, 3, 2000)
+QUICK = Profile("quick", 2, 8, 1, 300)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (about 2 minutes)")
+    parser.add_argument("--pool", type=int, default=2000, help="distinct sealed bodies per kind")
+    parser.add_argument("--out", type=Path, default=ROOT / "e2e" / "bench" / "results")
+    parser.add_argument("--seconds", type=int, help="each measured run (quick 8, default 14)")
+    parser.add_argument("--warmup", type=int, help="warm-up per mode and kind (quick 2, 5)")
+    parser.add_argument("--rounds", type=int, help="rounds of every run (quick 1, default 3)")
+    parser.add_argument("--cost-iterations", type=int, help="client micro-benchmark (300, 2000)")
+    args = parser.parse_args()
+    overrides = {
+        "run_s": args.seconds,
+        "warmup_s": args.warmup,
+        "rounds": args.rounds,
+        "cost_iterations": args.cost_iterations,
+    }
+    if any(v is not None and v < 1 for v in [args.pool, *overrides.values()]):
+        parser.error("counts and durations must be at least 1")
+    args.profile = profile(args.quick, {k: v for k, v in overrides.items() if v is not None})
+    return args
+
+
+def profile(quick: bool, overrides: dict[str, int]) -> Profile:
+    base = QUICK if quick else FULL
+    if not overrides:
+        return base
+    return replace(base, name=f"{base.name}, custom", **overrides)
+
+
+def expected_seconds(p: Profile) -> int:
+    """The load's length (setup, probes and pool sealing add some 15 s)."""
+    modes_by_kind = len(MODES) * len(KINDS)
+    return p.rounds * len(load.SCENARIOS) * len(MODES) * p.run_s + modes_by_kind * p.warmup_s
+
+
+def plan_cores() -> tuple[int | None, int | None, str]:
+    """(core of the gateway, core of agent + engine + wrk + harness, how it was said)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None, None, f"only {len(cores)} core available: nothing pinned, numbers shared"
+    gateway, rest = cores[0], cores[1]
+    said = (
+        f"core {gateway}: the gateway alone (`taskset -c {gateway}`); core {rest}: the enclave "
+        f"agent, the engine simulator, wrk (1 thread) and this harness (`taskset -c {rest}`)"
+    )
+    return gateway, rest, said
+
+
+def _run(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (done.stdout or done.stderr).strip()
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    return {
+        "cpu_model": models[0] if models else platform.processor(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_before": load_average(),
+    }
+
+
+def versions() -> dict[str, str]:
+    commit = _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = _run(["git", "-C", str(ROOT), "status", "--porcelain"])
+    return {
+        "teeroute": f"{commit}{'-dirty' if dirty else ''}",
+        "uvicorn": version("uvicorn"),
+        "uvloop": version("uvloop"),
+        "httptools": version("httptools"),
+        "cryptography": version("cryptography"),
+        "wrk": (_run(["wrk", "-v"]).split() or ["?", "?"])[1],
+    }
+
+
+def start_gateway(
+    fleet: Fleet, workdir: Path, config: str, core: int | None
+) -> tuple[Service, str, str]:
+    config_file = workdir / "gateway.yaml"
+    config_file.write_text(config)
+    key = targets.create_key(config_file)
+    port = free_port()
+    argv = [*targets.teeroute_cli(), "gateway", "serve", "--config", str(config_file)]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    service = fleet.start("gateway", argv, core=core, cwd=workdir)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(service, url + "/readyz", targets.GATEWAY_START_TIMEOUT_S)
+    return service, url, key
+
+
+def probe_all(url: str, key: str, enclave: client.Enclave) -> dict[str, Any]:
+    """Each mode and kind once, end to end; the sealed ones must read the same text as plain
+    and have a `valid` receipt in the ledger (`GET /v1/generation`)."""
+    found: dict[str, Any] = {}
+    for mode in MODES:
+        for kind, stream in KINDS:
+            answer = client.probe(url, key, mode, stream, enclave)
+            baseline = found.get(f"plain/{kind}")
+            if baseline and answer["text"] != baseline["text"]:
+                raise BenchError(f"{mode.name}/{kind}: another answer than plain's")
+            if mode.name in modes.SEALED:
+                answer["receipt_status"] = client.receipt_status(url, key, answer["request_id"])
+                if answer["receipt_status"] != "valid":
+                    raise BenchError(f"{mode.name}/{kind}: receipt {answer['receipt_status']!r}")
+            found[f"{mode.name}/{kind}"] = answer
+    return found
+
+
+def pools(workdir: Path, enclave: client.Enclave, size: int) -> dict[tuple[str, bool], Path]:
+    """A pool file per mode and kind: the plain body once, or `size` sealed ones."""
+    files = {}
+    for mode in MODES:
+        for kind, stream in KINDS:
+            bodies = (
+                client.sealed_pool(enclave, mode.model, stream, size)
+                if mode.client_sealed
+                else [modes.body(mode.model, stream)]
+            )
+            files[(mode.name, stream)] = load.write_pool(
+                workdir / f"pool-{mode.name}-{kind}.txt", bodies
+            )
+    return files
+
+
+def measure_all(
+    url: str,
+    key: str,
+    files: dict[tuple[str, bool], Path],
+    services: dict[str, Service],
+    args: argparse.Namespace,
+    work: Path,
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, int]]:
+    """Warm-ups, then every scenario with the modes in turn (reversed in odd rounds).
+    Returns the runs and, per mode, the requests wrk saw answered 200 (warm-ups included)."""
+    profile: Profile = args.profile
+    answered = {mode.name: 0 for mode in MODES}
+
+    def one(mode: Mode, scenario: load.Scenario, seconds: int) -> dict[str, Any]:
+        pool = files[(mode.name, scenario.stream)]
+        first = pool.read_bytes().split(b"\n", 1)[0]
+        spec = load.load_for(mode, scenario, first, key, seconds)
+        run = load.measure(url, spec, pool, work, args.load_core, services)
+        answered[mode.name] += run["requests"] - run["non200"] - run["bad_body"]
+        return run
+
+    for mode in MODES:
+        for _, stream in KINDS:
+            one(mode, load.Scenario("warmup", stream, WARMUP_CONNECTIONS, 0), profile.warmup_s)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        m.name: {s.name: [] for s in load.SCENARIOS} for m in MODES
+    }
+    for round_ in range(profile.rounds):
+        order = MODES if round_ % 2 == 0 else tuple(reversed(MODES))
+        for scenario in load.SCENARIOS:
+            for mode in order:
+                run = one(mode, scenario, profile.run_s)
+                runs[mode.name][scenario.name].append(run)
+                print(
+                    f"  round {round_ + 1} {scenario.name:18} {mode.name:8} "
+                    f"{run['rps']:7.0f} req/s  p50 {run['p50_ms']:6.2f} ms  "
+                    f"p99 {run['p99_ms']:6.2f} ms  errors {run['errors']}",
+                    flush=True,
+                )
+    return runs, answered
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    if reason := targets.gateway_unavailable():
+        raise BenchError(reason)
+    with Fleet(work) as fleet:
+        engine = targets.start_simulator(fleet, args.load_core)
+        chips = miner.chip_dir(work / "chips")
+        agent, agent_url = miner.start_agent(fleet, chips, engine.url, args.load_core)
+        lease = miner.verified_lease(agent_url, chips, LEASE_VALID_FOR)
+        gateway, url, key = start_gateway(
+            fleet, work, modes.gateway_config(lease), args.target_core
+        )
+        print(f"engine, agent and gateway (pid {gateway.pid}) ready; probing", flush=True)
+        enclave = client.Enclave.from_lease(lease)
+        probes = probe_all(url, key, enclave)
+        print("measuring the client's own sealing cost", flush=True)
+        cost = {
+            kind: client.client_cost(
+                modes.BY_NAME["client"].model,
+                stream,
+                probes[f"client/{kind}"]["frames"],
+                args.profile.cost_iterations,
+            )
+            for kind, stream in KINDS
+        }
+        print(f"sealing {args.pool} bodies per kind for the client-sealed load", flush=True)
+        files = pools(work, enclave, args.pool)
+        services = {"gateway": gateway, "agent": agent, "engine": engine.service}
+        runs, answered = measure_all(url, key, files, services, args, work)
+        fleet.stop(gateway)  # settles and closes the ledger: every record is in the file
+        rows = ledger.read(work / "ledger.db")
+    counted = {
+        mode.name: (mode.model, answered[mode.name] + len(KINDS), mode.name in modes.SEALED)
+        for mode in MODES
+    }  # the probes were answered too
+    return {
+        "runs": runs,
+        "probes": {k: _probe_summary(v) for k, v in probes.items()},
+        "client_cost": cost,
+        "ledger": ledger.summary(rows, counted),
+        "lease": {k: lease[k] for k in ("tee", "hpkeKeySha256", "signingKeySha256")},
+    }
+
+
+def _probe_summary(probe: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in probe.items() if k not in ("frames", "text")}
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)  # unwinds through Fleet, which stops every process
+
+
+def main() -> int:
+    args = parse_args()
+    args.target_core, args.load_core, layout = plan_cores()
+    if args.load_core is not None:
+        os.sched_setaffinity(0, {args.load_core})
+    signal.signal(signal.SIGTERM, _terminate)
+    facts = machine()
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    with tempfile.TemporaryDirectory(prefix="teeroute-sealedbench-") as tmp:
+        try:
+            found = run(args, Path(tmp))
+        except BenchError as exc:
+            print(f"sealed benchmark failed: {exc}", file=sys.stderr)
+            return 1
+    facts["load_after"] = load_average()
+    cores = (args.target_core, args.load_core)
+    results = {
+        mode: {scenario: stats.merge(parts, cores) for scenario, parts in by.items()}
+        for mode, by in found.pop("runs").items()
+    }
+    doc: dict[str, Any] = {
+        "benchmark": "sealed",
+        "when": started,
+        "profile": args.profile.name,
+        "command": "python3 -m uv run --frozen python e2e/bench/sealed.py "
+        + " ".join(sys.argv[1:]),
+        "machine": facts,
+        "versions": versions(),
+        "layout": layout,
+        "cores": {"gateway": args.target_core, "load": args.load_core},
+        "profile_settings": asdict(args.profile) | {"pool": args.pool},
+        "setup_notes": report.setup_notes(asdict(args.profile), args.pool),
+        "results": results,
+        "comparison": stats.compare(results, modes.SEALED),
+        **found,
+    }
+    doc["checks"] = stats.verdicts(doc)
+    doc["notes"] = report.observations(doc, args.quick)
+    json_path, md_path = report.write(args.out, doc)
+    print(report.render(doc))
+    print(f"wrote {json_path} and {md_path}")
+    complete = all(row["pass"] is not None for row in doc["checks"])
+    errors = sum(stats.errors(r) for r in results.values())
+    problems = sum(t["problems"] for t in doc["ledger"].values())
+    return 0 if complete and not errors and not problems else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: every started process was stopped", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,15 @@
+"""Helpers of the sealed-mode benchmark (`e2e/bench/sealed.py`), one concept per module. The
+process handling, wrk's summary and /proc readings come from `gatewaybench`.
+
+- `modes`: the three ways through the gateway (plain hop, gateway-sealed, client-sealed), the
+  request bodies and the gateway's file config with one Route per mode (pure).
+- `miner`: the enclave agent on a simulated TEE in front of the engine simulator, its
+  evidence verified and turned into the lease an operator would write.
+- `client`: sealing requests as a client does, the probes that check each mode end to end,
+  and the micro-benchmark of the client's own per-request cost.
+- `load`: wrk cycling through a pool of request bodies; one measured run with the CPU time of
+  the gateway, the agent and the engine.
+- `ledger`: what the gateway's SQLite ledger recorded per mode (receipt verdicts).
+- `stats`: pure arithmetic: rounds merged, ratios, added latency, the bottleneck, verdicts.
+- `report`: the markdown table and the JSON document.
+"""

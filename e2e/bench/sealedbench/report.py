@@ -1,0 +1,316 @@
+"""The benchmark's outputs: `sealed.json` (everything measured, each round included) and
+`sealed.md` (mode x metric tables for non-streamed and streamed requests, the ledger's receipt
+verdicts, the client's own cost, the goals with pass/miss, the machine and the layout), and
+the observations that qualify the numbers. `render` and `observations` are pure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gatewaybench.report import Getter, show, verdict_text
+
+from sealedbench.load import MAX_CONNECTIONS, MODERATE_CONNECTIONS, THINK_MS
+from sealedbench.modes import MAX_TOKENS, MODES
+
+HEADS = " | ".join(mode.label for mode in MODES)
+
+
+def _rows(moderate: str, maximum: str, kind: str) -> tuple[tuple[str, Getter], ...]:
+    m, x, c = moderate, maximum, ("cmp", kind)
+    return (
+        ("moderate load: achieved req/s", show("{:.0f}", (m, "rps"))),
+        ("moderate load: p50 / p99 ms", show("{:.2f} / {:.2f}", (m, "p50_ms"), (m, "p99_ms"))),
+        (
+            "**added p50 / p99 ms** (vs plain, moderate load)",
+            show("{:+.2f} / {:+.2f}", (*c, "added_p50_ms"), (*c, "added_p99_ms")),
+        ),
+        ("**max req/s** (64 connections)", show("{:.0f}", (x, "rps"))),
+        ("**sealed / plain max req/s**", show("{:.2f}x", (*c, "throughput_ratio"))),
+        ("max load: p50 / p99 ms", show("{:.1f} / {:.1f}", (x, "p50_ms"), (x, "p99_ms"))),
+        ("max load: limited by", show("{}", (x, "bottleneck"))),
+        ("max load: gateway CPU (1.0 = a core)", show("{:.2f}", (x, "cpu_util", "gateway"))),
+        (
+            "max load: busy core 0 / core 1",
+            show("{:.2f} / {:.2f}", (x, "core_busy", "0"), (x, "core_busy", "1")),
+        ),
+        (
+            "CPU ms per request: gateway",
+            show("{:.3f}", (x, "cpu_ms_per_request", "gateway")),
+        ),
+        (
+            "CPU ms per request: agent / engine",
+            show(
+                "{:.3f} / {:.3f}",
+                (x, "cpu_ms_per_request", "agent"),
+                (x, "cpu_ms_per_request", "engine"),
+            ),
+        ),
+        (
+            "CPU ms per request: rest of core 1 (wrk, harness)",
+            show("{:.3f}", (x, "load_core_rest_ms_per_request")),
+        ),
+        ("requests per gateway CPU-second", show("{:.0f}", (x, "requests_per_gateway_cpu_s"))),
+        (
+            "**gateway capacity sealed / plain** (per gateway CPU-s)",
+            show("{:.2f}x", (*c, "gateway_capacity_ratio")),
+        ),
+        (
+            "errors (non-200, bad body, socket): moderate / max",
+            show("{} / {}", (m, "errors"), (x, "errors")),
+        ),
+        (
+            "connections dropped by a full listen queue: moderate / max",
+            show("{} / {}", (m, "listen_overflows"), (x, "listen_overflows")),
+        ),
+    )
+
+
+NON_STREAMED = _rows("moderate", "max", "non_streamed")
+STREAMED = _rows("streamed_moderate", "streamed_max", "streamed")
+
+
+def _table(doc: dict[str, Any], rows: tuple[tuple[str, Getter], ...]) -> list[str]:
+    views = {
+        mode.name: {**doc["results"].get(mode.name, {}), "cmp": doc["comparison"].get(mode.name)}
+        for mode in MODES
+    }
+    lines = [f"| metric | {HEADS} |", "|---" * (len(MODES) + 1) + "|"]
+    for label, get in rows:
+        cells = [get(views[mode.name]) or "—" for mode in MODES]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ledger(doc: dict[str, Any]) -> list[str]:
+    lines = [
+        "| mode | records | receipt `valid` | answered by the clients | cancelled by wrk "
+        "at a run's end | flagged | records by outcome/receipt |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode in MODES:
+        t = doc["ledger"].get(mode.name)
+        if not t:
+            continue
+        flagged = ", ".join(f"{k} {v}" for k, v in t["flagged"].items()) or "0"
+        outcomes = ", ".join(f"`{k}` {v}" for k, v in t["by_outcome_and_receipt"].items())
+        lines.append(
+            f"| {mode.label} | {t['records']} | {t['valid']} | {t['completed_by_clients']} | "
+            f"{t['cancelled']} | {flagged} | {outcomes} |"
+        )
+    return lines
+
+
+def _client_cost(doc: dict[str, Any]) -> list[str]:
+    cost = doc.get("client_cost") or {}
+    kinds = [k for k in ("non_streamed", "streamed") if k in cost]
+    if not kinds:
+        return ["not measured"]
+    rows: tuple[tuple[str, Getter], ...] = (
+        ("frames per answer / plaintext bytes", show("{} / {}", ("frames",), ("answer_bytes",))),
+        (
+            "seal the request (HPKE + AEAD + JSON), µs median / p99",
+            show("{:.0f} / {:.0f}", ("seal", "median_us"), ("seal", "p99_us")),
+        ),
+        (
+            "open the frames, µs median / p99",
+            show("{:.0f} / {:.0f}", ("open", "median_us"), ("open", "p99_us")),
+        ),
+        (
+            "verify the receipt (Ed25519), µs median / p99",
+            show("{:.0f} / {:.0f}", ("verify", "median_us"), ("verify", "p99_us")),
+        ),
+        (
+            "**total per request, µs median / mean**",
+            show("{:.0f} / {:.0f}", ("total", "median_us"), ("total", "mean_us")),
+        ),
+        ("requests one client core can seal + open + verify per s", show(
+            "{:.0f}", ("requests_per_core_s",))),
+    )  # fmt: skip
+    lines = ["| client's work | " + " | ".join(k.replace("_", "-") for k in kinds) + " |"]
+    lines.append("|---" * (len(kinds) + 1) + "|")
+    for label, get in rows:
+        lines.append(f"| {label} | " + " | ".join(get(cost[k]) or "—" for k in kinds) + " |")
+    return lines
+
+
+def render(doc: dict[str, Any]) -> str:
+    goals = ["| goal | mode | verdict |", "|---|---|---|"]
+    goals += [f"| {r['goal']} | {r['mode']} | {verdict_text(r)} |" for r in doc["checks"]]
+    m, v = doc["machine"], doc["versions"]
+    facts = [
+        f"- machine: {m['cpu_model']}, {m['cpus']} cores, {m['platform']}; "
+        f"load average {m['load_before']} before, {m['load_after']} after",
+        f"- Python {m['python']}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- layout: {doc['layout']}",
+        *(f"- {line}" for line in doc["setup_notes"]),
+    ]
+    notes = [f"- {note}" for note in doc["notes"]] or ["- none"]
+    return "\n".join(
+        [
+            f"# Sealed-mode benchmark ({doc['when']}, {doc['profile']} profile)",
+            "",
+            f"`{doc['command']}`",
+            "",
+            "Sealed against plain through the same gateway process, enclave agent and engine "
+            "simulator. Client-sealed columns exclude the client's own sealing work (wrk sends "
+            "pre-sealed bodies); that cost is measured separately below.",
+            "",
+            "## Non-streamed requests (max_tokens 16)",
+            "",
+            *_table(doc, NON_STREAMED),
+            "",
+            "## Streamed requests (max_tokens 16, usage included)",
+            "",
+            *_table(doc, STREAMED),
+            "",
+            "## Receipts in the gateway's ledger",
+            "",
+            *_ledger(doc),
+            "",
+            "## The client's own cost of sealing (not the gateway's)",
+            "",
+            *_client_cost(doc),
+            "",
+            "## Goals",
+            "",
+            *goals,
+            "",
+            "## Setup",
+            "",
+            *facts,
+            "",
+            "## Notes",
+            "",
+            *notes,
+            "",
+        ]
+    )
+
+
+def _limit_note(mode: str, kind: str, row: dict[str, Any]) -> list[str]:
+    """What limited the max-load runs, and so what the end-to-end ratio measures."""
+    ratio, limit = row["throughput_ratio"], row["bottleneck"]
+    if ratio is None or limit is None:
+        return []
+    gateway_side, agent_side = "gateway" in limit or "other processes" in limit, "agent" in limit
+    if gateway_side and agent_side:
+        what = "the sealing cost of the gateway and of the agent together"
+    elif gateway_side:
+        what = "the gateway's own cost of sealing (and any other tenant of its core)"
+    elif agent_side:
+        what = (
+            "mostly the agent's cost (opening the request, sealing the frames, signing the "
+            "receipt) on the core it shares with the engine and wrk, not the gateway's"
+        )
+    else:
+        what = "latency, not CPU (neither core was full)"
+    said = (
+        f"{mode} / {kind}: the max load was limited by {limit} (plain: "
+        f"{row['plain_bottleneck']}), so the end-to-end ratio {ratio:.2f}x measures {what}"
+    )
+    gateway, agent = row["added_gateway_cpu_ms_per_request"], row["added_agent_cpu_ms_per_request"]
+    capacity = row["gateway_capacity_ratio"]
+    if gateway is not None and agent is not None and capacity is not None:
+        said += (
+            f"; sealing added {gateway:+.3f} ms of gateway CPU per request (its capacity ratio "
+            f"{capacity:.2f}x) and {agent:+.3f} ms of agent CPU"
+        )
+    return [said]
+
+
+def _run_notes(name: str, part: dict[str, Any], target_core: int | None) -> list[str]:
+    said = []
+    if part.get("errors"):
+        said.append(
+            f"**{name}: {part['errors']} errors** of {part['requests']} requests "
+            f"(first: {part['first_bad'][:160] or 'socket'})"
+        )
+    if part.get("listen_overflows"):
+        said.append(
+            f"{name}: {part['listen_overflows']} connection attempts were dropped by a full "
+            "listen queue on the machine during the run (the agent's is the likely one: "
+            "ThreadingHTTPServer listens with a backlog of 5); each costs a SYN retransmission "
+            "of 1 s or more: its p99 is inflated"
+        )
+    util = (part.get("cpu_util") or {}).get("gateway")
+    busy = (part.get("core_busy") or {}).get(str(target_core))
+    if util is not None and busy is not None and busy - util > 0.1:
+        said.append(
+            f"{name}: core {target_core} was also busy {busy - util:.2f} with processes other "
+            "than the gateway (a shared machine): its numbers there are low"
+        )
+    return said
+
+
+def observations(doc: dict[str, Any], quick: bool) -> list[str]:
+    """What a reader must know to read the numbers: errors, what limited each saturating run
+    (and so what its ratio measures), a shared machine, a short run."""
+    said: list[str] = []
+    results, cores = doc["results"], doc["cores"]
+    target_core = cores["gateway"]
+    for mode in MODES:
+        for scenario, part in results.get(mode.name, {}).items():
+            said += _run_notes(f"{mode.name} / {scenario}", part, target_core)
+    for mode, kinds in doc["comparison"].items():
+        for kind, row in kinds.items():
+            said += _limit_note(mode, kind.replace("_", "-"), row)
+    load = doc["machine"].get("load_before", "").split()
+    if load and float(load[0]) > 0.5:
+        said.append(
+            f"load average {load[0]} before the run: other work on the machine may have "
+            "shared the cores (see the busy columns)"
+        )
+    if "dirty" in str(doc["versions"].get("teeroute", "")):
+        said.append("the working tree had uncommitted changes when this ran")
+    if quick:
+        said.append("quick profile: short runs, noisy numbers; not for the record")
+    return said
+
+
+def setup_notes(profile: dict[str, Any], pool: int) -> list[str]:
+    return [
+        "engine: the engine simulator (`--ttft-ms 0 --tokens-per-s 0`, one worker): answers "
+        "as fast as it can, so the hops, not generation, are measured",
+        "agent: `python -m teeroute_enclave` on the simulated TEE (a fresh root CA and chip "
+        "key), its evidence verified against a fresh nonce (policy: simulated, no debug) and "
+        "written as the pool's lease in the gateway's file config with its HPKE and signing "
+        "keys, as the operator's sweeper would",
+        "gateway: `teeroute gateway serve --workers 1` from a file config: one MinerPool "
+        "(the agent), three Routes on it: `sim-plain` (sealing off), `sim-gateway` (sealing "
+        "gateway), `sim-client` (sealing required); SQLite ledger, memory rate limiter with "
+        "limits far above the load, one API key",
+        "plain = gateway -> agent in clear -> engine; gateway-sealed = the client sends plain, "
+        "the gateway seals to the enclave key, opens the sealed frames and verifies the "
+        "receipt; client-sealed = bodies sealed by the client "
+        "(`teeroute.sealing.envelope.seal_request`, Content-Type "
+        "`application/vnd.teeroute.sealed+json`), forwarded unopened, the receipt verified",
+        f"client-sealed load: {pool} distinct bodies sealed before the run (one HPKE context "
+        "each), cycled through by wrk's `request()` hook (the agent does not refuse replays; "
+        "each request gets its own receipt); plain modes go through the same hook with a pool "
+        "of one body, so wrk does the same per request",
+        f"load: wrk, 1 thread; moderate = {MODERATE_CONNECTIONS} connections with a "
+        f"{THINK_MS} ms think time each; max = {MAX_CONNECTIONS} connections, no think time; "
+        "every 200 is checked (plain streams for `[DONE]`, whole answers for `usage`, sealed "
+        "answers for the receipt event); requests with one short user message, max_tokens "
+        f"{MAX_TOKENS}",
+        f"each run {profile['run_s']} s, {profile['rounds']} round(s) (modes in turn per "
+        "scenario, the order reversed in odd rounds; req/s and percentiles are the median over "
+        "the rounds, CPU per request is over all of them), after "
+        f"a {profile['warmup_s']} s warm-up per mode and kind at {MAX_CONNECTIONS} connections "
+        "(it fills the gateway's pool of connections to the agent); CPU seconds from /proc of each "
+        "process tree, busy time per core from /proc/stat",
+        "the ledger (`ledger_usage` in the gateway's SQLite file) is read after the gateway "
+        "stopped; before the load each mode's probe was checked end to end (same text as "
+        "plain; client-sealed frames opened and receipt verified by the client; "
+        "`GET /v1/generation` says `valid` for the sealed probes)",
+    ]
+
+
+def write(out: Path, doc: dict[str, Any]) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "sealed.json", out / "sealed.md"
+    json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    md_path.write_text(render(doc))
+    return json_path, md_path

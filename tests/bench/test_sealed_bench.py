@@ -1,0 +1,389 @@
+"""The sealed-mode benchmark's parts: the gateway config with one Route per mode, the pool
+script, sealing and opening as a client, the ledger tally, rounds merged, ratios, the
+bottleneck, the verdicts and the report; then one very short end-to-end run (about 30 s)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sealed
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from gatewaybench import procs, wrk
+from sealedbench import client, ledger, load, modes, report, stats
+
+from teeroute.sealing import envelope, hpke
+from teeroute.sealing.errors import SealingError
+from teeroute_gateway.ledger.sqlite_ops import SCHEMA
+from teeroute_gateway.sources import file as file_source
+
+BENCH = Path(sealed.__file__).resolve().parent
+CORES = (0, 1)
+
+
+def lease(public: bytes, signing: bytes) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return {
+        "url": "http://127.0.0.1:8443",
+        "attestedAt": now.strftime(fmt),
+        "expiresAt": (now + dt.timedelta(hours=1)).strftime(fmt),
+        "tee": "simulated",
+        "measurement": "ab" * 48,
+        "hpkeKeySha256": hashlib.sha256(public).hexdigest(),
+        "signingKeySha256": hashlib.sha256(signing).hexdigest(),
+        "hpkePublicKey": base64.b64encode(public).decode(),
+        "signingPublicKey": base64.b64encode(signing).decode(),
+    }
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[Any, bytes, ed25519.Ed25519PrivateKey]:
+    private, public = hpke.generate_key_pair()
+    return private, public, ed25519.Ed25519PrivateKey.generate()
+
+
+def test_the_gateway_loads_one_route_per_mode_on_the_attested_agent(
+    tmp_path: Path, keys: tuple[Any, bytes, ed25519.Ed25519PrivateKey]
+) -> None:
+    _, public, signer = keys
+    path = tmp_path / "gateway.yaml"
+    path.write_text(modes.gateway_config(lease(public, signer.public_key().public_bytes_raw())))
+    config = file_source.load(path)  # the gateway's own loader: the schema is the real one
+    sealing = {r.spec.model: r.spec.sealing for r in config.inventory.routes}
+    assert sealing == {"sim-plain": "off", "sim-gateway": "gateway", "sim-client": "required"}
+    [endpoint] = config.inventory.endpoints["default/sim"]
+    assert endpoint.hpke_public == public  # the published key matches its attested hash
+    assert endpoint.tee == "simulated"
+    assert config.settings.ledger == f"sqlite:///{tmp_path / 'ledger.db'}"  # where it is read
+
+
+def test_each_mode_checks_what_its_answers_must_hold() -> None:
+    plain, gateway, client_ = modes.MODES
+    assert (modes.expect(plain, False), modes.expect(gateway, True)) == ('"usage"', "[DONE]")
+    assert modes.expect(client_, False) == modes.expect(client_, True) == "event: receipt"
+    assert json.loads(modes.body("m", True))["stream_options"] == {"include_usage": True}
+    assert "stream" not in json.loads(modes.body("m", False))
+    assert modes.sealed_meta("m", False) == {
+        "path": "/v1/chat/completions", "model": "m", "stream": False, "max_tokens": 16,
+    }  # fmt: skip
+    assert modes.SEALED == ("gateway", "client")
+
+
+def test_listen_overflows_are_read_from_the_kernels_counters() -> None:
+    found = load.listen_overflows()
+    assert found is None or found >= 0
+
+
+def test_the_pool_script_cycles_through_the_file_with_the_sealed_type(tmp_path: Path) -> None:
+    pool = load.write_pool(tmp_path / "pool.txt", [b'{"a":1}', b'{"a":2}'])
+    assert pool.read_bytes() == b'{"a":1}\n{"a":2}\n'
+    spec = load.load_for(modes.BY_NAME["client"], load.SCENARIOS[1], b'{"a":1}', "sk-x", 5)
+    assert spec.headers["Content-Type"] == envelope.SEALED_CONTENT_TYPE
+    assert (spec.connections, spec.think_ms, spec.expect) == (64, 0, "event: receipt")
+    text = load.script(spec, pool)
+    assert f"for line in io.lines([==[{pool}]==])" in text
+    assert "function request()" in text and "wrk.format(nil, nil, nil, pool[next_body])" in text
+    assert text.startswith(wrk.lua_script(spec))  # gatewaybench's checks and summary kept
+    plain = load.load_for(modes.BY_NAME["plain"], load.SCENARIOS[0], b"{}", "sk-x", 5)
+    assert "Content-Type" not in plain.headers and plain.think_ms == load.THINK_MS
+    with pytest.raises(procs.BenchError):
+        load.write_pool(tmp_path / "bad.txt", [b"a\nb"])
+
+
+def test_pool_bodies_are_distinct_and_each_opens_in_the_enclave(
+    keys: tuple[Any, bytes, ed25519.Ed25519PrivateKey],
+) -> None:
+    private, public, signer = keys
+    enclave = client.Enclave.from_lease(lease(public, signer.public_key().public_bytes_raw()))
+    pool = client.sealed_pool(enclave, "sim-client", True, 5)
+    assert len(set(pool)) == 5
+    for raw in pool:
+        opened, _ = envelope.open_request(envelope.SealedRequest.parse(raw), private, public)
+        assert json.loads(opened) == modes.chat_request("sim-client", True)
+        assert envelope.SealedRequest.parse(raw).meta["stream"] is True
+
+
+def test_a_sealed_answer_opens_and_its_receipt_verifies_and_tampering_fails(
+    keys: tuple[Any, bytes, ed25519.Ed25519PrivateKey],
+) -> None:
+    private, public, signer = keys
+    enclave = client.Enclave.from_lease(lease(public, signer.public_key().public_bytes_raw()))
+    pieces = [b'{"choices":[{"message":{"content":"hi"}}],', b'"usage":{"completion_tokens":1}}']
+    request, opener = client.seal(enclave, "sim-client", False)
+    answer = client._enclave_answer(request.to_bytes(), private, public, signer, pieces)
+    opened = client.open_answer(answer, request, opener, enclave)
+    assert opened.frames == pieces
+    assert client.answer_text(opened.plaintext, False) == ("hi", 1, True)
+    assert opened.receipt.hpke_key_sha256 == enclave.hpke_key_sha256
+    request, opener = client.seal(enclave, "sim-client", False)
+    answer = client._enclave_answer(request.to_bytes(), private, public, signer, pieces)
+    cut = answer[: answer.index(b"event: receipt")]  # the receipt is missing
+    with pytest.raises(SealingError):
+        client.open_answer(cut, request, opener, enclave)
+
+
+def test_stream_text_is_the_deltas_and_usage_comes_from_the_usage_chunk() -> None:
+    sse = (
+        b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":"b"}}]}\n\n'
+        b'data: {"choices":[],"usage":{"completion_tokens":2}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    assert client.answer_text(sse, True) == ("ab", 2, True)
+    assert client.answer_text(sse.replace(b"data: [DONE]", b""), True)[2] is False
+
+
+def test_the_client_micro_benchmark_times_seal_open_and_verify() -> None:
+    cost = client.client_cost("sim-client", True, [b"data: x\n\n", b""], iterations=5)
+    assert (cost["iterations"], cost["frames"], cost["answer_bytes"]) == (5, 2, 9)
+    for phase in ("seal", "open", "verify", "total"):
+        assert cost[phase]["median_us"] > 0 and cost[phase]["p99_us"] >= cost[phase]["median_us"]
+    assert cost["total"]["median_us"] >= cost["seal"]["median_us"]
+    assert cost["requests_per_core_s"] > 0
+    with pytest.raises(procs.BenchError):
+        client.client_cost("m", False, [], iterations=1)
+
+
+ROWS = [
+    ("sim-plain", "ok", "", 100),
+    ("sim-plain", "cancelled", "", 3),
+    ("sim-gateway", "ok", "valid", 90),
+    ("sim-gateway", "cancelled", "missing", 2),
+    ("sim-client", "ok", "valid", 80),
+    ("sim-client", "receipt_invalid", "invalid", 1),
+]
+
+
+def test_the_ledger_tally_counts_valid_receipts_and_problems() -> None:
+    found = ledger.summary(
+        ROWS,
+        {
+            "plain": ("sim-plain", 100, False),
+            "gateway": ("sim-gateway", 90, True),
+            "client": ("sim-client", 81, True),
+        },
+    )
+    assert found["plain"] | {"by_outcome_and_receipt": None} == {
+        "records": 103, "by_outcome_and_receipt": None, "cancelled": 3, "valid": 0,
+        "flagged": {}, "completed_by_clients": 100, "problems": 0,
+    }  # fmt: skip
+    assert found["gateway"]["by_outcome_and_receipt"] == {"cancelled/missing": 2, "ok/valid": 90}
+    assert (found["gateway"]["valid"], found["gateway"]["problems"]) == (90, 0)
+    assert found["client"]["flagged"] == {"invalid": 1}
+    assert found["client"]["problems"] == 1 + 1  # one flagged, one answered without `valid`
+    assert ledger.tally(ROWS, "sim-plain", 104, sealed=False)["problems"] == 4
+
+
+def test_the_ledger_is_read_from_the_gateways_own_schema(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA)
+        for n, (model, outcome, status, _) in enumerate(ROWS):
+            db.execute(
+                "INSERT INTO ledger_usage VALUES "
+                "(?, 'h', 'a', ?, 'p', 'e', 'u', 1, 1, 1, 1, 0, 1.0, NULL, 200, ?, 0, 0, 0, 0, ?, "
+                "NULL)",
+                (f"r{n}", model, outcome, status),
+            )
+    assert sorted(ledger.read(path)) == sorted((m, o, s, 1) for m, o, s, _ in ROWS)
+    with pytest.raises(procs.BenchError, match="no ledger"):
+        ledger.read(tmp_path / "missing.db")
+
+
+def run(rps: float, p50: float, **changes: Any) -> dict[str, Any]:
+    base = {
+        "requests": int(rps * 10), "seconds": 10.0, "wall_s": 10.0, "rps": rps,
+        "p50_ms": p50, "p90_ms": p50 * 2, "p99_ms": p50 * 4, "mean_ms": p50, "max_ms": p50 * 9,
+        "non200": 0, "bad_body": 0, "socket_errors": 0, "errors": 0, "first_bad": "",
+        "connections": 64, "think_ms": 0,
+        "cpu_s": {"gateway": 5.0, "agent": 6.0, "engine": 2.0},
+        "core_busy_s": {"0": 5.2, "1": 9.9}, "listen_overflows": 0,
+    }  # fmt: skip
+    return base | changes
+
+
+def test_rounds_merge_into_one_row_with_cpu_per_request_and_the_bottleneck() -> None:
+    second = run(500, 4.0, errors=2, first_bad="502 x", listen_overflows=3)
+    row = stats.merge([run(1000, 2.0), second], CORES)
+    assert (row["requests"], row["seconds"], row["rps"]) == (15000, 20.0, 750.0)
+    assert (row["p50_ms"], row["p99_ms"], row["max_ms"]) == (3.0, 12.0, 36.0)
+    assert (row["errors"], row["first_bad"], row["listen_overflows"]) == (2, "502 x", 3)
+    assert stats.merge([run(1, 1, listen_overflows=None)], CORES)["listen_overflows"] is None
+    assert row["cpu_util"] == {"gateway": 0.5, "agent": 0.6, "engine": 0.2}
+    assert row["cpu_ms_per_request"]["gateway"] == pytest.approx(10 / 15, abs=1e-4)
+    assert row["core_busy"] == {"0": 0.52, "1": 0.99}
+    assert row["requests_per_gateway_cpu_s"] == 1500.0
+    rest = (19.8 - 16) * 1000 / 15000
+    assert row["load_core_rest_ms_per_request"] == pytest.approx(rest, abs=1e-4)
+    assert row["bottleneck"] == "core 1 (agent + engine + wrk)"
+    assert [r["rps"] for r in row["by_round"]] == [1000, 500]
+    median = stats.merge([run(1000, 2.0), run(400, 9.0), run(1100, 2.2)], CORES)
+    assert (median["rps"], median["p50_ms"]) == (1000, 2.2)  # one disturbed round: no change
+    with pytest.raises(ValueError):
+        stats.merge([], CORES)
+
+
+@pytest.mark.parametrize(
+    ("gateway", "busy", "expected"),
+    [
+        (0.95, {"0": 0.96, "1": 0.5}, "gateway (core 0)"),
+        (0.5, {"0": 0.99, "1": 0.5}, "core 0 (gateway + other processes)"),
+        (0.95, {"0": 0.99, "1": 0.97}, "gateway (core 0) and core 1 (agent + engine + wrk)"),
+        (0.3, {"0": 0.3, "1": 0.5}, "neither core saturated"),
+    ],
+)
+def test_the_bottleneck_is_the_full_core(
+    gateway: float, busy: dict[str, float], expected: str
+) -> None:
+    assert (
+        stats.bottleneck({"cpu_util": {"gateway": gateway}, "core_busy": busy}, CORES) == expected
+    )
+    assert stats.bottleneck({}, (None, None)) == "neither core saturated"
+
+
+def results() -> dict[str, dict[str, Any]]:
+    def mode(rps: float, p50: float, gateway_cpu: float) -> dict[str, Any]:
+        cpu = {"gateway": gateway_cpu, "agent": 6.0, "engine": 2.0}
+        return {
+            name: stats.merge([run(rps, p50, cpu_s=cpu, think_ms=think)], CORES)
+            for name, think in (
+                ("moderate", 10), ("max", 0), ("streamed_moderate", 10), ("streamed_max", 0),
+            )
+        }  # fmt: skip
+
+    return {
+        "plain": mode(1000, 2.0, 4.0),
+        "gateway": mode(950, 2.5, 4.0),
+        "client": mode(500, 3.0, 8.0),
+    }
+
+
+def document(found: dict[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "when": "2026-01-01T00:00:00+00:00",
+        "profile": "quick",
+        "command": "python3 -m uv run --frozen python e2e/bench/sealed.py --quick",
+        "machine": {
+            "cpu_model": "AMD EPYC", "cpus": 2, "platform": "Linux", "python": "3.11.7",
+            "load_before": "0.90 0.5 0.5", "load_after": "1.00",
+        },
+        "versions": {"teeroute": "abc1234-dirty", "wrk": "4.1.0"},
+        "layout": "core 0: the gateway alone",
+        "cores": {"gateway": 0, "load": 1},
+        "setup_notes": report.setup_notes({"run_s": 8, "rounds": 1, "warmup_s": 2}, 2000),
+        "results": found,
+        "comparison": stats.compare(found, modes.SEALED),
+        "ledger": ledger.summary(
+            ROWS,
+            {
+                "plain": ("sim-plain", 100, False),
+                "gateway": ("sim-gateway", 90, True),
+                "client": ("sim-client", 81, True),
+            },
+        ),
+        "client_cost": {
+            "non_streamed": client.client_cost("sim-client", False, [b"{}"], iterations=3)
+        },
+    }  # fmt: skip
+    doc["checks"] = stats.verdicts(doc)
+    doc["notes"] = report.observations(doc, quick=True)
+    return doc
+
+
+def test_sealed_modes_are_compared_with_plain() -> None:
+    compared = stats.compare(results(), modes.SEALED)
+    gateway, client_ = compared["gateway"]["non_streamed"], compared["client"]["streamed"]
+    assert (gateway["added_p50_ms"], gateway["added_p99_ms"]) == (0.5, 2.0)
+    assert gateway["throughput_ratio"] == 0.95
+    assert gateway["gateway_capacity_ratio"] == 0.95  # same CPU, fewer requests
+    assert client_["throughput_ratio"] == 0.5
+    assert client_["gateway_capacity_ratio"] == 0.25
+    assert client_["added_gateway_cpu_ms_per_request"] == pytest.approx(1.2, abs=1e-3)
+    assert client_["added_agent_cpu_ms_per_request"] == pytest.approx(0.6, abs=1e-3)
+    assert stats.compare({}, modes.SEALED)["gateway"]["streamed"]["throughput_ratio"] is None
+
+
+def test_verdicts_name_each_goal_per_mode_with_its_value() -> None:
+    doc = document(results())
+    rows = {(r["goal"][:40], r["mode"]): r for r in doc["checks"]}
+    ratio = "sealed / plain max req/s ≥ 0.9x, non-str"
+    assert (rows[(ratio, "gateway")]["value"], rows[(ratio, "gateway")]["pass"]) == (0.95, True)
+    assert rows[(ratio, "client")]["pass"] is False
+    assert (ratio, "plain") not in rows
+    receipts_ = "every answered sealed request has a ledg"
+    assert rows[(receipts_, "gateway")]["pass"] is True
+    assert (rows[(receipts_, "client")]["value"], rows[(receipts_, "client")]["pass"]) == (2, False)
+    assert rows[("every request answered 200 and checked", "plain")]["pass"] is True
+    assert {r["pass"] for r in stats.verdicts({"results": {}})} == {None}
+
+
+def test_report_has_both_tables_the_ledger_client_cost_goals_and_layout(tmp_path: Path) -> None:
+    doc = document(results())
+    text = report.render(doc)
+    lines = text.splitlines()
+    head = "| metric | plain hop (sealing off) | gateway-sealed | client-sealed (passed through) |"
+    assert lines.count(head) == 2
+    expected = [
+        "| **sealed / plain max req/s** | — | 0.95x | 0.50x |",
+        "| **added p50 / p99 ms** (vs plain, moderate load) | — | +0.50 / +2.00 | +1.00 / +4.00 |",
+        "| gateway-sealed | 92 | 90 | 90 | 2 | 0 | `cancelled/missing` 2, `ok/valid` 90 |",
+        "| client's work | non-streamed |",
+        "| sealed / plain max req/s ≥ 0.9x, non-streamed (end to end) | client | "
+        "**miss** (0.50 x) |",
+        "- layout: core 0: the gateway alone",
+    ]  # fmt: skip
+    assert [line for line in expected if line not in lines] == []
+    assert "| max load: limited by | core 1 (agent + engine + wrk) | " in text
+    assert "teeroute abc1234-dirty" in text
+    said = " ".join(doc["notes"])
+    assert "client / non-streamed: the max load was limited by core 1" in said
+    assert "mostly the agent's cost" in said
+    assert "load average 0.90 before the run" in said
+    assert "uncommitted changes" in said and "quick profile" in said
+    json_path, md_path = report.write(tmp_path, doc)
+    assert json.loads(json_path.read_text())["results"]["plain"]["max"]["rps"] == 1000
+    assert md_path.read_text() == text
+    doc["results"]["plain"]["max"] |= {"listen_overflows": 4, "errors": 1, "first_bad": "502 x"}
+    said = " ".join(report.observations(doc, quick=False))
+    assert "plain / max: 4 connection attempts were dropped by a full listen queue" in said
+    assert "**plain / max: 1 errors** of 10000 requests (first: 502 x)" in said
+    assert "quick profile" not in said
+
+
+def test_profiles_take_about_two_and_nine_minutes() -> None:
+    assert 90 <= sealed.expected_seconds(sealed.QUICK) + 20 <= 180
+    assert 480 <= sealed.expected_seconds(sealed.FULL) + 30 <= 600
+    custom = sealed.profile(True, {"run_s": 1})
+    assert (custom.name, custom.run_s, custom.rounds) == ("quick, custom", 1, 1)
+    assert sealed.profile(False, {}) is sealed.FULL
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_a_one_second_run_measures_every_mode_and_every_receipt_is_valid(tmp_path: Path) -> None:
+    argv = [sys.executable, str(BENCH / "sealed.py"), "--quick", "--seconds", "1", "--warmup"]
+    argv += ["1", "--pool", "20", "--cost-iterations", "10", "--out", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    doc = json.loads((tmp_path / "sealed.json").read_text())
+    assert doc["profile"] == "quick, custom"
+    for mode in ("plain", "gateway", "client"):
+        for scenario in ("moderate", "max", "streamed_moderate", "streamed_max"):
+            part = doc["results"][mode][scenario]
+            assert part["requests"] > 0 and part["errors"] == 0, (mode, scenario, part)
+    for mode in ("gateway", "client"):
+        assert doc["ledger"][mode]["valid"] >= doc["ledger"][mode]["completed_by_clients"] > 0
+        assert doc["probes"][f"{mode}/streamed"]["receipt_status"] == "valid"
+    assert doc["comparison"]["client"]["streamed"]["throughput_ratio"] > 0
+    assert (tmp_path / "sealed.md").read_text().startswith("# Sealed-mode benchmark")
