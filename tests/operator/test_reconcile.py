@@ -189,6 +189,7 @@ def test_spec_changes_roll_out(kube: KubeRest, operator: OperatorProcess, namesp
             engine["image"] == "teeroute.dev/engine-sim:v2"
             and "qwen/Qwen2.5-7B-Instruct" in engine["args"]
             and deployment["status"].get("updatedReplicas") == 2
+            and deployment["status"].get("replicas") == 2  # no old pod left
             and pool_ready(kube, namespace, "rolling")
         )
 
