@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from ..gateway.miners import agent, chip_dir, verified_lease
-from ..gateway.procs import CLI, START_TIMEOUT_S, Proc, create_key, engine, free_port, gateway
+from ..gateway.procs import CLI, Proc, create_key, engine, free_port, gateway, started
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -72,28 +72,8 @@ def proxy(gw: Proc, policy: Path, key: str, log: Path) -> Iterator[Proc]:
     port = free_port()
     argv = [*CLI, "proxy", "--gateway", f"{gw.url}/v1", "--policy", str(policy)]
     argv += ["--port", str(port), "--api-key-env", KEY_ENV, "--verbose"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEEROUTE_")}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            argv, stdout=output, stderr=subprocess.STDOUT, env={**env, KEY_ENV: key}
-        )
-    proc = Proc(f"http://127.0.0.1:{port}", process, log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _healthy(proc.url + "/healthz"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the proxy did not start: {log.read_text()}")
-            time.sleep(0.05)
-        yield proc
-    finally:
-        proc.stop()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    with started(argv, port, log, "/healthz", {KEY_ENV: key}) as local:
+        yield local
 
 
 def write_policy(path: Path, chips: Path, measurement: str) -> Path:

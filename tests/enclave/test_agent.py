@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from teeroute.attestation import evidence, simulated
 from teeroute.attestation.policy import Policy
@@ -40,17 +38,7 @@ VECTORS = Path(__file__).parents[3] / "shared" / "vectors"
 
 @pytest.fixture(scope="module")
 def chip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("simulated-tee")
-    root, root_key = simulated.new_root(NOW)
-    chip, chip_key = simulated.issue_chip(root, root_key, "node-a", NOW)
-    (directory / "root.crt").write_bytes(root.public_bytes(Encoding.PEM))
-    (directory / "node-a.crt").write_bytes(chip.public_bytes(Encoding.PEM))
-    (directory / "node-a.key").write_bytes(
-        chip_key.private_bytes(
-            Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return directory
+    return simulated.write_chip_dir(tmp_path_factory.mktemp("simulated-tee"), "node-a", NOW)
 
 
 def serve(server: AgentServer) -> str:

@@ -8,48 +8,32 @@ import base64
 import datetime as dt
 import hashlib
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from teeroute.attestation import simulated
 from teeroute.attestation.evidence import EvidenceDocument, Trust, verify_document
 from teeroute.attestation.policy import Policy
 
-from .procs import START_TIMEOUT_S, Proc, free_port
+from .procs import Proc, free_port, started
 
 NODE = "node-a"
 
 
 def chip_dir(directory: Path) -> Path:
     """A simulated TEE: a root CA and one chip key, as the sandbox hands them to nodes."""
-    now = dt.datetime.now(dt.UTC)
-    root, root_key = simulated.new_root(now)
-    chip, chip_key = simulated.issue_chip(root, root_key, NODE, now)
-    (directory / "root.crt").write_bytes(root.public_bytes(Encoding.PEM))
-    (directory / f"{NODE}.crt").write_bytes(chip.public_bytes(Encoding.PEM))
-    (directory / f"{NODE}.key").write_bytes(
-        chip_key.private_bytes(
-            Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return directory
+    return simulated.write_chip_dir(directory, NODE, dt.datetime.now(dt.UTC))
 
 
 @contextmanager
 def agent(chips: Path, engine_url: str, log: Path, **env: str) -> Iterator[Proc]:
     port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("TEEROUTE_")}
-    environment |= {
+    settings = {
         "TEEROUTE_TEE": "simulated",
         "NODE_NAME": NODE,
         "TEEROUTE_SIMULATED_DIR": str(chips),
@@ -57,30 +41,8 @@ def agent(chips: Path, engine_url: str, log: Path, **env: str) -> Iterator[Proc]
         "TEEROUTE_ENGINE_URL": engine_url,
         **env,
     }
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "teeroute_enclave"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=environment,
-        )
-    proc = Proc(f"http://127.0.0.1:{port}", process, log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _healthy(proc.url + "/healthz"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the agent did not become healthy: {log.read_text()}")
-            time.sleep(0.05)
-        yield proc
-    finally:
-        proc.stop()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    with started([sys.executable, "-m", "teeroute_enclave"], port, log, "/healthz", settings) as p:
+        yield p
 
 
 def verified_lease(

@@ -48,14 +48,16 @@ class Proc:
 
 
 @contextmanager
-def started(argv: list[str], port: int, log: Path, probe: str) -> Iterator[Proc]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TEEROUTE_ENGINE_", "TEEROUTE_GATEWAY_"))
-    }
+def started(
+    argv: list[str], port: int, log: Path, probe: str, env: dict[str, str] | None = None
+) -> Iterator[Proc]:
+    """A process on `port` with only `env` of the TEEROUTE_ variables, ready once `probe`
+    answers 200."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TEEROUTE_")}
     with log.open("wb") as output:
-        process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            argv, stdout=output, stderr=subprocess.STDOUT, env={**environment, **(env or {})}
+        )
     proc = Proc(f"http://127.0.0.1:{port}", process, log)
     try:
         _wait(proc, probe)

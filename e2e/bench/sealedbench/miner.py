@@ -15,8 +15,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import Encoding
 from gatewaybench.procs import BenchError, Fleet, Service, free_port, wait_ready
 
 from teeroute.attestation import simulated
@@ -30,18 +28,7 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 def chip_dir(directory: Path) -> Path:
     """A simulated TEE: a root CA and one chip key, as the sandbox hands them to nodes."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    root, root_key = simulated.new_root(now)
-    chip, chip_key = simulated.issue_chip(root, root_key, NODE, now)
-    (directory / "root.crt").write_bytes(root.public_bytes(Encoding.PEM))
-    (directory / f"{NODE}.crt").write_bytes(chip.public_bytes(Encoding.PEM))
-    (directory / f"{NODE}.key").write_bytes(
-        chip_key.private_bytes(
-            Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return directory
+    return simulated.write_chip_dir(directory, NODE, dt.datetime.now(dt.UTC))
 
 
 def start_agent(

@@ -20,6 +20,7 @@ import orjson
 from teeroute_gateway.catalog import Endpoint, Pool, PublicModel
 from teeroute_gateway.dispatch import Dispatcher
 from teeroute_gateway.errors import BadRequest
+from teeroute_gateway.requests import json_object
 from teeroute_gateway.upstream import UpstreamError
 
 MAX_ENDPOINTS = 16
@@ -31,12 +32,7 @@ NONCE_BYTES = 32
 
 def parse_challenge(raw: bytes) -> tuple[str, str]:
     """(model, nonce as base64) from the request body; BadRequest names the field."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("the body is not valid JSON", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", code="invalid_json")
+    body = json_object(raw)
     model, nonce = body.get("model"), body.get("nonce")
     if not isinstance(model, str) or not model:
         raise BadRequest("model must be a non-empty string", param="model")

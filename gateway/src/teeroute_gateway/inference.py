@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -299,7 +300,7 @@ class InferenceHandler:
         watcher = asyncio.create_task(_watch_disconnect(receive, gone, attempt))
         error: str | None = None
         try:
-            error = await self._pump(attempt, relay, send, gone)
+            error = await self._pump(attempt, relay.feed, send, gone)
         finally:
             watcher.cancel()
         usage = self._meter(
@@ -392,7 +393,7 @@ class InferenceHandler:
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone, attempt))
         try:
-            error = await self._relay_raw(attempt, send, gone)
+            error = await self._pump(attempt, _unchanged, send, gone)
         finally:
             watcher.cancel()
         self._meter(attempt, request, result, hold, (None, None), None, rid)
@@ -408,25 +409,15 @@ class InferenceHandler:
             self.s.dispatcher.succeeded(attempt)
         await send({"type": "http.response.body", "body": b""})
 
-    async def _relay_raw(self, attempt: Attempt, send: Send, gone: asyncio.Event) -> str | None:
-        try:
-            chunk = attempt.body
-            while chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if gone.is_set() or attempt.stream is None:
-                    return None
-                chunk = await anext(attempt.stream, b"")
-            return None
-        except UpstreamError as exc:
-            return None if gone.is_set() else exc.kind
-
     async def _pump(
-        self, attempt: Attempt, relay: StreamRelay, send: Send, gone: asyncio.Event
+        self, attempt: Attempt, feed: Callable[[bytes], bytes], send: Send, gone: asyncio.Event
     ) -> str | None:
+        """Relays the answer's chunks, each through `feed`, until it ends, the client leaves
+        or the miner fails (then: the failure's kind)."""
         try:
             chunk = attempt.body
             while True:
-                out = relay.feed(chunk)
+                out = feed(chunk)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 if gone.is_set() or attempt.stream is None:
@@ -566,6 +557,10 @@ class InferenceHandler:
                     }
                 ).decode()
             )
+
+
+def _unchanged(chunk: bytes) -> bytes:
+    return chunk
 
 
 def sealable(candidates: list[Candidate], request: InferenceRequest) -> list[Candidate]:

@@ -45,13 +45,19 @@ class InferenceRequest:
     raw: bytes = b""
 
 
-def parse_request(raw: bytes, kind: str, session_header: str | None) -> InferenceRequest:
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object; BadRequest `invalid_json` otherwise."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BadRequest("the body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object", code="invalid_json")
+    return body
+
+
+def parse_request(raw: bytes, kind: str, session_header: str | None) -> InferenceRequest:
+    body = json_object(raw)
     _check_input(body, kind)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):

@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -107,6 +108,21 @@ def issue_chip(
         .sign(root_key, hashes.SHA384())
     )
     return cert, key
+
+
+def write_chip_dir(directory: Path, node: str, now: dt.datetime) -> Path:
+    """A fresh simulated TEE on disk, in the layout the enclave agent reads (its
+    TEEROUTE_SIMULATED_DIR): `root.crt`, `<node>.crt` and `<node>.key` (PKCS#8 PEM)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    root, root_key = new_root(now)
+    chip, chip_key = issue_chip(root, root_key, node, now)
+    pem = serialization.Encoding.PEM
+    (directory / "root.crt").write_bytes(root.public_bytes(pem))
+    (directory / f"{node}.crt").write_bytes(chip.public_bytes(pem))
+    (directory / f"{node}.key").write_bytes(
+        chip_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory
 
 
 def _builder(

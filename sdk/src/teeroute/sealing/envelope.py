@@ -171,10 +171,11 @@ class ResponseDigest:
         return self._hash.hexdigest()
 
 
-class ResponseSealer:
-    """The enclave's side of the response: seals each piece as the next frame."""
+class _FrameEnd:
+    """One end of the response frames: their keys, the next sequence number, whether the
+    final frame has passed, and the running response digest."""
 
-    def __init__(self, context: hpke.RecipientContext) -> None:
+    def __init__(self, context: hpke.SenderContext | hpke.RecipientContext) -> None:
         self._keys = _FrameKeys(context)
         self._seq = 0
         self._finished = False
@@ -182,7 +183,12 @@ class ResponseSealer:
 
     @property
     def finished(self) -> bool:
+        """True once the final frame passed; before that the response is incomplete."""
         return self._finished
+
+
+class ResponseSealer(_FrameEnd):
+    """The enclave's side of the response: seals each piece as the next frame."""
 
     def seal(self, chunk: bytes, final: bool = False) -> bytes:
         """The next frame's ciphertext."""
@@ -206,19 +212,8 @@ def sse_event(event: bytes, data: bytes) -> bytes:
     return b"event: " + event + b"\ndata: " + data + b"\n\n"
 
 
-class ResponseOpener:
+class ResponseOpener(_FrameEnd):
     """The client's side: opens frames strictly in order and knows when the stream ended."""
-
-    def __init__(self, context: hpke.SenderContext) -> None:
-        self._keys = _FrameKeys(context)
-        self._seq = 0
-        self._finished = False
-        self.digest = ResponseDigest()
-
-    @property
-    def finished(self) -> bool:
-        """True once the final frame opened; before that the response is incomplete."""
-        return self._finished
 
     def open(self, ciphertext: bytes) -> bytes:
         if self._finished:
