@@ -195,3 +195,15 @@ def test_private_keys_never_show() -> None:
         name for name in dir(keys) if "private" in name.lower() and not name.startswith("_")
     ]
     assert len(keys.hpke_public) == len(keys.signing_public) == 32
+
+
+def test_the_listen_backlog_holds_a_burst_of_gateway_connections(
+    agent: tuple[str, AgentServer],
+) -> None:
+    """The kernel's view of the listening socket (ss: Send-Q is the backlog): socketserver's
+    default of 5 dropped connection attempts when the gateway reconnected in a burst."""
+    port = agent[1].server_address[1]
+    listing = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert int(listing[2]) >= 128, listing

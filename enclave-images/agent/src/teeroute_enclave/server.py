@@ -63,6 +63,9 @@ IDLE_TIMEOUT_S = 75.0  # an idle keep-alive connection (or a stalled client) is 
 
 class AgentServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
+    """The listen backlog. socketserver's default of 5 overflowed when the gateway reconnected
+    in a burst, and each dropped connection attempt cost the client a SYN retry of 1 s or more."""
 
     def __init__(
         self,
