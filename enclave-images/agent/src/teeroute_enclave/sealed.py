@@ -184,8 +184,8 @@ def _request_id(given: str | None) -> str:
 def sealed_body(
     answer: proxy.EngineResponse, opened: Opened, keys: EnclaveKeys
 ) -> Generator[bytes, None, None]:
-    """The sealed response body: frames as the engine's answer arrives, the final frame,
-    the receipt (each yielded piece is one write)."""
+    """The sealed response body: frames as the engine's answer arrives, then the last frame
+    (if any), the final frame and the receipt together (each yielded piece is one write)."""
     meter = usage.meter_for(_content_type(answer.headers))
     sealer = opened.sealer
     complete = True
@@ -198,9 +198,8 @@ def sealed_body(
     except proxy.EngineError as exc:
         complete = False
         rest = error_event(exc)  # an unfinished event the engine left is dropped
-    if rest:
-        yield sealer.frame(rest)
-    yield sealer.frame(b"", final=True)
+    end = [sealer.frame(rest)] if rest else []
+    end.append(sealer.frame(b"", final=True))
     counted = usage.account(meter, opened.input_estimate, answer.status)
     receipt = receipts.sign_receipt(
         sign=keys.sign,
@@ -218,7 +217,8 @@ def sealed_body(
         response_sha256=sealer.digest.hexdigest(),
         now=dt.datetime.now(dt.UTC),
     )
-    yield envelope.sse_event(envelope.RECEIPT_EVENT, receipt.text().encode())
+    end.append(envelope.sse_event(envelope.RECEIPT_EVENT, receipt.text().encode()))
+    yield b"".join(end)  # the last frames and the receipt leave in one write
 
 
 def error_event(error: proxy.EngineError) -> bytes:

@@ -58,6 +58,7 @@ DRAIN_LIMIT = 2 * proxy.MAX_BODY
 """A refused body up to this size is read (and dropped) after the answer, so a client that
 sends it all before reading gets the answer rather than a reset connection."""
 DRAIN_TIMEOUT_S = 5.0
+WRITE_BUFFER = 64 * 1024
 IDLE_TIMEOUT_S = 75.0  # an idle keep-alive connection (or a stalled client) is closed after it
 
 
@@ -93,6 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: AgentServer
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # each SSE event leaves when written, not with the next
+    wbufsize = WRITE_BUFFER
+    """Writes are buffered, so an answer of known length leaves with its headers in one
+    send; a streamed answer is flushed piece by piece (`_relay`)."""
     timeout = IDLE_TIMEOUT_S
     _body_read = False
 
@@ -187,7 +191,13 @@ class _Handler(BaseHTTPRequestHandler):
                 bearer=server.secrets.engine_api_key,
             ) as answer:
                 body = sealed.sealed_body(answer, opened, server.keys)
-                self._relay(answer.status, answer.reason, sealed.RESPONSE_HEADERS, None, body)
+                if answer.length is None:  # a stream: each frame leaves as it is sealed
+                    self._relay(answer.status, answer.reason, sealed.RESPONSE_HEADERS, None, body)
+                else:  # a whole answer is wanted whole: one write, with its length
+                    whole = b"".join(body)
+                    self._relay(
+                        answer.status, answer.reason, sealed.RESPONSE_HEADERS, len(whole), whole
+                    )
         except sealed.SealedRejected as exc:
             self._error(exc.status, exc.kind, exc.message)
         except proxy.ProxyError as exc:
@@ -216,9 +226,11 @@ class _Handler(BaseHTTPRequestHandler):
         reason: str,
         headers: Iterable[tuple[str, str]],
         length: int | None,
-        body: Generator[bytes, None, None],
+        body: Generator[bytes, None, None] | bytes,
     ) -> None:
-        """Status and headers, then each piece of the body as it comes."""
+        """Status and headers, then each piece of the body as it comes; a body of unknown
+        length is sent piece by piece (the headers first), one of known length in a single
+        write with its headers once it is all buffered (or the buffer is full)."""
         chunked = length is None and self.request_version == "HTTP/1.1"
         self.send_response(status, reason)
         for name, value in headers:
@@ -230,9 +242,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:  # an HTTP/1.0 client: the end of the connection ends the body
             self.send_header("Connection", "close")
         self.end_headers()
+        streamed = length is None
+        pieces = [body] if isinstance(body, bytes) else body
         try:
-            for piece in body:
+            if streamed:
+                self.wfile.flush()
+            for piece in pieces:
                 self.wfile.write(proxy.chunk(piece) if chunked else piece)
+                if streamed:
+                    self.wfile.flush()
             if chunked:
                 self.wfile.write(proxy.LAST_CHUNK)
         except (proxy.EngineError, OSError):
@@ -241,7 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
             # on a closed connection can still tell the client.
             self.close_connection = True
         finally:
-            body.close()
+            if not isinstance(body, bytes):
+                body.close()
 
     def _body(self, limit: int) -> bytes:
         if "Transfer-Encoding" in self.headers:
