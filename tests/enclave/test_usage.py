@@ -12,7 +12,7 @@ import pytest
 
 from teeroute_enclave import usage
 from teeroute_enclave.sealed import engine_request
-from teeroute_enclave.secrets_store import SecretRejected, SecretStore
+from teeroute_enclave.secrets_store import SecretRejected, SecretStore, StaleRelease
 
 
 def event(body: Any) -> bytes:
@@ -205,10 +205,10 @@ def test_meta_max_tokens_caps_the_engines_limit(
 
 def test_the_store_keeps_the_engine_key_in_memory_and_others_in_files(tmp_path: Path) -> None:
     store = SecretStore(tmp_path / "secrets")
-    store.replace({"engine-api-key": "k1", "a": "1", "b": "2"})
+    store.replace({"engine-api-key": "k1", "a": "1", "b": "2"}, 1)
     assert store.engine_api_key == "k1"
     assert sorted(p.name for p in (tmp_path / "secrets").iterdir()) == ["a", "b"]
-    store.replace({"b": "3"})
+    store.replace({"b": "3"}, 2)
     assert store.engine_api_key is None
     assert {p.name: p.read_text() for p in (tmp_path / "secrets").iterdir()} == {"b": "3"}
     assert stat.S_IMODE((tmp_path / "secrets" / "b").stat().st_mode) == 0o600
@@ -216,8 +216,17 @@ def test_the_store_keeps_the_engine_key_in_memory_and_others_in_files(tmp_path: 
 
 def test_without_a_directory_the_store_is_memory_only() -> None:
     store = SecretStore()
-    store.replace({"a": "1", "engine-api-key": "k"})
+    store.replace({"a": "1", "engine-api-key": "k"}, 1)
     assert store.names == {"a", "engine-api-key"}
+
+
+def test_the_store_applies_only_a_newer_release() -> None:
+    store = SecretStore()
+    store.replace({"engine-api-key": "new"}, 20)
+    for replayed in (20, 19):
+        with pytest.raises(StaleRelease):
+            store.replace({"engine-api-key": "old"}, replayed)
+    assert store.engine_api_key == "new"
 
 
 @pytest.mark.parametrize(
@@ -236,6 +245,6 @@ def test_the_store_refuses_what_it_cannot_apply_and_names_no_value(
 ) -> None:
     store = SecretStore()
     with pytest.raises(SecretRejected) as refused:
-        store.replace(released)
+        store.replace(released, 1)
     assert not [value for value in released.values() if value and value in str(refused.value)]
     assert store.names == frozenset()

@@ -1,4 +1,6 @@
-"""The operator as a real process against the sandbox, for tests to start, kill and restart."""
+"""The operator as a real process against the sandbox, for tests to start, kill and restart.
+It signs secret releases with a release key of its own (a file made once per process object),
+and the pods it runs pin that key."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from teeroute_operator import release_key
 from teeroute_sandbox.cluster import Sandbox
 from teeroute_sandbox.restclient import KubeRest
 from teeroute_sandbox.simtee import SimulatedVendor
@@ -31,6 +34,13 @@ class OperatorProcess:
         self.log = log
         self.metrics_port = metrics_port
         self.proc: subprocess.Popen[bytes] | None = None
+        self.release_key_file = log.with_name("release-key.pem")
+        self.release_public = (
+            release_key.load(self.release_key_file).public
+            if self.release_key_file.exists()
+            else release_key.create(self.release_key_file)
+        )
+        """The release key's public half: what the operator's agents pin."""
 
     def start(self) -> None:
         trust = vendor(self.sandbox)
@@ -43,6 +53,7 @@ class OperatorProcess:
             "TEEROUTE_OPERATOR_RESYNC_SECONDS": "5",
             "TEEROUTE_OPERATOR_TRUST_DIR": str(trust.trust_dir),
             "TEEROUTE_OPERATOR_ALLOW_SIMULATED_TEE": "true",
+            "TEEROUTE_OPERATOR_RELEASE_KEY_FILE": str(self.release_key_file),
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -212,29 +213,39 @@ def test_when_the_operator_stops_endpoints_drop_out_as_evidence_expires(
     )
 
 
-@pytest.fixture
-def external_agent(sandbox: Sandbox, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def agent_outside(sandbox: Sandbox, directory: Path, **settings: str) -> Iterator[str]:
     """A real enclave agent outside the cluster, as a remote miner would run it: simulated
-    TEE with one of the sandbox vendor's chips, on loopback of the sandbox's namespace."""
+    TEE with one of the sandbox vendor's chips, on loopback of the sandbox's namespace, with
+    its own `directory`; `settings` are extra environment variables. Yields its URL."""
     chips = vendor(sandbox).chip_files()
     node = next(iter(chips))[: -len(".key")]
     for suffix in (".key", ".crt"):
-        (tmp_path / f"{node}{suffix}").write_bytes(chips[f"{node}{suffix}"])
+        (directory / f"{node}{suffix}").write_bytes(chips[f"{node}{suffix}"])
     port = free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "TEEROUTE_AGENT_RELEASE_KEY"},
         "TEEROUTE_TEE": "simulated",
         "TEEROUTE_AGENT_PORT": str(port),
-        "TEEROUTE_SIMULATED_DIR": str(tmp_path),
-        "TEEROUTE_SIMULATED_OVERRIDE_FILE": str(tmp_path / "override"),
+        "TEEROUTE_SIMULATED_DIR": str(directory),
+        "TEEROUTE_SIMULATED_OVERRIDE_FILE": str(directory / "override"),
         "NODE_NAME": node,
+        **settings,
     }
     proc = subprocess.Popen([sys.executable, "-m", "teeroute_enclave"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=1), what="the agent")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=1), what="the agent")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def external_agent(sandbox: Sandbox, tmp_path: Path) -> Iterator[str]:
+    with agent_outside(sandbox, tmp_path) as url:
+        yield url
 
 
 def test_external_endpoints_are_leased_in_the_pool_status(

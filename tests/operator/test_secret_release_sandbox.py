@@ -4,7 +4,10 @@ enclaves only; the raw attested public keys are published beside their hashes.
 
 The relay test is the whole story: a relay pool in front of an engine simulator that demands
 an API key (a closed-model provider), the key in a Secret. The agent can serve only once the
-operator released the key to it, and the key shows up nowhere on the way."""
+operator released the key to it, and the key shows up nowhere on the way.
+
+Releases are signed by the operator's release key, which the agents of its pods pin; an
+enclave pinning another key, or none, gets nothing and is not admitted."""
 
 from __future__ import annotations
 
@@ -17,11 +20,13 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from teeroute import admission
 from teeroute_sandbox.cluster import Sandbox
@@ -31,6 +36,7 @@ from teeroute_sandbox.testing import wait_for
 from .conftest import OperatorProcess
 from .test_attestation import (
     API,
+    agent_outside,
     attested_pool,
     events,
     free_port,
@@ -148,6 +154,9 @@ def test_a_relay_serves_only_once_its_api_key_was_released(
         what="the relay's pod run by the runner",
     )
     assert [c["name"] for c in pod["spec"]["containers"]] == ["agent"]
+    agent_env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    pinned = base64.b64encode(sweeping_operator.release_public).decode()
+    assert agent_env["TEEROUTE_AGENT_RELEASE_KEY"] == pinned
     ip = pod["status"]["podIP"]
 
     # No Secret yet: the evidence verifies, but the enclave cannot get its key, so it stays
@@ -250,3 +259,75 @@ def test_pods_carry_the_raw_attested_keys_whose_hashes_are_published(
     assert admission.SECRETS_RELEASED not in notes  # this pool has no secrets
     expires = admission.parse_time(notes[admission.EXPIRES_AT])
     assert expires is not None and expires > dt.datetime.now(dt.UTC)
+
+
+def test_only_an_enclave_pinning_the_operators_release_key_gets_the_secrets(
+    kube: KubeRest,
+    namespace: str,
+    sandbox: Sandbox,
+    sweeping_operator: OperatorProcess,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Three remote miners' agents: one pins the operator's release key, one another key (say,
+    a host that wants to feed it secrets of its own), one none. All three evidence documents
+    verify; only the first enclave gets the pool's secrets and is admitted."""
+    kube.post(f"/api/v1/namespaces/{namespace}/secrets", secret("shared", {"v": OTHER_VALUE}))
+    other = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    pins = {
+        "ours": {"TEEROUTE_AGENT_RELEASE_KEY": b64(sweeping_operator.release_public)},
+        "other": {"TEEROUTE_AGENT_RELEASE_KEY": b64(other)},
+        "none": {},
+    }
+    with ExitStack() as stack:
+        urls = {}
+        for name, settings in pins.items():
+            (tmp_path / name).mkdir()
+            urls[name] = stack.enter_context(agent_outside(sandbox, tmp_path / name, **settings))
+        pool = attested_pool("pinned")
+        for key in ("replicas", "images", "placement", "resources"):
+            del pool["spec"][key]
+        pool["spec"]["endpoints"] = [{"name": n, "url": u} for n, u in urls.items()]
+        pool["spec"]["secrets"] = [secret_ref("shared", "shared", "v")]
+        kube.post(f"{API}/{namespace}/minerpools", pool)
+
+        def entries() -> dict[str, Obj]:
+            found = status_of(kube, namespace, "pinned").get("endpoints") or []
+            return {e["name"]: e for e in found}
+
+        wait_for(
+            lambda: (
+                (e := entries())
+                and e.get("ours", {}).get("expiresAt")
+                and e.get("other", {}).get("failure")
+                and e.get("none", {}).get("failure")
+            ),
+            timeout_s=30,
+            what="a verdict on each of the three endpoints",
+        )
+        now = dt.datetime.now(dt.UTC)
+        status = status_of(kube, namespace, "pinned")
+        assert {e.name for e in admission.admitted_external(status, now)} == {"ours"}
+        found = entries()
+        assert len(found["ours"]["secretsReleased"]) == 64 and not found["ours"]["failure"]
+        for name in ("other", "none"):  # a secrets.release failure: the evidence verified
+            assert found[name]["expiresAt"] == "" and found[name]["secretsReleased"] == ""
+        assert found["other"]["failure"].startswith(
+            "secrets.release: the enclave pins another release key (SHA-256 "
+            f"{hashlib.sha256(other).hexdigest()[:16]}…"
+        )
+        assert found["none"]["failure"] == (
+            "secrets.release: the enclave pins no release key "
+            "(its agent lacks TEEROUTE_AGENT_RELEASE_KEY)"
+        )
+        failed = [e["message"] for e in events(kube, namespace, "SecretReleaseFailed")]
+        assert any(m.startswith("endpoint other: the enclave pins another") for m in failed)
+        assert any(m.startswith("endpoint none: the enclave pins no release key") for m in failed)
+        (released,) = events(kube, namespace, "SecretsReleased")
+        assert released["message"].startswith("endpoint ours: released shared ")
+        assert_never_said(
+            everything_said(kube, namespace, "pinned", sweeping_operator), OTHER_VALUE
+        )
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import kopf
 
+from teeroute_operator import release_key
 from teeroute_operator.handlers import build_registry
 from teeroute_operator.settings import OperatorSettings
+
+log = logging.getLogger("teeroute_operator")
 
 
 def main() -> None:
     settings = OperatorSettings()
+    signer = None
+    if settings.release_key_file is not None:
+        try:
+            signer = release_key.load(settings.release_key_file)
+        except release_key.ReleaseKeyError as exc:
+            sys.exit(f"teeroute_operator: {exc}")
     kopf.configure(verbose=False)
     # One line per request, or per handler run, is noise; Events carry what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if signer is None:
+        log.warning("%s is unset: no pool's secrets will be released", release_key.SETTING)
     kopf.run(
-        registry=build_registry(settings),
+        registry=build_registry(settings, signer),
         standalone=not settings.peering,
         peering_name=settings.peering or None,
         clusterwide=not settings.namespaces,

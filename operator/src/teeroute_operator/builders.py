@@ -5,10 +5,14 @@ nodes; a relay pool's pods run the agent alone, its engine being the upstream AP
 spec.relay.url), a Service *without a selector* whose EndpointSlices the attestation sweeper writes
 with attested endpoints only, and a PodDisruptionBudget. A pool of external endpoints gets
 only the Service. All are owned by the pool, so deleting it deletes them.
+
+`release_key` is the operator's release public key (raw 32 bytes; empty: it has none): the
+agents pin it (TEEROUTE_AGENT_RELEASE_KEY) and accept secret releases signed by it alone.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from teeroute.api import API_VERSION
@@ -30,6 +34,8 @@ SECRETS_DIR = f"{SECRETS_MOUNT}/secrets"
 """Where the agent writes released secrets (other than the engine's API key, which it keeps in
 memory) for the engine to read: a memory-backed emptyDir, never on the node's disk. The agent
 creates the directory itself (0700, its own), inside the volume."""
+RELEASE_KEY_ENV = "TEEROUTE_AGENT_RELEASE_KEY"
+"""The agent's pinned release key: base64 of the operator's raw Ed25519 public key."""
 
 _RESTRICTED = {
     "allowPrivilegeEscalation": False,
@@ -72,10 +78,10 @@ def _metadata(pool: MinerPool) -> Obj:
     }
 
 
-def children(pool: MinerPool) -> list[Obj]:
+def children(pool: MinerPool, *, release_key: bytes) -> list[Obj]:
     if pool.spec.endpoints is not None:
         return [build_service(pool)]
-    return [build_deployment(pool), build_service(pool), build_pdb(pool)]
+    return [build_deployment(pool, release_key=release_key), build_service(pool), build_pdb(pool)]
 
 
 def build_service(pool: MinerPool) -> Obj:
@@ -101,7 +107,7 @@ def build_pdb(pool: MinerPool) -> Obj:
     }
 
 
-def build_deployment(pool: MinerPool) -> Obj:
+def build_deployment(pool: MinerPool, *, release_key: bytes) -> Obj:
     spec = pool.spec
     gpus = spec.resources.gpus if spec.resources else 0
     return {
@@ -125,7 +131,7 @@ def build_deployment(pool: MinerPool) -> Obj:
                     "labels": labels(pool),
                     "annotations": {"teeroute.dev/tee": spec.tee.type},
                 },
-                "spec": _pod_spec(pool, gpus),
+                "spec": _pod_spec(pool, gpus, release_key),
             },
         },
     }
@@ -141,7 +147,7 @@ def _operated(pool: MinerPool) -> tuple[Images, Placement]:
     return pool.spec.images, pool.spec.placement
 
 
-def _pod_spec(pool: MinerPool, gpus: int) -> Obj:
+def _pod_spec(pool: MinerPool, gpus: int, release_key: bytes) -> Obj:
     images, placement = _operated(pool)
     where = profiles.scheduling(
         placement, pool.spec.tee.type, gpu=gpus > 0 or pool.spec.tee.gpu.required
@@ -158,7 +164,7 @@ def _pod_spec(pool: MinerPool, gpus: int) -> Obj:
         },
         "nodeSelector": where.node_selector,
         "tolerations": where.tolerations,
-        "containers": [_agent(pool, images)],
+        "containers": [_agent(pool, images, release_key)],
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
             {"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
@@ -185,26 +191,30 @@ def _field_env(name: str, path: str) -> Obj:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def _agent(pool: MinerPool, images: Images) -> Obj:
+def _agent(pool: MinerPool, images: Images, release_key: bytes) -> Obj:
     health = {"httpGet": {"path": "/healthz", "port": "agent"}}
+    env = [
+        _field_env("POD_NAME", "metadata.name"),
+        _field_env("POD_NAMESPACE", "metadata.namespace"),
+        _field_env("NODE_NAME", "spec.nodeName"),
+        {"name": "TEEROUTE_POOL", "value": pool.metadata.name},
+        {"name": "TEEROUTE_TEE", "value": pool.spec.tee.type},
+        {"name": "TEEROUTE_AGENT_PORT", "value": str(AGENT_PORT)},
+        {"name": "TEEROUTE_ENGINE_URL", "value": engine_url(pool)},
+        {"name": "TEEROUTE_SIMULATED_DIR", "value": SIMULATED_TEE_DIR},
+        {"name": "TEEROUTE_AGENT_SECRETS_DIR", "value": SECRETS_DIR},
+        # a relay's upstream API has no /health and answers only once its key was released
+        {"name": "TEEROUTE_ENGINE_HEALTH", "value": str(pool.spec.relay is None).lower()},
+    ]
+    if release_key:
+        # A public key: the agent opens only releases signed by its private half.
+        env.append({"name": RELEASE_KEY_ENV, "value": base64.b64encode(release_key).decode()})
     return {
         "name": "agent",
         "image": images.agent,
         "imagePullPolicy": images.pull_policy,
         "ports": [{"name": "agent", "containerPort": AGENT_PORT, "protocol": "TCP"}],
-        "env": [
-            _field_env("POD_NAME", "metadata.name"),
-            _field_env("POD_NAMESPACE", "metadata.namespace"),
-            _field_env("NODE_NAME", "spec.nodeName"),
-            {"name": "TEEROUTE_POOL", "value": pool.metadata.name},
-            {"name": "TEEROUTE_TEE", "value": pool.spec.tee.type},
-            {"name": "TEEROUTE_AGENT_PORT", "value": str(AGENT_PORT)},
-            {"name": "TEEROUTE_ENGINE_URL", "value": engine_url(pool)},
-            {"name": "TEEROUTE_SIMULATED_DIR", "value": SIMULATED_TEE_DIR},
-            {"name": "TEEROUTE_AGENT_SECRETS_DIR", "value": SECRETS_DIR},
-            # a relay's upstream API has no /health and answers only once its key was released
-            {"name": "TEEROUTE_ENGINE_HEALTH", "value": str(pool.spec.relay is None).lower()},
-        ],
+        "env": env,
         # The pod is ready when the agent is, and the agent when the engine answers it.
         "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
         "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 6},

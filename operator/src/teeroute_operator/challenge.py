@@ -103,10 +103,14 @@ def _judge(
             metrics.failed_checks.labels(doc.tee, check.name).inc()
         return Rejected(failed_checks(verdict))
     # The verifier bound these bytes into report_data (it read them as base64 already).
-    hpke, signing = (base64.b64decode(k) for k in (doc.enclave_keys.hpke, doc.enclave_keys.signing))
-    for field, raw in (("hpke", hpke), ("signing", signing)):
+    keys = {"hpke": doc.enclave_keys.hpke, "signing": doc.enclave_keys.signing}
+    if doc.enclave_keys.release is not None:  # the release key the enclave pins, if any
+        keys["release"] = doc.enclave_keys.release
+    raw_keys = {field: base64.b64decode(value) for field, value in keys.items()}
+    for field, raw in raw_keys.items():
         if len(raw) != KEY_BYTES:
             return Rejected(f"enclave_keys.{field} is {len(raw)} bytes, not {KEY_BYTES}")
+    hpke, signing = raw_keys["hpke"], raw_keys["signing"]
     return Verified(
         issued_at=issued_at,
         tee=doc.tee,
@@ -116,6 +120,7 @@ def _judge(
         signing_key=hashlib.sha256(signing).hexdigest(),
         hpke_public_key=base64.b64encode(hpke).decode(),
         signing_public_key=base64.b64encode(signing).decode(),
+        pinned_release_key=raw_keys.get("release", b""),
     )
 
 

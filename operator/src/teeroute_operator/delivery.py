@@ -1,9 +1,11 @@
 """The I/O of secret release: read a pool's Secrets (once per sweep; nothing is kept longer),
-and POST them to an enclave agent's `/v1/secrets`, sealed to the HPKE key of the evidence the
-operator has just verified (docs/sealed-mode.md, section 4).
+and POST them to an enclave agent's `/v1/secrets`, signed by the operator's release key and
+sealed to the HPKE key of the evidence the operator has just verified (docs/sealed-mode.md,
+section 4).
 
 A value never leaves this module except sealed: failures are described by Secret, key and
-HTTP status only, never by content (an apiserver or agent message is not repeated either).
+HTTP status only, never by content (an apiserver or agent message is not repeated either; of
+an agent's refusal only its known error type is named).
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from teeroute.api.minerpool import PoolSecret
 from teeroute.kube import ApiError, Kube, paths
 from teeroute.sealing.envelope import SEALED_CONTENT_TYPE
 from teeroute.sealing.errors import SealingError
-from teeroute.sealing.secrets import PATH, seal_secrets
+from teeroute.sealing.secrets import PATH, Signer, seal_secrets
 from teeroute_operator.release import Loaded, NoSecrets, SecretSet, SecretVersion, Unavailable
 
 RELEASED = 204
+REFUSALS = {
+    "secret_release_disabled": "the agent pins no release key",
+    "release_refused": "the agent refused the release's signature",
+    "release_stale": "the agent holds a newer release",
+}
+"""The agent's refusals of a release (its error `type`), and what they mean."""
 
 
 async def load(kube: Kube, namespace: str, wanted: Sequence[PoolSecret]) -> SecretSet:
@@ -67,11 +75,15 @@ async def deliver(
     hpke_public_b64: str,
     pool: str,
     values: Mapping[str, str],
+    signer: Signer,
+    issued_ns: int,
 ) -> str | None:
-    """POST the sealed secrets to the agent at `agent_url`; None when it took them (204),
-    else why not."""
+    """POST the secrets, signed by `signer` as issued at `issued_ns` (ns since the epoch; the
+    agent applies only a release newer than the last it applied) and sealed, to the agent at
+    `agent_url`; None when it took them (204), else why not."""
     try:
-        body = seal_secrets(base64.b64decode(hpke_public_b64, validate=True), pool, values)
+        hpke_public = base64.b64decode(hpke_public_b64, validate=True)
+        body = seal_secrets(hpke_public, pool, values, signer, issued_ns)
     except SealingError as exc:
         return f"cannot seal to the attested key ({exc.check})"
     except (binascii.Error, ValueError) as exc:
@@ -87,5 +99,16 @@ async def deliver(
     except httpx.HTTPError as exc:
         return f"the agent could not be reached ({type(exc).__name__})"
     if response.status_code != RELEASED:
-        return f"the agent answered HTTP {response.status_code}"
+        return _refusal(response)
     return None
+
+
+def _refusal(response: httpx.Response) -> str:
+    status = f"HTTP {response.status_code}"
+    try:
+        kind = response.json()["error"]["type"]
+    except (ValueError, KeyError, TypeError):
+        kind = None
+    if isinstance(kind, str) and kind in REFUSALS:
+        return f"{REFUSALS[kind]} ({status} {kind})"
+    return f"the agent answered {status}"

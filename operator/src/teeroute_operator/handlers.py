@@ -17,6 +17,7 @@ from typing import Any, cast
 import kopf
 
 from teeroute.kube import Kube, load_config
+from teeroute.sealing.secrets import Signer
 from teeroute_operator import builders, reconcile
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.settings import OperatorSettings
@@ -40,21 +41,24 @@ def emit(obj: Obj, type_: str, reason: str, message: str) -> None:
     kopf.event(cast(Any, obj), type=type_, reason=reason, message=message)
 
 
-def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+def build_registry(settings: OperatorSettings, signer: Signer | None) -> kopf.OperatorRegistry:
+    """`signer`: the operator's release key (release_key.load), None when it has none."""
     registry = kopf.OperatorRegistry()
-    kube, sweeper = _register_lifecycle(registry, settings)
-    _register_pools(registry, settings, kube)
+    release_key = signer.public if signer else b""
+    kube, sweeper = _register_lifecycle(registry, settings, signer)
+    _register_pools(registry, settings, kube, release_key)
     _register_sweeps(registry, settings, sweeper)
     _register_routes(registry, settings, kube)
     return registry
 
 
 def _register_lifecycle(
-    registry: kopf.OperatorRegistry, settings: OperatorSettings
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, signer: Signer | None
 ) -> tuple[KubeRef, SweeperRef]:
     state: dict[str, Any] = {}
     operator = settings
     metrics = Metrics()
+    release_key = signer.public if signer else b""
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -65,9 +69,12 @@ def _register_lifecycle(
             TrustStore(operator.trust_dir, operator.allow_simulated_tee),
             metrics,
             emit,
+            signer=signer,
             concurrency=operator.attestation_concurrency,
             timeout_s=operator.attestation_timeout_seconds,
-            after_sweep=lambda ns, name: reconcile.reconcile_pool(state["kube"], ns, name, emit),
+            after_sweep=lambda ns, name: reconcile.reconcile_pool(
+                state["kube"], ns, name, emit, release_key=release_key
+            ),
         )
         if operator.metrics_port:
             metrics.serve(operator.metrics_port)
@@ -104,7 +111,7 @@ def _register_sweeps(
 
 
 def _register_pools(
-    registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: KubeRef
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: KubeRef, release_key: bytes
 ) -> None:
     @kopf.on.resume(GROUP, VERSION, "minerpools", registry=registry)
     @kopf.on.create(GROUP, VERSION, "minerpools", registry=registry)
@@ -112,12 +119,12 @@ def _register_pools(
     @kopf.timer(GROUP, VERSION, "minerpools", interval=settings.resync_seconds, registry=registry)
     async def pool_changed(*, namespace: str | None, name: str, **_: Any) -> None:
         if namespace:
-            await reconcile.reconcile_pool(kube(), namespace, name, emit)
+            await reconcile.reconcile_pool(kube(), namespace, name, emit, release_key=release_key)
 
     async def child_changed(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         pool = labels.get(builders.POOL_LABEL)
         if namespace and pool:
-            await reconcile.reconcile_pool(kube(), namespace, pool, emit)
+            await reconcile.reconcile_pool(kube(), namespace, pool, emit, release_key=release_key)
 
     for group, version, plural in CHILD_RESOURCES:
         kopf.on.event(group, version, plural, labels=MANAGED, registry=registry)(child_changed)

@@ -127,6 +127,9 @@ class Verified:
     """The attested HPKE public key itself (standard base64 of 32 bytes)."""
     signing_public_key: str = ""
     """The attested signing public key itself (standard base64 of 32 bytes)."""
+    pinned_release_key: bytes = b""
+    """The release key the enclave pins (raw Ed25519 public key, bound into the evidence
+    like the others; empty: it pins none, so it accepts no secret release)."""
 
 
 @dataclass(frozen=True)

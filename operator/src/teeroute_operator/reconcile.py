@@ -36,7 +36,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-async def reconcile_pool(kube: Kube, namespace: str, name: str, emit: EventSink) -> None:
+async def reconcile_pool(
+    kube: Kube, namespace: str, name: str, emit: EventSink, *, release_key: bytes
+) -> None:
+    """`release_key`: the operator's release public key (empty: none), pinned by the agents."""
     async with _locks[("MinerPool", namespace, name)]:
         path = f"{paths.collection('teeroute.dev/v1alpha1', 'MinerPool', namespace)}/{name}"
         body = await kube.get_or_none(path)
@@ -47,7 +50,7 @@ async def reconcile_pool(kube: Kube, namespace: str, name: str, emit: EventSink)
         except ValidationError as exc:
             emit(body, "Warning", "InvalidSpec", _first_error(exc))
             return
-        wanted = builders.children(pool)
+        wanted = builders.children(pool, release_key=release_key)
         for child in wanted:
             await _apply(kube, body, child, emit)
         await _prune(kube, pool, wanted)

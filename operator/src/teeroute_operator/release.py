@@ -8,6 +8,11 @@ the fingerprint it last delivered (in memory and on the pod, or in the external 
 status entry), so a restarted enclave (new key) or a changed Secret (new resourceVersion)
 gets them again, and nothing else does.
 
+Only an enclave that pins the operator's release key gets them (its evidence vouches for the
+key it pins; the agent accepts releases signed by that key alone): an enclave pinning another
+key, or none, would refuse the release, or take one from whoever holds that other key, so it is
+failed before anything is sent, and so is every enclave when the operator has no release key.
+
 Values travel only in `Loaded.values`, which never prints (repr) and never compares.
 """
 
@@ -16,6 +21,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+
+from teeroute.sealing.secrets import Signer
+from teeroute_operator.release_key import SETTING
 
 
 @dataclass(frozen=True)
@@ -66,10 +74,11 @@ class Keep:
 
 @dataclass(frozen=True)
 class Send:
-    """Seal `secrets` to the enclave; on success it has `fingerprint`."""
+    """Seal `secrets` to the enclave, signed by `signer`; on success it has `fingerprint`."""
 
     fingerprint: str
     secrets: Loaded
+    signer: Signer
 
 
 @dataclass(frozen=True)
@@ -89,13 +98,46 @@ def fingerprint(hpke_key_sha256: str, versions: Collection[SecretVersion]) -> st
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def decide(hpke_key_sha256: str, secrets: SecretSet, released: Collection[str]) -> Decision:
-    """For an enclave whose evidence just verified (HPKE key `hpke_key_sha256`), given the
-    fingerprints it is known to have received (`released`: the operator's memory and the
-    recorded one; empty strings are ignored)."""
+NO_RELEASE_KEY = f"the operator has no release key ({SETTING} is unset)"
+
+
+def pin_problem(release_key: bytes, pinned: bytes) -> str | None:
+    """Why an enclave pinning `pinned` (empty: none) cannot be given secrets signed with the
+    operator's `release_key`; None when it can."""
+    if not pinned:
+        return "the enclave pins no release key (its agent lacks TEEROUTE_AGENT_RELEASE_KEY)"
+    if pinned != release_key:
+        return (
+            f"the enclave pins another release key (SHA-256 {_short(pinned)}…, "
+            f"not the operator's {_short(release_key)}…)"
+        )
+    return None
+
+
+def _short(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def decide(
+    hpke_key_sha256: str,
+    secrets: SecretSet,
+    released: Collection[str],
+    *,
+    signer: Signer | None,
+    pinned: bytes,
+) -> Decision:
+    """For an enclave whose evidence just verified (HPKE key `hpke_key_sha256`, pinning the
+    release key `pinned`), given the fingerprints it is known to have received (`released`:
+    the operator's memory and the recorded one; empty strings are ignored) and the operator's
+    release key (`signer`; None: it has none)."""
     if isinstance(secrets, NoSecrets):
         return Keep("")
+    if signer is None:
+        return Fail(NO_RELEASE_KEY)
+    problem = pin_problem(signer.public, pinned)
+    if problem is not None:
+        return Fail(problem)
     if isinstance(secrets, Unavailable):
         return Fail(secrets.reason)
     wanted = fingerprint(hpke_key_sha256, secrets.versions)
-    return Keep(wanted) if wanted in released else Send(wanted, secrets)
+    return Keep(wanted) if wanted in released else Send(wanted, secrets, signer)

@@ -56,9 +56,21 @@ class OperatorSettings(BaseSettings):
     attestation_jitter: float = Field(default=0.1, ge=0, le=0.5)
     """Each pool's sweep interval varies by up to this fraction, so sweeps spread out."""
 
+    release_key_file: Path | None = None
+    """The operator's release key: an Ed25519 private key, PKCS#8 PEM, unencrypted (`teeroute
+    operator release-key --out FILE` writes one), e.g. mounted from a Secret. Every secret
+    release is signed with it, and the agents of the pods the operator runs pin its public half
+    (TEEROUTE_AGENT_RELEASE_KEY) and accept releases signed by it alone. Unset: no pool's
+    `secrets` are released (each release fails, naming this setting)."""
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [n.strip() for n in value.split(",") if n.strip()]
         return value
+
+    @field_validator("release_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value

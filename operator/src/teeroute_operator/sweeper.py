@@ -2,9 +2,10 @@
 ready endpoint with a fresh nonce, record the verdicts on the pods, and publish the pool's
 EndpointSlice with the attested, unexpired endpoints only.
 
-A pool with `secrets` releases them to each enclave whose evidence just verified, sealed to
-the HPKE key in that evidence (release.py decides when, delivery.py does it); an endpoint
-whose secrets could not be delivered is not admitted (check `secrets.release`).
+A pool with `secrets` releases them to each enclave whose evidence just verified and pins the
+operator's release key, signed by that key and sealed to the HPKE key in that evidence
+(release.py decides when, delivery.py does it); an endpoint whose secrets could not be
+delivered is not admitted (check `secrets.release`).
 
 Concurrency is bounded across all pools (one semaphore). A sweep never waits on the
 request path: the gateway reads the published slice and its expiries.
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from teeroute import admission
 from teeroute.api.minerpool import MinerPool
 from teeroute.kube import ApiError, Kube, paths
+from teeroute.sealing.secrets import Signer
 from teeroute_operator import admit, builders, delivery, endpointslice, release
 from teeroute_operator.challenge import Judge, Target, challenge
 from teeroute_operator.lease import (
@@ -80,14 +82,17 @@ class Sweeper:
         metrics: Metrics,
         emit: EventSink,
         *,
+        signer: Signer | None,
         concurrency: int = 32,
         timeout_s: float = 5.0,
         clock: Callable[[], dt.datetime] = _utcnow,
         after_sweep: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
-        """`after_sweep(namespace, pool)` runs after an external pool's sweep (to refresh
-        its conditions from the new leases)."""
+        """`signer`: the operator's release key (None: it has none, so no pool's secrets are
+        released). `after_sweep(namespace, pool)` runs after an external pool's sweep (to
+        refresh its conditions from the new leases)."""
         self.kube = kube
+        self.signer = signer
         self.trust = trust
         self.metrics = metrics
         self.emit = emit
@@ -243,7 +248,13 @@ class Sweeper:
             return Attended(outcome, None)
         memory = self._released.setdefault(_pool_key(pool), {})
         known = {memory.get(target.key, ""), record.secrets_released} - {""}
-        decision = release.decide(outcome.hpke_key, secrets, known)
+        decision = release.decide(
+            outcome.hpke_key,
+            secrets,
+            known,
+            signer=self.signer,
+            pinned=outcome.pinned_release_key,
+        )
         if isinstance(decision, release.Keep):
             return Attended(outcome, decision.fingerprint)
         if isinstance(decision, release.Fail):
@@ -255,6 +266,8 @@ class Sweeper:
                 outcome.hpke_public_key,
                 f"{pool.metadata.namespace}/{pool.metadata.name}",
                 decision.secrets.values,
+                decision.signer,
+                time.time_ns(),
             )
         if why is not None:
             return self._release_failed(pool, outcome, why)

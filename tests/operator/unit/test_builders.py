@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -19,14 +20,22 @@ def make(**spec: Any) -> MinerPool:
     return MinerPool.model_validate(body)
 
 
+def deployment(pool: MinerPool, release_key: bytes = b"") -> dict[str, Any]:
+    return builders.build_deployment(pool, release_key=release_key)
+
+
+def children(pool: MinerPool) -> list[dict[str, Any]]:
+    return builders.children(pool, release_key=b"")
+
+
 def containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
 
 
 def test_operator_pool_gets_deployment_service_and_pdb_owned_by_it() -> None:
-    kinds = [c["kind"] for c in builders.children(make())]
+    kinds = [c["kind"] for c in children(make())]
     assert kinds == ["Deployment", "Service", "PodDisruptionBudget"]
-    for child in builders.children(make()):
+    for child in children(make()):
         assert child["metadata"]["ownerReferences"] == [
             {
                 "apiVersion": "teeroute.dev/v1alpha1",
@@ -42,7 +51,7 @@ def test_operator_pool_gets_deployment_service_and_pdb_owned_by_it() -> None:
 
 def test_external_pool_gets_only_a_selectorless_service() -> None:
     pool = make(images=None, placement=None, replicas=None, endpoints=ENDPOINTS)
-    (service,) = builders.children(pool)
+    (service,) = children(pool)
     assert service["kind"] == "Service"
     assert "selector" not in service["spec"]
 
@@ -52,7 +61,7 @@ def test_service_has_no_selector_so_only_the_sweeper_fills_its_endpoints() -> No
 
 
 def test_pods_are_locked_down() -> None:
-    pod = builders.build_deployment(make())["spec"]["template"]["spec"]
+    pod = deployment(make())["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
@@ -63,7 +72,7 @@ def test_pods_are_locked_down() -> None:
 
 
 def test_engine_listens_on_loopback_and_agent_is_probed() -> None:
-    parts = containers(builders.build_deployment(make()))
+    parts = containers(deployment(make()))
     args = parts["engine"]["args"]
     assert args[args.index("--host") + 1] == "127.0.0.1"
     assert "ports" not in parts["engine"]
@@ -76,10 +85,10 @@ def test_gpu_pool_requests_gpus_and_replaces_without_surge() -> None:
         placement={"profile": "aks"},
         resources={"gpus": 2, "cpu": "8", "memory": "64Gi"},
     )
-    deployment = builders.build_deployment(pool)
-    engine = containers(deployment)["engine"]
+    built = deployment(pool)
+    engine = containers(built)["engine"]
     assert engine["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert built["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
 
 
 @pytest.mark.parametrize(
@@ -139,7 +148,7 @@ def test_placement_overrides_merge_over_the_profile() -> None:
             "runtimeClassName": "nvidia",
         },
     )
-    pod = builders.build_deployment(pool)["spec"]["template"]["spec"]
+    pod = deployment(pool)["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {
         "cloud.google.com/gke-confidential-nodes-instance-type": "TDX",
         "cloud.google.com/gke-nodepool": "tdx-a",
@@ -149,7 +158,7 @@ def test_placement_overrides_merge_over_the_profile() -> None:
 
 
 def test_replicas_default_to_one() -> None:
-    assert builders.build_deployment(make(replicas=None))["spec"]["replicas"] == 1
+    assert deployment(make(replicas=None))["spec"]["replicas"] == 1
 
 
 def env_of(container: dict[str, Any]) -> dict[str, str]:
@@ -157,7 +166,7 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
 
 
 def test_the_agent_forwards_to_the_engine_beside_it_on_loopback() -> None:
-    agent = containers(builders.build_deployment(make()))["agent"]
+    agent = containers(deployment(make()))["agent"]
     assert env_of(agent)["TEEROUTE_ENGINE_URL"] == "http://127.0.0.1:8000"
 
 
@@ -166,7 +175,7 @@ def test_a_relay_pool_runs_the_agent_alone_in_front_of_the_upstream() -> None:
         images={"agent": "teeroute.dev/agent:dev"},
         relay={"url": "https://api.provider.example/openai"},
     )
-    pod = builders.build_deployment(pool)["spec"]["template"]["spec"]
+    pod = deployment(pool)["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["containers"]] == ["agent"]
     assert env_of(pod["containers"][0])["TEEROUTE_ENGINE_URL"] == (
         "https://api.provider.example/openai"
@@ -175,7 +184,7 @@ def test_a_relay_pool_runs_the_agent_alone_in_front_of_the_upstream() -> None:
 
 
 def test_released_secrets_live_in_memory_shared_read_only_with_the_engine() -> None:
-    pod = builders.build_deployment(make())["spec"]["template"]["spec"]
+    pod = deployment(make())["spec"]["template"]["spec"]
     volume = next(v for v in pod["volumes"] if v["name"] == "secrets")
     assert volume["emptyDir"]["medium"] == "Memory"
     parts = {c["name"]: c for c in pod["containers"]}
@@ -184,3 +193,29 @@ def test_released_secrets_live_in_memory_shared_read_only_with_the_engine() -> N
     assert not agent_mount.get("readOnly") and engine_mount["readOnly"] is True
     secrets_dir = env_of(parts["agent"])["TEEROUTE_AGENT_SECRETS_DIR"]
     assert secrets_dir.startswith(agent_mount["mountPath"] + "/")
+
+
+RELEASE_KEY = bytes(range(32))
+
+
+def test_agents_pin_the_operators_release_key_when_it_has_one() -> None:
+    agent = containers(deployment(make(), RELEASE_KEY))["agent"]
+    assert env_of(agent)["TEEROUTE_AGENT_RELEASE_KEY"] == base64.b64encode(RELEASE_KEY).decode()
+    relay = make(images={"agent": "a:1"}, relay={"url": "https://api.provider.example/v1"})
+    (only,) = deployment(relay, RELEASE_KEY)["spec"]["template"]["spec"]["containers"]
+    assert env_of(only)["TEEROUTE_AGENT_RELEASE_KEY"] == base64.b64encode(RELEASE_KEY).decode()
+    assert "TEEROUTE_AGENT_RELEASE_KEY" not in env_of(containers(deployment(make()))["engine"])
+
+
+def test_without_a_release_key_agents_pin_none() -> None:
+    for container in containers(deployment(make())).values():
+        assert "TEEROUTE_AGENT_RELEASE_KEY" not in env_of(container)
+    assert (
+        containers(deployment(make(), RELEASE_KEY))["engine"]
+        == (containers(deployment(make()))["engine"])
+    )
+
+
+def test_a_pool_of_external_endpoints_gets_no_pods_whatever_the_key() -> None:
+    pool = make(images=None, placement=None, replicas=None, endpoints=ENDPOINTS)
+    assert builders.children(pool, release_key=RELEASE_KEY) == children(pool)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from pydantic import ValidationError
+
+from teeroute.sealing import envelope
 from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.providers import (
     ConfigfsTsmProvider,
@@ -38,13 +41,18 @@ def provider(settings: AgentSettings) -> Provider:
 
 
 def main() -> int:
-    settings = AgentSettings()
+    try:
+        settings = AgentSettings()
+    except ValidationError as exc:
+        where = ", ".join(".".join(map(str, e["loc"])) or "settings" for e in exc.errors())
+        print(f"agent: cannot start: invalid settings ({where})", file=sys.stderr)
+        return 2
     try:
         chosen = provider(settings)
     except (ProviderError, ValueError) as exc:
         print(f"agent: cannot start: {exc}", file=sys.stderr)
         return 2
-    keys = EnclaveKeys.generate()
+    keys = EnclaveKeys.generate(release_public=settings.agent_release_key)
     server = AgentServer(
         (ALL_ADDRESSES, settings.agent_port),
         chosen,
@@ -55,9 +63,14 @@ def main() -> int:
         secrets=SecretStore(settings.agent_secrets_dir),
     )
     plain = "refused" if settings.agent_require_sealed else "allowed"
+    release = (
+        f"releases signed by {envelope.key_id(keys.release_public)[:16]}"
+        if keys.release_public
+        else "secret releases refused (no TEEROUTE_AGENT_RELEASE_KEY)"
+    )
     print(
         f"agent: {chosen.tee} evidence on :{settings.agent_port}, keys {keys.fingerprint()}, "
-        f"plain requests {plain}",
+        f"plain requests {plain}, {release}",
         file=sys.stderr,
         flush=True,
     )

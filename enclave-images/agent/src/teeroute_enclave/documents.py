@@ -18,13 +18,17 @@ def evidence_document(
 ) -> dict[str, Any]:
     if len(nonce) != NONCE_SIZE:
         raise ValueError(f"the nonce must be {NONCE_SIZE} bytes, not {len(nonce)}")
-    evidence = provider.evidence(bind(nonce, keys.hpke_public, keys.signing_public))
+    report_data = bind(nonce, keys.hpke_public, keys.signing_public, keys.release_public)
+    evidence = provider.evidence(report_data)
+    enclave_keys = {"hpke": _b64(keys.hpke_public), "signing": _b64(keys.signing_public)}
+    if keys.release_public:
+        enclave_keys["release"] = _b64(keys.release_public)
     return {
         "tee": provider.tee,
         "nonce": _b64(nonce),
         "evidence": _b64(evidence.raw),
         "certificates": evidence.certificates,
-        "enclave_keys": {"hpke": _b64(keys.hpke_public), "signing": _b64(keys.signing_public)},
+        "enclave_keys": enclave_keys,
         "produced_at": now.isoformat(timespec="seconds"),
     }
 

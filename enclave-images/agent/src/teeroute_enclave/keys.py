@@ -2,8 +2,10 @@
 
 HPKE (X25519) is what clients seal requests to; Ed25519 signs usage receipts. Their public
 halves go into report_data (see teeroute.attestation.policy.bind), so evidence vouches for
-exactly these keys. There is deliberately no way to export the private halves: the HPKE key is
-used only through `open_request` / `open_secrets`, the signing key only through `sign`.
+exactly these keys, together with the operator's release key the agent was started pinning
+(if any): the only signer whose secret releases `open_secrets` accepts. There is deliberately
+no way to export the private halves: the HPKE key is used only through `open_request` /
+`open_secrets`, the signing key only through `sign`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from teeroute.sealing import envelope, secrets
+from teeroute.sealing.errors import ReleaseInvalid
 
 _RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -24,10 +27,14 @@ _RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 class EnclaveKeys:
     _hpke: x25519.X25519PrivateKey = field(repr=False)
     _signing: ed25519.Ed25519PrivateKey = field(repr=False)
+    release_public: bytes = b""
+    """The operator release key pinned at start (raw Ed25519 public key); empty: none."""
 
     @classmethod
-    def generate(cls) -> EnclaveKeys:
-        return cls(x25519.X25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate())
+    def generate(cls, release_public: bytes = b"") -> EnclaveKeys:
+        return cls(
+            x25519.X25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate(), release_public
+        )
 
     @cached_property
     def hpke_public(self) -> bytes:
@@ -54,6 +61,9 @@ class EnclaveKeys:
         `OpenFailed` if it was sealed to another key or altered."""
         return envelope.open_request(sealed, self._hpke, self.hpke_public)
 
-    def open_secrets(self, raw: bytes) -> tuple[str, dict[str, str]]:
-        """(pool, secrets) from a secret release sealed to this enclave (section 4)."""
-        return secrets.open_secrets(raw, self._hpke, self.hpke_public)
+    def open_secrets(self, raw: bytes) -> secrets.Release:
+        """A secret release sealed to this enclave and signed by the pinned release key
+        (section 4); `ReleaseInvalid` (check `release.key`) when no key is pinned."""
+        if not self.release_public:
+            raise ReleaseInvalid("release.key", "this enclave pins no release key")
+        return secrets.open_secrets(raw, self._hpke, self.hpke_public, self.release_public)

@@ -2,7 +2,7 @@
 
     open_sealed(keys, raw, path, ...)      -> Opened: the engine's request and the sealer
     sealed_body(answer, opened, keys)      -> the sealed response body, piece by piece
-    open_release(keys, raw)                -> the secrets of a `/v1/secrets` release
+    open_release(keys, raw)                -> a `/v1/secrets` release, signature checked
 
 A sealed request is opened with the enclave's HPKE key and forwarded in clear to the engine
 (on loopback, inside the enclave) with two changes: `"model"` becomes the gateway's
@@ -21,7 +21,8 @@ Errors before the answer are `SealedRejected` (status, type, message naming the 
 content or key bytes): 400 `sealed_envelope_invalid` (cannot be read, or its meta does not fit
 the request), 421 `sealed_key_mismatch` (sealed to another enclave's key), 400
 `sealed_open_failed` (does not authenticate), 400 `invalid_request` (the opened body or the
-request id is not usable), 400 `secrets_invalid` (a release this agent cannot apply).
+request id is not usable), 403 `release_refused` (a secret release not signed by the release
+key this agent pins, or signed for another enclave key or pool).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from teeroute.sealing import envelope, receipts
-from teeroute.sealing.errors import OpenFailed, SealingError
+from teeroute.sealing import envelope, receipts, secrets
+from teeroute.sealing.errors import OpenFailed, ReleaseInvalid, SealingError
 from teeroute_enclave import proxy, usage
 from teeroute_enclave.keys import EnclaveKeys
 
@@ -241,14 +242,14 @@ def _served_model(engine_model: str | None, opened: Opened) -> str:
 # --- secret release --------------------------------------------------------------------
 
 
-def open_release(keys: EnclaveKeys, raw: bytes) -> dict[str, str]:
-    """The secrets of a `/v1/secrets` body sealed to this enclave."""
+def open_release(keys: EnclaveKeys, raw: bytes) -> secrets.Release:
+    """The release in a `/v1/secrets` body sealed to this enclave and signed by the release
+    key it pins (403 `release_refused` otherwise)."""
     try:
-        _, released = keys.open_secrets(raw)
+        return keys.open_secrets(raw)
+    except ReleaseInvalid as exc:
+        raise SealedRejected(403, "release_refused", f"{exc.check}: {exc.detail}") from None
     except OpenFailed as exc:
         raise (_key_mismatch() if exc.check == "key_id" else _open_failed(exc)) from None
     except SealingError as exc:
         raise _invalid(exc.check, exc.detail) from None
-    except (ValueError, AttributeError):  # an opened plaintext that is not a JSON object
-        raise _invalid("secrets", "expected an object of strings") from None
-    return released

@@ -32,11 +32,16 @@ class SecretRejected(ValueError):
     """A release that cannot be applied; the message names the secret, never its value."""
 
 
+class StaleRelease(ValueError):
+    """A release not newer than the one applied (a replay, or one overtaken by a rotation)."""
+
+
 class SecretStore:
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory
         self._lock = threading.Lock()
         self._secrets: dict[str, str] = {}
+        self._issued_ns = -1
 
     @property
     def engine_api_key(self) -> str | None:
@@ -46,13 +51,18 @@ class SecretStore:
     def names(self) -> frozenset[str]:
         return frozenset(self._secrets)
 
-    def replace(self, released: Mapping[str, str]) -> None:
-        """Takes `released` as the enclave's secrets, in place of any earlier release."""
+    def replace(self, released: Mapping[str, str], issued_ns: int = 0) -> None:
+        """Takes `released` as the enclave's secrets, in place of any earlier release, if it
+        was issued after that one (`StaleRelease` otherwise: a captured release cannot be
+        replayed to roll a rotated secret back)."""
         check(released)
         with self._lock:
+            if issued_ns <= self._issued_ns:
+                raise StaleRelease("secrets: the release is not newer than the one applied")
             if self._directory is not None:
                 _write_files(self._directory, released, self._secrets)
             self._secrets = dict(released)
+            self._issued_ns = issued_ns
 
 
 def check(released: Mapping[str, str]) -> None:

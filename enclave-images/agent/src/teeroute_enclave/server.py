@@ -8,14 +8,17 @@
                                frames and a signed usage receipt (docs/sealed-mode.md)
     POST /v1/completions       likewise
     GET  /v1/models            forwarded
-    POST /v1/secrets           a sealed secret release from the operator -> 204 (`secrets_store`)
+    POST /v1/secrets           a sealed secret release from the operator, signed by the release
+                               key the agent pins -> 204 (`secrets_store`)
 
 Every request forwarded to the engine carries `Authorization: Bearer <engine-api-key>` once
 that secret was released, and never the caller's Authorization.
 
 The agent's own errors are JSON `{"error": {"message", "type"}}`: 400 (bad request; sealed:
 `sealed_envelope_invalid`, `sealed_open_failed`, `secrets_invalid`), 403 `sealing_required` (a
-plain completion when TEEROUTE_AGENT_REQUIRE_SEALED is set), 404, 411 (chunked request body),
+plain completion when TEEROUTE_AGENT_REQUIRE_SEALED is set), 403 `secret_release_disabled` (no
+TEEROUTE_AGENT_RELEASE_KEY) or `release_refused` (not signed by it), 404, 409 `release_stale`
+(a release not newer than the one applied), 411 (chunked request body),
 413 (body over 4 KiB for attestation, 64 KiB for secrets, 8 MiB for the engine), 421
 `sealed_key_mismatch` (sealed to another enclave's key), 500 `secrets_unwritable`, 502, 503 or
 504 (the engine broke off, is unavailable, timed out; 503 also: evidence unavailable). The
@@ -51,7 +54,7 @@ from teeroute_enclave import proxy, sealed
 from teeroute_enclave.documents import evidence_document
 from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.providers import Provider, ProviderError
-from teeroute_enclave.secrets_store import MAX_RELEASE, SecretRejected, SecretStore
+from teeroute_enclave.secrets_store import MAX_RELEASE, SecretRejected, SecretStore, StaleRelease
 
 MAX_BODY = 4096  # of an attestation request
 DRAIN_LIMIT = 2 * proxy.MAX_BODY
@@ -204,19 +207,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(exc.status, exc.kind, str(exc))
 
     def _release_secrets(self) -> None:
+        if not self.server.keys.release_public:
+            message = "this agent pins no release key (TEEROUTE_AGENT_RELEASE_KEY)"
+            self._error(403, "secret_release_disabled", message)
+            return
         try:
-            released = sealed.open_release(self.server.keys, self._body(MAX_RELEASE))
-            self.server.secrets.replace(released)
+            release = sealed.open_release(self.server.keys, self._body(MAX_RELEASE))
+            self.server.secrets.replace(release.secrets, release.issued_ns)
         except sealed.SealedRejected as exc:
             self._error(exc.status, exc.kind, exc.message)
         except proxy.RequestError as exc:
             self._error(exc.status, exc.kind, str(exc))
         except SecretRejected as exc:
             self._error(400, "secrets_invalid", str(exc))
+        except StaleRelease as exc:
+            self._error(409, "release_stale", str(exc))
         except OSError as exc:
             self._error(500, "secrets_unwritable", f"cannot write the secrets: {exc.strerror}")
         else:
-            _log(f"secrets: {len(released)} released")
+            _log(f"secrets: {len(release.secrets)} released")
             self.send_response(204)
             self.end_headers()
 

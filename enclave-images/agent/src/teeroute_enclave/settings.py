@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RELEASE_KEY_SIZE = 32
 
 
 class AgentSettings(BaseSettings):
@@ -36,6 +40,11 @@ class AgentSettings(BaseSettings):
     0600, the directory 0700), for the engine to read; a tmpfs in the enclave. Unset: they are
     only held in memory."""
 
+    agent_release_key: bytes = b""
+    """Base64 of the operator's release key (raw Ed25519 public key, 32 bytes): the only key
+    whose signed secret releases this agent accepts. It is bound into the agent's evidence, so
+    the operator sees which key the enclave pins. Unset: every release is refused."""
+
     simulated_dir: Path = Path("/etc/teeroute/simulated-tee")
     """Simulated TEE only: the directory with `<node>.key` and `<node>.crt`."""
 
@@ -51,6 +60,19 @@ class AgentSettings(BaseSettings):
         default="", validation_alias=AliasChoices("NODE_NAME", "TEEROUTE_NODE_NAME")
     )
     """The node the pod runs on (downward API), naming its simulated chip."""
+
+    @field_validator("agent_release_key", mode="before")
+    @classmethod
+    def _release_key(cls, value: object) -> bytes:
+        if value in ("", b"", None):
+            return b""
+        try:
+            raw = base64.b64decode(str(value), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("expected base64 of a raw Ed25519 public key") from None
+        if len(raw) != RELEASE_KEY_SIZE:
+            raise ValueError(f"expected {RELEASE_KEY_SIZE} bytes (a raw Ed25519 public key)")
+        return raw
 
     @field_validator("agent_secrets_dir", mode="before")
     @classmethod

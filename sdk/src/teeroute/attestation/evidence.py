@@ -3,12 +3,14 @@
     {"tee": "sev-snp" | "tdx" | "simulated",
      "nonce": base64, "evidence": base64 (raw report or quote),
      "certificates": [PEM, ...]   (SNP: VCEK or VLEK, optionally ASK and ARK; simulated: chip),
-     "enclave_keys": {"hpke": base64, "signing": base64},
+     "enclave_keys": {"hpke": base64, "signing": base64, "release": base64 (optional)},
      "gpu_evidence": {"report": hex SPDM response, "certificates": [PEM, ...]} (optional),
      "produced_at": RFC 3339}
 
-report_data must equal SHA-512(nonce ‖ hpke ‖ signing): the keys a client seals to and the
-key that signs receipts are the ones the TEE vouched for. GPU evidence answers the nonce
+report_data must equal SHA-512(nonce ‖ hpke ‖ signing [‖ release]): the keys a client seals to
+and the key that signs receipts are the ones the TEE vouched for, and so is the operator release
+key the enclave pins (whose signed secret releases alone it accepts), when it pins one (32
+bytes, like the others, so the concatenation is unambiguous). GPU evidence answers the nonce
 derived from the same challenge (`nvidia.gpu_nonce`), so it cannot be relayed from another
 challenge; its checks join the CPU verdict's, prefixed `gpu.`.
 
@@ -34,11 +36,14 @@ from teeroute.attestation.policy import Challenge, Policy
 from teeroute.attestation.verdict import Check, Verdict
 from teeroute.attestation.x509chain import load_pem_chain
 
+RELEASE_KEY_SIZE = 32
+
 
 class EnclaveKeys(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     hpke: str
     signing: str
+    release: str | None = None
 
 
 class GpuEvidence(BaseModel):
@@ -112,6 +117,15 @@ def verify_document(
     )
 
 
+def _release_key(value: str | None) -> bytes:
+    if value is None:
+        return b""
+    raw = _b64(value, "enclave_keys.release")
+    if len(raw) != RELEASE_KEY_SIZE:
+        raise EvidenceInvalid("evidence.document", "enclave_keys.release is not an Ed25519 key")
+    return raw
+
+
 def _hex(value: str, field: str) -> bytes:
     try:
         return bytes.fromhex(value)
@@ -132,6 +146,7 @@ def _verify_cpu(
         issued_at=issued_at,
         hpke_public=_b64(doc.enclave_keys.hpke, "enclave_keys.hpke"),
         signing_public=_b64(doc.enclave_keys.signing, "enclave_keys.signing"),
+        release_public=_release_key(doc.enclave_keys.release),
     )
     raw = _b64(doc.evidence, "evidence")
     if doc.tee == "sev-snp":

@@ -18,10 +18,14 @@ from teeroute.attestation.verdict import Check
 HARDWARE_TEES = frozenset({"sev-snp", "tdx"})
 
 
-def bind(nonce: bytes, hpke_public: bytes, signing_public: bytes) -> bytes:
+def bind(
+    nonce: bytes, hpke_public: bytes, signing_public: bytes, release_public: bytes = b""
+) -> bytes:
     """The 64 bytes of report_data that tie evidence to one challenge and to the enclave's
-    keys: SHA-512(nonce ‖ HPKE public key ‖ signing public key)."""
-    return hashlib.sha512(nonce + hpke_public + signing_public).digest()
+    keys: SHA-512(nonce ‖ HPKE public key ‖ signing public key [‖ pinned release key]). The
+    release key (the operator's, whose signed secret releases alone the enclave accepts) is
+    there only when the enclave pins one; every part has a fixed length (32 bytes)."""
+    return hashlib.sha512(nonce + hpke_public + signing_public + release_public).digest()
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,12 @@ class Challenge:
     """When the verifier issued the nonce; None when it did not (e.g. a stored document)."""
     hpke_public: bytes
     signing_public: bytes
+    release_public: bytes = b""
+    """The release key the enclave says it pins (empty: none)."""
 
     @property
     def report_data(self) -> bytes:
-        return bind(self.nonce, self.hpke_public, self.signing_public)
+        return bind(self.nonce, self.hpke_public, self.signing_public, self.release_public)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ TeerouteError
     ├── EnvelopeInvalid        a sealed request, frame or receipt cannot be read
     ├── OpenFailed             authentication failed: wrong key, or altered, reordered,
     │                          dropped or replayed bytes
-    └── ReceiptInvalid         a receipt that fails verification
+    ├── ReceiptInvalid         a receipt that fails verification
+    └── ReleaseInvalid         a secret release not signed by the pinned release key, or not
+                               for this enclave
 """
 
 from teeroute.errors import TeerouteError
@@ -29,4 +31,8 @@ class OpenFailed(SealingError):
 
 
 class ReceiptInvalid(SealingError):
+    pass
+
+
+class ReleaseInvalid(SealingError):
     pass
