@@ -18,16 +18,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import signal
-import subprocess
 import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gatewaybench import litellm, notes, report, scenarios, stats, targets
+from gatewaybench import host, litellm, notes, report, scenarios, stats, targets
 from gatewaybench.procs import BenchError, Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,35 +63,14 @@ def plan_cores() -> tuple[int | None, int | None, str]:
     return target, load, said
 
 
-def _run(argv: list[str]) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return ""
-    return (done.stdout or done.stderr).strip()
-
-
-def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    return {
-        "cpu_model": models[0] if models else platform.processor(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
-
-
 def versions(selected: list[str]) -> dict[str, str | None]:
-    commit = _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = _run(["git", "-C", str(ROOT), "status", "--porcelain"])
+    commit, dirty = host.commit(ROOT)
     found: dict[str, str | None] = {
         "teeroute": f"{commit}{' (uncommitted changes)' if dirty else ''}",
         "uvicorn": version("uvicorn"),
         "uvloop": version("uvloop"),
         "httptools": version("httptools"),
-        "wrk": (_run(["wrk", "-v"]).split() or ["?", "?"])[1],
+        "wrk": host.wrk_version(),
     }
     if "litellm" in selected:
         venv = litellm.venv_dir()
@@ -161,7 +138,7 @@ def main() -> int:
     if args.load_core is not None:
         os.sched_setaffinity(0, {args.load_core})
     signal.signal(signal.SIGTERM, _terminate)
-    facts = machine()
+    facts = host.machine()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="teeroute-gwbench-") as tmp:
         results = run(args, Path(tmp))

@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import signal
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
@@ -32,7 +30,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gatewaybench import targets
+from gatewaybench import host, targets
 from gatewaybench.procs import BenchError, Fleet, Service, free_port, wait_ready
 from sealedbench import client, ledger, load, miner, modes, report, stats
 from sealedbench.modes import MODES, Mode
@@ -104,40 +102,15 @@ def plan_cores() -> tuple[int | None, int | None, str]:
     return gateway, rest, said
 
 
-def _run(argv: list[str]) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return (done.stdout or done.stderr).strip()
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    return {
-        "cpu_model": models[0] if models else platform.processor(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_before": load_average(),
-    }
-
-
 def versions() -> dict[str, str]:
-    commit = _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = _run(["git", "-C", str(ROOT), "status", "--porcelain"])
+    commit, dirty = host.commit(ROOT)
     return {
         "teeroute": f"{commit}{'-dirty' if dirty else ''}",
         "uvicorn": version("uvicorn"),
         "uvloop": version("uvloop"),
         "httptools": version("httptools"),
         "cryptography": version("cryptography"),
-        "wrk": (_run(["wrk", "-v"]).split() or ["?", "?"])[1],
+        "wrk": host.wrk_version(),
     }
 
 
@@ -289,7 +262,7 @@ def main() -> int:
     if args.load_core is not None:
         os.sched_setaffinity(0, {args.load_core})
     signal.signal(signal.SIGTERM, _terminate)
-    facts = machine()
+    facts = host.machine()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="teeroute-sealedbench-") as tmp:
         try:
@@ -297,7 +270,7 @@ def main() -> int:
         except BenchError as exc:
             print(f"sealed benchmark failed: {exc}", file=sys.stderr)
             return 1
-    facts["load_after"] = load_average()
+    facts["load_after"] = host.load_average()
     cores = (args.target_core, args.load_core)
     results = {
         mode: {scenario: stats.merge(parts, cores) for scenario, parts in by.items()}
