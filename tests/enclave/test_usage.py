@@ -85,6 +85,51 @@ def test_without_engine_usage_a_stream_is_counted() -> None:
     assert usage.account(meter, 5, 500) == usage.Usage(0, 0, "counted")
 
 
+def usage_event(prompt: int, completion: int) -> bytes:
+    return event(
+        {"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}
+    )
+
+
+def long_stream(tokens: int) -> bytes:
+    return event(chat_chunk("word ", usage=None)) * tokens
+
+
+PAST_KEPT = usage.MAX_KEPT // len(long_stream(1)) + 10  # tokens of a stream read as it passes
+
+
+@pytest.mark.parametrize("tokens", [3, PAST_KEPT])  # kept whole / read as it passes
+def test_the_last_usage_object_with_two_counts_wins(tokens: int) -> None:
+    stream = (
+        usage_event(1, 1)
+        + long_stream(tokens)
+        + usage_event(7, 2)
+        + event({"usage": {"prompt_tokens": 9}})  # not two counts: ignored
+        + event({"choices": [], "usage": None})
+        + b"data: [DONE]\n\n"
+    )
+    meter = usage.StreamMeter()
+    assert feed_in_pieces(meter, stream, 4096) == stream
+    assert (meter.usage, meter.deltas) == ((7, 2), tokens)
+    assert usage.account(meter, 99, 200) == usage.Usage(7, 2, "engine")
+
+
+@pytest.mark.parametrize("tokens", [3, PAST_KEPT])
+def test_usage_and_deltas_follow_the_stream_as_it_grows(tokens: int) -> None:
+    meter = usage.StreamMeter()
+    meter.feed(long_stream(tokens))
+    assert (meter.usage, meter.deltas) == (None, tokens)
+    meter.feed(usage_event(4, 5) + event(chat_chunk("more", usage=None)))
+    assert (meter.usage, meter.deltas) == ((4, 5), tokens + 1)
+
+
+def test_a_usage_key_outside_a_data_line_is_not_usage() -> None:
+    meter = usage.StreamMeter()
+    meter.feed(b'event: x\n: "usage": {"prompt_tokens": 1, "completion_tokens": 1}\n\n')
+    meter.feed(b'data: [DONE] "usage": {}\n\n')
+    assert meter.usage is None
+
+
 def test_only_the_first_json_event_names_the_model() -> None:
     meter = usage.StreamMeter()
     meter.feed(b": ping\n\n" + event({"model": "first"}) + event({"model": "second"}))

@@ -14,9 +14,12 @@ JSON answer, its `usage`. Only when the engine reported none (an engine without
 
 An answer with an error status (4xx/5xx) and no usage counts as nothing served: 0 and 0.
 
-Reading is cheap: a stream is split into SSE events with one regex over each engine read, and
-`json.loads` runs only on the first JSON event (for the served model) and on events that carry
-a non-null `"usage"` (one per stream); deltas are counted with a regex, without parsing.
+Reading is cheap, because the engine's usage normally makes the count unnecessary: a stream's
+whole events are kept (up to MAX_KEPT bytes) and looked at only when asked. `json.loads` runs
+on the first JSON event (for the served model, as it passes) and on the last event that carries
+a non-null `"usage"` (found by searching back from the end); the deltas are counted (a regex,
+no parsing) only when no such event is there. A stream longer than MAX_KEPT is read as it
+passes instead: its events are split, deltas counted, and every usage-carrying event parsed.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ BYTES_PER_TOKEN = 4
 MAX_TOKENS = 10**9  # as receipts.MAX_TOKENS: a larger count is not believed
 MAX_BODY = 16 * 1024 * 1024
 """A JSON answer longer than this is not parsed (its usage is then counted as 0)."""
+MAX_KEPT = 1024 * 1024
+"""A stream's events are kept for reading at its end up to this many bytes; a longer stream
+is read as it passes."""
 MAX_PENDING = 256 * 1024
 """A stream's unfinished event is held back (so an error frame never lands inside an event)
 up to this size; past it, it is passed on as is."""
@@ -39,6 +45,7 @@ up to this size; past it, it is passed on as is."""
 _BOUNDARY = re.compile(rb"\r?\n\r?\n")  # between SSE events
 _DELTA = re.compile(rb'"(?:reasoning_content|content|text)"\s*:\s*"[^"]')
 _NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
+_USAGE_KEY = b'"usage"'  # a quote inside a JSON string is escaped, so this is always a key
 
 
 @dataclass(frozen=True)
@@ -118,15 +125,20 @@ class StreamMeter:
     """Follows an engine's SSE stream: its first chunk's model, its usage chunk, its deltas.
 
     `feed` returns the bytes to pass on now: everything up to the end of the last complete
-    event (the rest waits for the next read, or for `tail`).
+    event (the rest waits for the next read, or for `tail`). `usage` and `deltas` may be read
+    at any time; they cover the events passed on so far.
     """
 
     def __init__(self) -> None:
         self.model: str | None = None
-        self.usage: tuple[int, int] | None = None
-        self.deltas = 0
         self._pending = b""
         self._seen_json = False
+        self._kept: list[bytes] | None = []  # None: past MAX_KEPT, read as it passes
+        self._kept_size = 0
+        self._kept_usage: tuple[tuple[int, int] | None] | None = None  # (found,) once read
+        self._kept_deltas: int | None = None  # once counted
+        self._usage: tuple[int, int] | None = None  # of the events read as they passed
+        self._deltas = 0
 
     def feed(self, piece: bytes) -> bytes:
         data = self._pending + piece
@@ -153,25 +165,87 @@ class StreamMeter:
         """The stream so far stops inside an event."""
         return bool(self._pending)
 
-    def _read(self, events: bytes) -> None:
-        self.deltas += len(_DELTA.findall(events))
-        if self._seen_json and events.count(b'"usage"') == len(_NULL_USAGE.findall(events)):
-            return  # no usage here but `"usage": null` (in every chunk with include_usage)
-        for event in _BOUNDARY.split(events):
-            if not self._seen_json or (b'"usage"' in event and not _NULL_USAGE.search(event)):
-                self._parse(event)
+    @property
+    def usage(self) -> tuple[int, int] | None:
+        """The engine's usage: its last usage object that holds two counts."""
+        if self._kept is None:
+            return self._usage
+        if self._kept_usage is None:
+            self._kept_usage = (_last_usage(b"".join(self._kept)),)
+        return self._kept_usage[0]
 
-    def _parse(self, event: bytes) -> None:
-        for line in event.splitlines():
-            if line.startswith(b"data:") and line[5:].strip().startswith(b"{"):
-                chunk = _loads(line[5:])
-                if not self._seen_json:
-                    self._seen_json, self.model = True, model_of(chunk)
-                if isinstance(chunk, dict):
-                    self.usage = engine_usage(chunk.get("usage")) or self.usage
+    @property
+    def deltas(self) -> int:
+        if self._kept is None:
+            return self._deltas
+        if self._kept_deltas is None:
+            self._kept_deltas = sum(len(_DELTA.findall(events)) for events in self._kept)
+        return self._kept_deltas
 
     def counted(self) -> int:
         return self.deltas
+
+    def _read(self, events: bytes) -> None:
+        if not events:
+            return
+        if not self._seen_json:
+            self._first_json(events)
+        if self._kept is None:
+            self._scan(events)
+            return
+        self._kept_usage = self._kept_deltas = None
+        self._kept.append(events)
+        self._kept_size += len(events)
+        if self._kept_size > MAX_KEPT:
+            kept, self._kept = self._kept, None
+            for earlier in kept:
+                self._scan(earlier)
+
+    def _first_json(self, events: bytes) -> None:
+        start = 0
+        while start < len(events):  # line by line, without splitting all of `events`
+            end = events.find(b"\n", start)
+            end = len(events) if end < 0 else end
+            line = events[start:end]
+            if line.startswith(b"data:") and line[5:].strip().startswith(b"{"):
+                self._seen_json, self.model = True, model_of(_loads(line[5:]))
+                return
+            start = end + 1
+
+    def _scan(self, events: bytes) -> None:
+        self._deltas += len(_DELTA.findall(events))
+        if events.count(_USAGE_KEY) == len(_NULL_USAGE.findall(events)):
+            return  # no usage here but `"usage": null` (in every chunk with include_usage)
+        for event in _BOUNDARY.split(events):
+            if _USAGE_KEY in event and not _NULL_USAGE.search(event):
+                for line in event.splitlines():
+                    self._usage = _line_usage(line) or self._usage
+
+
+def _last_usage(data: bytes) -> tuple[int, int] | None:
+    """The last usage object holding two counts in `data` (whole SSE events), searching back
+    from the end: in a stream with `include_usage` that is its last chunk."""
+    end = len(data)
+    while (at := data.rfind(_USAGE_KEY, 0, end)) >= 0:
+        end = at
+        if _NULL_USAGE.match(data, at):
+            continue
+        line_start = data.rfind(b"\n", 0, at) + 1
+        line_end = data.find(b"\n", at)
+        found = _line_usage(data[line_start : line_end if line_end >= 0 else len(data)])
+        if found is not None:
+            return found
+        end = line_start
+    return None
+
+
+def _line_usage(line: bytes) -> tuple[int, int] | None:
+    """The usage of a `data:` line holding a JSON chunk with a `usage` that holds two counts."""
+    line = line.rstrip(b"\r")
+    if not (line.startswith(b"data:") and line[5:].strip().startswith(b"{")):
+        return None
+    chunk = _loads(line[5:])
+    return engine_usage(chunk.get("usage")) if isinstance(chunk, dict) else None
 
 
 class BodyMeter:
