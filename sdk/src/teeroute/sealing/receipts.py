@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -48,16 +48,23 @@ class Receipt:
     signature: str = ""
 
     def signed_part(self) -> bytes:
-        body = asdict(self)
-        del body["signature"]
-        return _signed(body)
+        return _signed(self._fields(signed_only=True))
 
     def to_json(self) -> dict[str, Any]:
-        return {"v": VERSION, **asdict(self)}
+        return {"v": VERSION, **self._fields()}
+
+    def _fields(self, signed_only: bool = False) -> dict[str, Any]:
+        """The fields as a dict (shallow: they are all str, int or bool)."""
+        names = _SIGNED_NAMES if signed_only else _NAMES
+        return {name: getattr(self, name) for name in names}
 
     def text(self) -> str:
         """The receipt as stored and sent: canonical JSON."""
         return canonical(self.to_json()).decode()
+
+
+_NAMES = tuple(f.name for f in fields(Receipt))
+_SIGNED_NAMES = tuple(name for name in _NAMES if name != "signature")
 
 
 def sign_receipt(
