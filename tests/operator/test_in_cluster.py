@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from teeroute_operator import release_key
+from teeroute_operator.builders import RELEASE_KEY_ENV
 from teeroute_sandbox.restclient import KubeRest
 from teeroute_sandbox.testing import wait_for
 
@@ -16,11 +18,33 @@ from .conftest import ROOT
 
 pytestmark = pytest.mark.sandbox
 MANIFEST = ROOT / "e2e" / "sandbox" / "operator.yaml"
+RELEASE_KEY_SECRET_NAME = "teeroute-release-key"  # noqa: S105 (a name, not a secret)
 SA = "system:serviceaccount:teeroute-system:teeroute-operator"
 
 
 @pytest.fixture(scope="module")
-def in_cluster_operator(kubectl: Any, kube: KubeRest, crds: None) -> Iterator[None]:
+def release_public(kubectl: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[bytes]:
+    """The Secret the manifest mounts: a new release key; yields its public half."""
+    key_file = tmp_path_factory.mktemp("release") / "release-key.pem"
+    public = release_key.create(key_file)
+    kubectl("create", "namespace", "teeroute-system", check=False)
+    kubectl(
+        "-n",
+        "teeroute-system",
+        "create",
+        "secret",
+        "generic",
+        RELEASE_KEY_SECRET_NAME,
+        f"--from-file=release-key.pem={key_file}",
+    )
+    yield public
+    kubectl("-n", "teeroute-system", "delete", "secret", RELEASE_KEY_SECRET_NAME, check=False)
+
+
+@pytest.fixture(scope="module")
+def in_cluster_operator(
+    kubectl: Any, kube: KubeRest, crds: None, release_public: bytes
+) -> Iterator[None]:
     kubectl("apply", "-f", str(MANIFEST))
     kubectl(
         "-n",
@@ -58,7 +82,7 @@ def can(
 
 
 def test_in_cluster_operator_reconciles_with_its_own_credentials(
-    kube: KubeRest, in_cluster_operator: None, namespace: str
+    kube: KubeRest, in_cluster_operator: None, namespace: str, release_public: bytes
 ) -> None:
     pods = kube.get("/api/v1/namespaces/teeroute-system/pods")["items"]
     (pod,) = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -80,6 +104,11 @@ def test_in_cluster_operator_reconciles_with_its_own_credentials(
     deployment = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/in-cluster")
     managers = {m["manager"] for m in deployment["metadata"]["managedFields"]}
     assert "teeroute-operator" in managers
+    (container,) = [
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "agent"
+    ]
+    pinned = {e["name"]: e.get("value") for e in container["env"]}[RELEASE_KEY_ENV]
+    assert pinned == release_key.public_b64(release_public)  # it read the mounted key
     pod = kube.get(f"/api/v1/namespaces/teeroute-system/pods/{pod['metadata']['name']}")
     assert pod["status"]["containerStatuses"][0]["restartCount"] == restarts  # stable
 
