@@ -22,17 +22,19 @@ import pytest
 
 from teeroute.attestation import evidence, simulated
 from teeroute.attestation.policy import Policy
-from teeroute_enclave.keys import EnclaveKeys
-from teeroute_enclave.providers import (
+from teeroute.attestation.providers import (
     ConfigfsTsmProvider,
     ProviderError,
     SimulatedProvider,
     code_measurement,
     snp_certificates,
 )
+from teeroute_enclave.__main__ import PACKAGE as AGENT
+from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.server import AgentServer
 
 NOW = dt.datetime.now(dt.UTC)
+MEASUREMENT = code_measurement(AGENT)  # what the agent reports: its own sources
 VECTORS = Path(__file__).parents[3] / "shared" / "vectors"
 
 
@@ -49,7 +51,7 @@ def serve(server: AgentServer) -> str:
 @pytest.fixture
 def agent(chip_dir: Path) -> Iterator[tuple[str, AgentServer]]:
     server = AgentServer(
-        ("127.0.0.1", 0), SimulatedProvider(chip_dir, "node-a"), EnclaveKeys.generate()
+        ("127.0.0.1", 0), SimulatedProvider(chip_dir, "node-a", MEASUREMENT), EnclaveKeys.generate()
     )
     yield serve(server), server
     server.shutdown()
@@ -84,7 +86,7 @@ def test_evidence_verifies_and_binds_the_nonce_and_keys(
     assert base64.b64decode(doc.enclave_keys.hpke) == server.keys.hpke_public
     policy = Policy(
         allowed_tee=frozenset({"simulated"}),
-        allowed_measurements=frozenset({code_measurement().hex()}),
+        allowed_measurements=frozenset({MEASUREMENT.hex()}),
     )
     verdict = evidence.verify_document(
         doc,
@@ -144,7 +146,10 @@ def test_health_follows_the_engine(chip_dir: Path) -> None:
     engine = HTTPServer(("127.0.0.1", 0), _Engine)
     engine_url = f"http://127.0.0.1:{engine.server_address[1]}"
     server = AgentServer(
-        ("127.0.0.1", 0), SimulatedProvider(chip_dir, "node-a"), EnclaveKeys.generate(), engine_url
+        ("127.0.0.1", 0),
+        SimulatedProvider(chip_dir, "node-a", MEASUREMENT),
+        EnclaveKeys.generate(),
+        engine_url,
     )
     url = serve(server)
     assert call(f"{url}/healthz", None, "GET")[0] == 503  # engine not serving yet

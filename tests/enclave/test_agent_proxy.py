@@ -21,9 +21,10 @@ import httpx
 import openai
 import pytest
 
+from teeroute.attestation.providers import SimulatedProvider, code_measurement
 from teeroute_enclave import proxy
+from teeroute_enclave.__main__ import PACKAGE as AGENT
 from teeroute_enclave.keys import EnclaveKeys
-from teeroute_enclave.providers import SimulatedProvider
 from teeroute_enclave.server import AgentServer
 from teeroute_engine_sim.generation import natural_length, request_digest
 
@@ -307,7 +308,7 @@ def in_process_agent(
 
     def start(engine_url: str, timeout_s: float) -> str:
         keys = EnclaveKeys.generate()
-        provider = SimulatedProvider(chip_dir, "node-a")
+        provider = SimulatedProvider(chip_dir, "node-a", code_measurement(AGENT))
         servers.append(AgentServer(("127.0.0.1", 0), provider, keys, engine_url, timeout_s))
         return str(serve(servers[-1]))
 

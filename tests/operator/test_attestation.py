@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from teeroute import admission
-from teeroute_enclave.providers import code_measurement
+from teeroute.attestation.providers import code_measurement
+from teeroute_enclave.__main__ import PACKAGE as AGENT
 from teeroute_sandbox.cluster import Sandbox
 from teeroute_sandbox.restclient import KubeRest
 from teeroute_sandbox.testing import runner_ready, wait_for
@@ -58,7 +59,7 @@ def attested_pool(name: str, replicas: int = 3) -> Obj:
     pool["spec"]["replicas"] = replicas
     pool["spec"]["resources"] = {"cpu": "100m", "memory": "128Mi"}
     pool["spec"]["attestation"] = {
-        "allowedMeasurements": [code_measurement().hex()],
+        "allowedMeasurements": [code_measurement(AGENT).hex()],
         "maxEvidenceAge": f"{MAX_AGE_S}s",
         "reattestationInterval": f"{INTERVAL_S}s",
     }
@@ -138,7 +139,7 @@ def test_three_simulated_miners_are_attested_and_listed(
     pod = kube.get(f"/api/v1/namespaces/{namespace}/pods/{pods[0]['metadata']['name']}")
     notes = pod["metadata"]["annotations"]
     assert notes[admission.TEE] == "simulated"
-    assert notes[admission.MEASUREMENT] == code_measurement().hex()
+    assert notes[admission.MEASUREMENT] == code_measurement(AGENT).hex()
     assert len(notes[admission.CHIP_ID]) == 128
     assert len(notes[admission.HPKE_KEY]) == len(notes[admission.SIGNING_KEY]) == 64
     expires = admission.parse_time(notes[admission.EXPIRES_AT])
@@ -276,4 +277,4 @@ def test_external_endpoints_are_leased_in_the_pool_status(
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["message"] == "1/2 external endpoints attested"
     live = next(e for e in status["endpoints"] if e["name"] == "live")
-    assert live["measurement"] == code_measurement().hex() and len(live["chipId"]) == 128
+    assert live["measurement"] == code_measurement(AGENT).hex() and len(live["chipId"]) == 128

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from teeroute.attestation import simulated
 from teeroute.attestation.evidence import Trust
 from teeroute.attestation.policy import Policy
+from teeroute.attestation.providers import SimulatedProvider
 from teeroute_enclave.keys import EnclaveKeys
-from teeroute_enclave.providers import SimulatedProvider
 from teeroute_enclave.server import AgentServer
 from teeroute_operator.challenge import Judge, Target, challenge
 from teeroute_operator.lease import Outcome, Rejected, Unreachable, Verified

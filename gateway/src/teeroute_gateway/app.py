@@ -5,6 +5,8 @@
     GET  /v1/attestations?model=M                  public: current evidence of M's endpoints
     POST /v1/attestations {model, nonce}           API key: fresh evidence for the client's
                                                    own nonce (challenges.py; sealed mode)
+    POST /v1/gateway/attestation {nonce}           public: the gateway's own evidence, bound
+                                                   to its TLS key (identity.py; tee not off)
     GET  /v1/generation?id=ID                      the key's own usage record of one request
     GET  /v1/miners[?format=weights]               admin: the scoreboard
     GET  /v1/settlement?from=&to=                  admin: usage and amounts per pool
@@ -27,7 +29,7 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from teeroute_gateway import challenges, listings, reports
+from teeroute_gateway import challenges, identity, listings, reports
 from teeroute_gateway.asgi import (
     ClientGone,
     Receive,
@@ -55,8 +57,11 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class GatewayApp:
-    def __init__(self, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self, lifecycle: Lifecycle, gateway_identity: identity.GatewayIdentity | None = None
+    ) -> None:
         self.lifecycle = lifecycle
+        self.gateway_identity = gateway_identity
         self._inference: InferenceHandler | None = None
         self._rng = random.Random()  # noqa: S311  # sampling endpoints, not secrets
         self.routes: dict[tuple[str, str], Handler] = {
@@ -65,6 +70,7 @@ class GatewayApp:
             ("GET", "/v1/models"): self._models,
             ("GET", "/v1/attestations"): self._attestations,
             ("POST", "/v1/attestations"): self._challenge,
+            ("POST", "/v1/gateway/attestation"): self._gateway_attestation,
             ("GET", "/v1/generation"): self._generation,
             ("GET", "/v1/miners"): self._miners,
             ("GET", "/v1/settlement"): self._settlement,
@@ -152,6 +158,11 @@ class GatewayApp:
         targets = challenges.sealable_endpoints(model, dt.datetime.now(dt.UTC), self._rng)
         answer = await challenges.challenge(s.dispatcher, targets, nonce)
         await respond(send, 200, orjson.dumps({"model": name, **answer}))
+
+    async def _gateway_attestation(self, scope: Scope, receive: Receive, send: Send) -> None:
+        me = identity.attested(self.gateway_identity)
+        nonce = identity.parse_nonce(await read_body(scope, receive, identity.MAX_BODY))
+        await respond(send, 200, orjson.dumps(await identity.fresh_document(me, nonce)))
 
     async def _generation(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self.services

@@ -2,7 +2,9 @@
 
 `teeroute gateway serve` calls `serve`; uvicorn imports `create_app` in each worker, which
 reads the config path from TEEROUTE_GATEWAY_CONFIG_FILE (set here), so every worker builds
-its own Services from the same file.
+its own Services from the same file. With `tlsCertFile` the gateway serves HTTPS; with `tee`
+set it also attests itself (identity.py), each worker reading its TEE and certificate at start,
+when uvicorn loads the same certificate (several workers share one TLS key, and so one binding).
 """
 
 from __future__ import annotations
@@ -14,13 +16,21 @@ from pathlib import Path
 import uvicorn
 
 from teeroute_gateway.app import GatewayApp
+from teeroute_gateway.identity import identity_from_settings
 from teeroute_gateway.lifecycle import CONFIG_ENV, Lifecycle
 from teeroute_gateway.settings import GatewaySettings
 from teeroute_gateway.sources.file import load
 
+log = logging.getLogger(__name__)
+
 
 def create_app() -> GatewayApp:
-    return GatewayApp(Lifecycle.from_env())
+    return GatewayApp(Lifecycle.from_env(), identity_from_settings(_settings()))
+
+
+def _settings() -> GatewaySettings:
+    config = os.environ.get(CONFIG_ENV)
+    return load(Path(config)).settings if config else GatewaySettings.from_env(os.environ)
 
 
 def serve(config: str | None, host: str | None, port: int | None, workers: int | None) -> int:
@@ -34,6 +44,9 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    me = identity_from_settings(settings)  # likewise: a missing chip or certificate stops here
+    if me is not None:
+        log.info("self-attesting: %s, TLS key %s", me.tee, me.tls_spki_sha256.hex())
     uvicorn.run(
         "teeroute_gateway.server:create_app",
         factory=True,
@@ -45,5 +58,7 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
         access_log=False,
         log_level="warning",
         lifespan="on",
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
     return 0

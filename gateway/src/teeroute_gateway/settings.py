@@ -6,9 +6,10 @@ files and UPPER_SNAKE in the environment."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 ENV_PREFIX = "TEEROUTE_GATEWAY_"
@@ -96,9 +97,64 @@ class GatewaySettings(BaseModel):
     trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
     """Fraction of requests traced."""
 
+    tee: Literal["off", "simulated", "tsm"] = "off"
+    """The gateway's own attestation (`POST /v1/gateway/attestation`, docs/sealed-mode.md
+    section 6): off; tsm (the gateway runs in a SEV-SNP or TDX guest: evidence from
+    configfs-tsm); simulated (a chip key from `simulatedChipDir`: kind clusters and tests,
+    proves nothing about real hardware). Anything but off needs `tlsCertFile`: the evidence
+    binds the TLS key clients connect to, and evidence bound to no connection could be relayed
+    by any server in front of the gateway."""
+
+    simulated_chip_dir: Path | None = None
+    """tee simulated: the directory holding `<simulatedNode>.key` and `.crt` (as the enclave
+    agent's TEEROUTE_SIMULATED_DIR); relative to the config file."""
+
+    simulated_node: str = ""
+    """tee simulated: the node whose chip key signs the gateway's evidence."""
+
+    tls_cert_file: Path | None = None
+    """Serve HTTPS with this certificate (PEM; the leaf first, then any chain); relative to
+    the config file. Its key is what the gateway's evidence binds. Unset: plain HTTP."""
+
+    tls_key_file: Path | None = None
+    """The private key of `tlsCertFile` (PEM, unencrypted); given together with it."""
+
+    @field_validator("simulated_chip_dir", "tls_cert_file", "tls_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _attestation(self) -> GatewaySettings:
+        problem = attestation_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @field_validator("namespaces", "admin_key_sha256", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [n.strip() for n in value.split(",") if n.strip()]
         return value
+
+
+def attestation_problem(settings: GatewaySettings) -> str:
+    """What is wrong with the TLS and self-attestation settings taken together ("" if
+    nothing), naming the fields as a config file spells them."""
+    tls = settings.tls_cert_file is not None, settings.tls_key_file is not None
+    if tls[0] != tls[1]:
+        return "tlsCertFile and tlsKeyFile are given together (the certificate and its key)"
+    if settings.tee != "off" and not tls[0]:
+        return (
+            f"tee {settings.tee} needs tlsCertFile and tlsKeyFile: the gateway's evidence binds "
+            "the TLS key clients connect to"
+        )
+    simulated = settings.simulated_chip_dir is not None or bool(settings.simulated_node)
+    if settings.tee != "simulated":
+        return "simulatedChipDir and simulatedNode are only for tee simulated" if simulated else ""
+    if settings.simulated_chip_dir is None:
+        return "tee simulated needs simulatedChipDir (the directory of the simulated chip keys)"
+    if not settings.simulated_node:
+        return "tee simulated needs simulatedNode (whose chip key in simulatedChipDir signs)"
+    return ""

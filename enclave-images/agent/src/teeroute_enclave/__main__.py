@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
-from teeroute.sealing import envelope
-from teeroute_enclave.keys import EnclaveKeys
-from teeroute_enclave.providers import (
+from teeroute.attestation.providers import (
     ConfigfsTsmProvider,
     Provider,
     ProviderError,
     SimulatedProvider,
+    code_measurement,
 )
+from teeroute.sealing import envelope
+from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.secrets_store import SecretStore
 from teeroute_enclave.server import AgentServer
 from teeroute_enclave.settings import AgentSettings
 
 ALL_ADDRESSES = "0.0.0.0"  # noqa: S104 - in its pod, the agent serves on the pod's IP
+PACKAGE = Path(__file__).resolve().parent
+"""What a simulated TEE measures: the agent's own sources (`teeroute_enclave`)."""
 
 
 def provider(settings: AgentSettings) -> Provider:
@@ -26,7 +30,7 @@ def provider(settings: AgentSettings) -> Provider:
         measurement = (
             bytes.fromhex(settings.simulated_measurement)
             if settings.simulated_measurement
-            else None
+            else code_measurement(PACKAGE)
         )
         return SimulatedProvider(
             settings.simulated_dir,

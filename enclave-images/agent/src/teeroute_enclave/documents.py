@@ -7,8 +7,8 @@ import datetime as dt
 from typing import Any
 
 from teeroute.attestation.policy import bind
+from teeroute.attestation.providers import Provider
 from teeroute_enclave.keys import EnclaveKeys
-from teeroute_enclave.providers import Provider
 
 NONCE_SIZE = 32
 

@@ -49,11 +49,11 @@ from collections.abc import Generator, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from teeroute.attestation.providers import Provider, ProviderError
 from teeroute.sealing import envelope
 from teeroute_enclave import proxy, sealed
 from teeroute_enclave.documents import evidence_document
 from teeroute_enclave.keys import EnclaveKeys
-from teeroute_enclave.providers import Provider, ProviderError
 from teeroute_enclave.secrets_store import MAX_RELEASE, SecretRejected, SecretStore, StaleRelease
 
 MAX_BODY = 4096  # of an attestation request

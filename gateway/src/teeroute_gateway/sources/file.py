@@ -94,7 +94,16 @@ def _settings(doc: dict[str, Any], where: str, path: Path) -> GatewaySettings:
         settings = GatewaySettings.model_validate(spec)
     except ValidationError as exc:
         raise ConfigInvalid(f"{where}: {_errors(exc, 'spec')}") from None
-    return settings.model_copy(update={"ledger": resolve_sqlite(settings.ledger, path.parent)})
+    return settings.model_copy(
+        update={
+            "ledger": resolve_sqlite(settings.ledger, path.parent),
+            **{
+                field: path.parent / value  # Path / absolute path: the absolute path
+                for field in ("simulated_chip_dir", "tls_cert_file", "tls_key_file")
+                if (value := getattr(settings, field)) is not None
+            },
+        }
+    )
 
 
 def resolve_sqlite(url: str, base: Path) -> str:

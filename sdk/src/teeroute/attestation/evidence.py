@@ -149,20 +149,38 @@ def _verify_cpu(
         release_public=_release_key(doc.enclave_keys.release),
     )
     raw = _b64(doc.evidence, "evidence")
-    if doc.tee == "sev-snp":
-        return _snp(doc, raw, now, policy, challenge)
-    if doc.tee == "simulated":
+    return verify_evidence(
+        doc.tee, raw, doc.certificates, now=now, policy=policy, trust=trust, challenge=challenge
+    )
+
+
+def verify_evidence(
+    tee: str,
+    raw: bytes,
+    certificates: list[str],
+    *,
+    now: dt.datetime,
+    policy: Policy | None,
+    trust: Trust | None,
+    challenge: Challenge | None,
+) -> Verdict:
+    """CPU evidence of one TEE type, judged against `challenge`; without one, report_data is
+    only reported (claim `report_data`) for a caller that binds it otherwise (a gateway's own
+    evidence, `policy.bind_gateway`)."""
+    if tee == "sev-snp":
+        return _snp(certificates, raw, now, policy, challenge)
+    if tee == "simulated":
         root = (trust or Trust()).simulated_root_pem
         if root is None:
             raise CollateralUnavailable(
                 "sim.chain", "no simulated root CA is trusted here (pass --simulated-root)"
             )
-        if not doc.certificates:
+        if not certificates:
             raise EvidenceInvalid("evidence.document", "no chip certificate")
         return simulated.verify(
-            raw, doc.certificates[0].encode(), root, now=now, policy=policy, challenge=challenge
+            raw, certificates[0].encode(), root, now=now, policy=policy, challenge=challenge
         )
-    if doc.tee == "tdx":
+    if tee == "tdx":
         return tdx.verify(
             raw,
             now=now,
@@ -170,13 +188,17 @@ def _verify_cpu(
             policy=policy or Policy.authenticity_only("tdx"),
             challenge=challenge,
         )
-    raise UnsupportedEvidence(doc.tee, f"no verifier for {doc.tee}")
+    raise UnsupportedEvidence(tee, f"no verifier for {tee}")
 
 
 def _snp(
-    doc: EvidenceDocument, raw: bytes, now: dt.datetime, policy: Policy | None, challenge: Challenge
+    certificates: list[str],
+    raw: bytes,
+    now: dt.datetime,
+    policy: Policy | None,
+    challenge: Challenge | None,
 ) -> Verdict:
-    certs = load_pem_chain("".join(doc.certificates).encode(), "snp.certificates")
+    certs = load_pem_chain("".join(certificates).encode(), "snp.certificates")
     if not certs:
         raise EvidenceInvalid("evidence.document", "no VCEK or VLEK certificate")
     chain = b"".join(c.public_bytes(Encoding.PEM) for c in certs[1:]) or None

@@ -28,6 +28,19 @@ def bind(
     return hashlib.sha512(nonce + hpke_public + signing_public + release_public).digest()
 
 
+GATEWAY_DOMAIN = b"teeroute/v1 gateway\0"
+
+
+def bind_gateway(nonce: bytes, tls_spki_sha256: bytes) -> bytes:
+    """The 64 bytes of report_data of a gateway's own evidence: SHA-512("teeroute/v1
+    gateway" NUL, nonce, SHA-256 of its TLS certificate's SubjectPublicKeyInfo), so the TLS
+    connection a client checked ends in the attested gateway. The prefix keeps it apart from
+    `bind`: no gateway evidence passes for an enclave's, nor an enclave's for a gateway's."""
+    if len(nonce) != 32 or len(tls_spki_sha256) != 32:
+        raise ValueError("the nonce and the SPKI hash are 32 bytes each")
+    return hashlib.sha512(GATEWAY_DOMAIN + nonce + tls_spki_sha256).digest()
+
+
 @dataclass(frozen=True)
 class Challenge:
     """What the verifier asked for: a fresh nonce, when, and the keys the enclave claims."""

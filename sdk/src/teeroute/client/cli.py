@@ -4,10 +4,13 @@
                    [--api-key-env TEEROUTE_API_KEY] [--allow-remote] [--verbose]
     teeroute attest --gateway URL --model M [--policy FILE] [--api-key-env NAME] [--json]
                     [--verbose]
+    teeroute attest --gateway URL --self [--policy FILE] [--json] [--verbose]
 
 `attest` challenges the model's enclaves with a fresh nonce and prints which ones pass the
-policy (exit 0 if at least one does, 5 if none). Modules with the crypto and HTTP are imported
-only when a command runs, so the rest of the CLI never depends on them.
+policy (exit 0 if at least one does, 5 if none). With `--self` it challenges the gateway itself
+(`gateway_identity`): PASS (exit 0) only if its evidence passes the policy and binds our nonce
+and the TLS key of our connection to it, else REFUSED (exit 5). Modules with the crypto and
+HTTP are imported only when a command runs, so the rest of the CLI never depends on them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from teeroute.client.attest import Attestation
+    from teeroute.client.gateway_identity import GatewayVerdict
 
 DEFAULT_PORT = 8787
 DEFAULT_KEY_ENV = "TEEROUTE_API_KEY"
@@ -63,10 +67,19 @@ def register_proxy(commands: Any) -> None:
 
 def register_attest(commands: Any) -> None:
     parser = commands.add_parser(
-        "attest", help="challenge a model's enclaves through the gateway and verify them here"
+        "attest",
+        help="challenge a model's enclaves through the gateway, or the gateway itself (--self), "
+        "and verify them here",
     )
     _common(parser)
-    parser.add_argument("--model", required=True, help="the public model name")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", help="the public model name")
+    target.add_argument(
+        "--self",
+        dest="gateway_self",
+        action="store_true",
+        help="the gateway's own attestation: its code, and that TLS ends inside it (no API key)",
+    )
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     parser.set_defaults(handler=_attest)
 
@@ -116,6 +129,8 @@ def _proxy(args: argparse.Namespace) -> int:
 
 
 def _attest(args: argparse.Namespace) -> int:
+    if args.gateway_self:
+        return _attest_gateway(args)
     from teeroute.client.policy import load_policy
     from teeroute.client.session import SealedClient
 
@@ -133,6 +148,37 @@ def _attest(args: argparse.Namespace) -> int:
         print(f"no enclave of {args.model} passed the policy ({policy.source})", file=sys.stderr)
         return 5
     return 0
+
+
+def _attest_gateway(args: argparse.Namespace) -> int:
+    from teeroute.client.gateway_identity import attest_gateway
+    from teeroute.client.policy import load_policy
+
+    policy = load_policy(args.policy)
+    verdict = attest_gateway(args.gateway, policy)
+    if args.json:
+        print(json.dumps(verdict.to_json(), indent=2))
+    else:
+        print_gateway_verdict(verdict)
+    if not verdict.ok:
+        print(f"the gateway did not pass the policy ({policy.source})", file=sys.stderr)
+        return 5
+    return 0
+
+
+def print_gateway_verdict(verdict: GatewayVerdict) -> None:
+    if verdict.ok:
+        print(f"PASS      gateway {verdict.url}  {verdict.tee}")
+    else:
+        print(f"REFUSED   gateway {verdict.url}  {verdict.tee or '?'}: {', '.join(verdict.failed)}")
+    print(f"    measurement {verdict.measurement or '?'}")
+    print(f"    chip        {verdict.chip_id or '?'}")
+    print(f"    tls key     {verdict.tls_spki_sha256 or '(no TLS)'}")
+    for c in verdict.checks:
+        print(f"    {_MARKS[c.status]} {c.name:<34} {c.detail}")
+
+
+_MARKS = {"passed": "ok  ", "failed": "FAIL", "not_checked": "--  "}
 
 
 def attestation_json(outcome: Attestation) -> dict[str, Any]:

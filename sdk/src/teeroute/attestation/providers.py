@@ -1,7 +1,12 @@
 """Where evidence comes from: the TEE itself (configfs-tsm) or the simulated TEE.
 
 Each provider turns 64 bytes of report_data into raw evidence plus the certificates a
-verifier needs. Failures are ProviderError, which the server answers with 503.
+verifier needs. The enclave agent uses them for its evidence, and the gateway for its own when
+it runs in a TEE; failures are ProviderError, which both answer with 503.
+
+A simulated TEE "launched" the code it reports: `code_measurement(package)` hashes the
+sources of the package that asks (the agent measures `teeroute_enclave`, the gateway
+`teeroute_gateway`), so a change of code is a change of measurement, as with a real image.
 """
 
 from __future__ import annotations
@@ -42,8 +47,8 @@ class Provider(Protocol):
 
 class SimulatedProvider:
     """A simulated chip: the node's chip key and certificate from a directory holding
-    `<node>.key` and `<node>.crt` (a Secret the chart makes), and a measurement that is the
-    SHA-384 of this agent's own code unless one is configured."""
+    `<node>.key` and `<node>.crt` (a Secret the chart makes), reporting `measurement` (the
+    caller's `code_measurement`, unless one is configured)."""
 
     tee = "simulated"
 
@@ -51,7 +56,7 @@ class SimulatedProvider:
         self,
         directory: Path,
         node: str,
-        measurement: bytes | None = None,
+        measurement: bytes,
         override_file: Path | None = None,
     ) -> None:
         try:
@@ -66,7 +71,7 @@ class SimulatedProvider:
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ProviderError(f"the chip key of {node!r} is not an EC key")
         self._key = key
-        self.measurement = measurement if measurement is not None else code_measurement()
+        self.measurement = measurement
         if len(self.measurement) != 48:
             raise ProviderError("a simulated measurement is 48 bytes")
         self._override_file = override_file
@@ -95,11 +100,13 @@ class SimulatedProvider:
         return Evidence(raw, [self._cert_pem])
 
 
-def code_measurement() -> bytes:
-    """SHA-384 over this package's source files, in path order: what the simulated TEE
-    'launched'. A change of code is a change of measurement, as with a real image."""
+def code_measurement(package: Path) -> bytes:
+    """SHA-384 over the source files of `package` (a package directory), each as its path
+    relative to it, a NUL and its bytes, in path order: what the simulated TEE 'launched'."""
+    package = package.resolve()
+    if not (package / "__init__.py").is_file():
+        raise ProviderError(f"{package} is not a Python package to measure")
     digest = hashlib.sha384()
-    package = Path(__file__).resolve().parent
     for source in sorted(package.rglob("*.py")):
         digest.update(source.relative_to(package).as_posix().encode() + b"\0")
         digest.update(source.read_bytes())
