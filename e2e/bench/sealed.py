@@ -1,20 +1,24 @@
 """Benchmark: sealed against plain throughput and added latency through the same gateway.
 
-    python3 -m uv run --frozen python e2e/bench/sealed.py [--quick] [--pool N] [--out DIR]
-        [--seconds N] [--warmup N] [--rounds N] [--cost-iterations N]   (override the profile)
+    python3 -m uv run --frozen python e2e/bench/sealed.py [--quick] [--kinds A,B] [--pool N]
+        [--out DIR] [--seconds N] [--warmup N] [--rounds N] [--cost-iterations N]
+        (the last four override the profile)
 
 Starts, on loopback, the engine simulator (unpaced), the enclave agent on the simulated TEE
 in front of it (its evidence verified, its keys written as the pool's lease) and one gateway
 from a file config with three Routes on that pool: `sealing: off` (plain hop), `gateway` (the
 gateway seals plain requests to the enclave and opens the answers) and `required` (requests
 sealed by the client, passed through unopened). Each mode is probed end to end, then loaded
-with wrk, non-streamed and streamed (max_tokens 16): latency added at moderate load (p50/p99),
-max requests/s, CPU per request of the gateway, the agent and the engine, and the sealed /
-plain ratios (target: at least 0.9x). Afterwards the gateway's ledger must hold a `valid`
-receipt for every answered sealed request. The client's own sealing cost is measured apart
-(wrk sends pre-sealed bodies). The gateway runs alone on core 0; the agent, the engine, wrk
-and this harness share core 1. Writes sealed.json and sealed.md; the quick profile takes
-about 2 minutes, the default about 9. The helpers live in `sealedbench/` (and `gatewaybench/`).
+with wrk with each kind of request (`sealedbench/kinds.py`; `--kinds` picks some, default all):
+non-streamed and streamed (max_tokens 16), and long streamed answers (max_tokens 256: 255
+tokens each, as the streams of e2e/bench/gateway.py). Per kind: latency added at moderate
+load (p50/p99), max requests/s, CPU per request of the gateway, the agent and the engine, and
+the sealed / plain ratios (target: at least 0.9x). Afterwards the gateway's ledger must hold a
+`valid` receipt for every answered sealed request. The client's own sealing cost is measured
+apart, per kind (wrk sends pre-sealed bodies). The gateway runs alone on core 0; the agent,
+the engine, wrk and this harness share core 1. Writes sealed.json and sealed.md; with the three
+kinds the quick profile takes about 3 minutes, the default about 14 (each kind about a
+third). The helpers live in `sealedbench/` (and `gatewaybench/`).
 """
 
 from __future__ import annotations
@@ -32,13 +36,13 @@ from typing import Any, NoReturn
 
 from gatewaybench import host, targets
 from gatewaybench.procs import BenchError, Fleet, Service, free_port, wait_ready
-from sealedbench import client, ledger, load, miner, modes, report, stats
+from sealedbench import client, kinds, ledger, load, miner, modes, report, stats
+from sealedbench.kinds import KINDS, Kind
 from sealedbench.modes import MODES, Mode
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_VALID_FOR = dt.timedelta(hours=24)
 WARMUP_CONNECTIONS = load.MAX_CONNECTIONS  # fills the gateway's pool of agent connections
-KINDS = (("non_streamed", False), ("streamed", True))
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,24 @@ FULL = Profile("full", 5, 14, 3, 2000)
 QUICK = Profile("quick", 2, 8, 1, 300)
 
 
+def kinds_arg(text: str) -> tuple[Kind, ...]:
+    """`--kinds a,b`: argparse says which name is unknown."""
+    try:
+        return kinds.select(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about 3 minutes)")
+    parser.add_argument(
+        "--kinds",
+        type=kinds_arg,
+        default=KINDS,
+        metavar="A,B",
+        help=f"the kinds of request to measure (default: all: {','.join(kinds.BY_NAME)})",
+    )
     parser.add_argument("--pool", type=int, default=2000, help="distinct sealed bodies per kind")
     parser.add_argument("--out", type=Path, default=ROOT / "e2e" / "bench" / "results")
     parser.add_argument("--seconds", type=int, help="each measured run (quick 8, default 14)")
@@ -83,10 +102,10 @@ def profile(quick: bool, overrides: dict[str, int]) -> Profile:
     return replace(base, name=f"{base.name}, custom", **overrides)
 
 
-def expected_seconds(p: Profile) -> int:
-    """The load's length (setup, probes and pool sealing add some 15 s)."""
-    modes_by_kind = len(MODES) * len(KINDS)
-    return p.rounds * len(load.SCENARIOS) * len(MODES) * p.run_s + modes_by_kind * p.warmup_s
+def expected_seconds(p: Profile, measured: tuple[Kind, ...] = KINDS) -> int:
+    """The load's length (setup, probes, the client's cost and pool sealing add some 20 s)."""
+    runs = p.rounds * len(load.scenarios(measured)) * len(MODES)
+    return runs * p.run_s + len(MODES) * len(measured) * p.warmup_s
 
 
 def plan_cores() -> tuple[int | None, int | None, str]:
@@ -129,36 +148,60 @@ def start_gateway(
     return service, url, key
 
 
-def probe_all(url: str, key: str, enclave: client.Enclave) -> dict[str, Any]:
-    """Each mode and kind once, end to end; the sealed ones must read the same text as plain
-    and have a `valid` receipt in the ledger (`GET /v1/generation`)."""
+def probe_all(
+    url: str, key: str, enclave: client.Enclave, measured: tuple[Kind, ...]
+) -> dict[str, Any]:
+    """Each mode and kind once, end to end; the sealed ones must read the same text as plain's
+    of the same kind and have a `valid` receipt in the ledger (`GET /v1/generation`)."""
     found: dict[str, Any] = {}
     for mode in MODES:
-        for kind, stream in KINDS:
-            answer = client.probe(url, key, mode, stream, enclave)
-            baseline = found.get(f"plain/{kind}")
+        for kind in measured:
+            where = f"{mode.name}/{kind.name}"
+            answer = client.probe(url, key, mode, kind, enclave)
+            baseline = found.get(f"plain/{kind.name}")
             if baseline and answer["text"] != baseline["text"]:
-                raise BenchError(f"{mode.name}/{kind}: another answer than plain's")
+                raise BenchError(f"{where}: another answer than plain's")
             if mode.name in modes.SEALED:
                 answer["receipt_status"] = client.receipt_status(url, key, answer["request_id"])
                 if answer["receipt_status"] != "valid":
-                    raise BenchError(f"{mode.name}/{kind}: receipt {answer['receipt_status']!r}")
-            found[f"{mode.name}/{kind}"] = answer
+                    raise BenchError(f"{where}: receipt {answer['receipt_status']!r}")
+            found[where] = answer
     return found
 
 
-def pools(workdir: Path, enclave: client.Enclave, size: int) -> dict[tuple[str, bool], Path]:
+def client_costs(
+    probes: dict[str, Any], measured: tuple[Kind, ...], iterations: int
+) -> dict[str, Any]:
+    """The client's own cost per kind, replaying the frames of that kind's client-sealed probe
+    with a receipt counting its completion tokens."""
+    found = {}
+    for kind in measured:
+        probe = probes[f"client/{kind.name}"]
+        tokens = probe.get("receipt_output_tokens") or probe.get("completion_tokens")
+        found[kind.name] = client.client_cost(
+            modes.BY_NAME["client"].model,
+            kind,
+            probe["frames"],
+            iterations,
+            output_tokens=tokens or kind.max_tokens,
+        )
+    return found
+
+
+def pools(
+    workdir: Path, enclave: client.Enclave, size: int, measured: tuple[Kind, ...]
+) -> dict[tuple[str, str], Path]:
     """A pool file per mode and kind: the plain body once, or `size` sealed ones."""
     files = {}
     for mode in MODES:
-        for kind, stream in KINDS:
+        for kind in measured:
             bodies = (
-                client.sealed_pool(enclave, mode.model, stream, size)
+                client.sealed_pool(enclave, mode.model, kind, size)
                 if mode.client_sealed
-                else [modes.body(mode.model, stream)]
+                else [modes.body(mode.model, kind.stream, kind.max_tokens)]
             )
-            files[(mode.name, stream)] = load.write_pool(
-                workdir / f"pool-{mode.name}-{kind}.txt", bodies
+            files[(mode.name, kind.name)] = load.write_pool(
+                workdir / f"pool-{mode.name}-{kind.name}.txt", bodies
             )
     return files
 
@@ -166,7 +209,7 @@ def pools(workdir: Path, enclave: client.Enclave, size: int) -> dict[tuple[str, 
 def measure_all(
     url: str,
     key: str,
-    files: dict[tuple[str, bool], Path],
+    files: dict[tuple[str, str], Path],
     services: dict[str, Service],
     args: argparse.Namespace,
     work: Path,
@@ -174,10 +217,12 @@ def measure_all(
     """Warm-ups, then every scenario with the modes in turn (reversed in odd rounds).
     Returns the runs and, per mode, the requests wrk saw answered 200 (warm-ups included)."""
     profile: Profile = args.profile
+    measured: tuple[Kind, ...] = args.kinds
+    scenarios = load.scenarios(measured)
     answered = {mode.name: 0 for mode in MODES}
 
     def one(mode: Mode, scenario: load.Scenario, seconds: int) -> dict[str, Any]:
-        pool = files[(mode.name, scenario.stream)]
+        pool = files[(mode.name, scenario.kind.name)]
         first = pool.read_bytes().split(b"\n", 1)[0]
         spec = load.load_for(mode, scenario, first, key, seconds)
         run = load.measure(url, spec, pool, work, args.load_core, services)
@@ -185,19 +230,19 @@ def measure_all(
         return run
 
     for mode in MODES:
-        for _, stream in KINDS:
-            one(mode, load.Scenario("warmup", stream, WARMUP_CONNECTIONS, 0), profile.warmup_s)
+        for kind in measured:
+            one(mode, load.Scenario("warmup", kind, WARMUP_CONNECTIONS, 0), profile.warmup_s)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        m.name: {s.name: [] for s in load.SCENARIOS} for m in MODES
+        m.name: {s.name: [] for s in scenarios} for m in MODES
     }
     for round_ in range(profile.rounds):
         order = MODES if round_ % 2 == 0 else tuple(reversed(MODES))
-        for scenario in load.SCENARIOS:
+        for scenario in scenarios:
             for mode in order:
                 run = one(mode, scenario, profile.run_s)
                 runs[mode.name][scenario.name].append(run)
                 print(
-                    f"  round {round_ + 1} {scenario.name:18} {mode.name:8} "
+                    f"  round {round_ + 1} {scenario.name:22} {mode.name:8} "
                     f"{run['rps']:7.0f} req/s  p50 {run['p50_ms']:6.2f} ms  "
                     f"p99 {run['p99_ms']:6.2f} ms  errors {run['errors']}",
                     flush=True,
@@ -218,25 +263,17 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         print(f"engine, agent and gateway (pid {gateway.pid}) ready; probing", flush=True)
         enclave = client.Enclave.from_lease(lease)
-        probes = probe_all(url, key, enclave)
+        probes = probe_all(url, key, enclave, args.kinds)
         print("measuring the client's own sealing cost", flush=True)
-        cost = {
-            kind: client.client_cost(
-                modes.BY_NAME["client"].model,
-                stream,
-                probes[f"client/{kind}"]["frames"],
-                args.profile.cost_iterations,
-            )
-            for kind, stream in KINDS
-        }
+        cost = client_costs(probes, args.kinds, args.profile.cost_iterations)
         print(f"sealing {args.pool} bodies per kind for the client-sealed load", flush=True)
-        files = pools(work, enclave, args.pool)
+        files = pools(work, enclave, args.pool, args.kinds)
         services = {"gateway": gateway, "agent": agent, "engine": engine.service}
         runs, answered = measure_all(url, key, files, services, args, work)
         fleet.stop(gateway)  # settles and closes the ledger: every record is in the file
         rows = ledger.read(work / "ledger.db")
     counted = {
-        mode.name: (mode.model, answered[mode.name] + len(KINDS), mode.name in modes.SEALED)
+        mode.name: (mode.model, answered[mode.name] + len(args.kinds), mode.name in modes.SEALED)
         for mode in MODES
     }  # the probes were answered too
     return {
@@ -287,9 +324,10 @@ def main() -> int:
         "layout": layout,
         "cores": {"gateway": args.target_core, "load": args.load_core},
         "profile_settings": asdict(args.profile) | {"pool": args.pool},
-        "setup_notes": report.setup_notes(asdict(args.profile), args.pool),
+        "kinds": kinds.describe(args.kinds),
+        "setup_notes": report.setup_notes(asdict(args.profile), args.pool, args.kinds),
         "results": results,
-        "comparison": stats.compare(results, modes.SEALED),
+        "comparison": stats.compare(results, modes.SEALED, args.kinds),
         **found,
     }
     doc["checks"] = stats.verdicts(doc)

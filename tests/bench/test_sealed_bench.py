@@ -1,6 +1,7 @@
-"""The sealed-mode benchmark's parts: the gateway config with one Route per mode, the pool
-script, sealing and opening as a client, the ledger tally, rounds merged, ratios, the
-bottleneck, the verdicts and the report; then one very short end-to-end run (about 30 s)."""
+"""The sealed-mode benchmark's parts: the kinds of request, the gateway config with one Route
+per mode, the pool script, sealing and opening as a client, the ledger tally, rounds merged,
+ratios, the bottleneck, the verdicts and the report; then one very short end-to-end run
+(about 35 s)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import pytest
 import sealed
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from gatewaybench import procs, wrk
-from sealedbench import client, ledger, load, modes, report, stats
+from sealedbench import client, kinds, ledger, load, modes, report, stats
+from sealedbench.kinds import KINDS
 
 from teeroute.sealing import envelope, hpke
 from teeroute.sealing.errors import SealingError
@@ -28,6 +30,7 @@ from teeroute_gateway.sources import file as file_source
 
 BENCH = Path(sealed.__file__).resolve().parent
 CORES = (0, 1)
+SHORT, STREAMED, LONG = KINDS
 
 
 def lease(public: bytes, signing: bytes) -> dict[str, Any]:
@@ -71,12 +74,63 @@ def test_each_mode_checks_what_its_answers_must_hold() -> None:
     plain, gateway, client_ = modes.MODES
     assert (modes.expect(plain, False), modes.expect(gateway, True)) == ('"usage"', "[DONE]")
     assert modes.expect(client_, False) == modes.expect(client_, True) == "event: receipt"
-    assert json.loads(modes.body("m", True))["stream_options"] == {"include_usage": True}
-    assert "stream" not in json.loads(modes.body("m", False))
-    assert modes.sealed_meta("m", False) == {
+    assert json.loads(modes.body("m", True, 16))["stream_options"] == {"include_usage": True}
+    assert "stream" not in json.loads(modes.body("m", False, 16))
+    assert json.loads(modes.body("m", True, 256))["max_tokens"] == 256
+    assert modes.sealed_meta("m", False, 16) == {
         "path": "/v1/chat/completions", "model": "m", "stream": False, "max_tokens": 16,
     }  # fmt: skip
     assert modes.SEALED == ("gateway", "client")
+
+
+def test_three_kinds_short_streamed_and_long_each_with_two_scenarios() -> None:
+    assert [(k.name, k.stream, k.max_tokens) for k in KINDS] == [
+        ("non_streamed", False, 16), ("streamed", True, 16), ("streamed_long", True, 256),
+    ]  # fmt: skip
+    assert [s.name for s in load.SCENARIOS] == [  # the first four: the first results' names
+        "moderate", "max", "streamed_moderate", "streamed_max",
+        "streamed_long_moderate", "streamed_long_max",
+    ]  # fmt: skip
+    assert [(s.kind, s.connections, s.saturating) for s in load.scenarios([LONG])] == [
+        (LONG, load.MODERATE_CONNECTIONS, False), (LONG, load.MAX_CONNECTIONS, True),
+    ]  # fmt: skip
+    assert SHORT.heading == "Non-streamed requests (max_tokens 16)"
+    assert STREAMED.heading == "Streamed requests (max_tokens 16, usage included)"
+    assert LONG.heading == "Long streamed answers (max_tokens 256, usage included)"
+    assert LONG.label == "streamed-long"
+    spec = load.load_for(modes.BY_NAME["plain"], load.SCENARIOS[-1], b"{}", "sk-x", 5)
+    assert (spec.expect, spec.connections) == ("[DONE]", 64)
+
+
+def test_kinds_are_selected_by_name_in_their_own_order() -> None:
+    assert kinds.select("streamed_long, non_streamed") == (SHORT, LONG)
+    assert kinds.select("streamed,streamed") == (STREAMED,)
+    with pytest.raises(ValueError, match=r"unknown kind long \(known: non_streamed, streamed, "):
+        kinds.select("streamed,long")
+    with pytest.raises(ValueError, match="no kind given"):
+        kinds.select(" , ")
+    assert kinds.describe((LONG,)) == {
+        "streamed_long": {
+            "stream": True, "max_tokens": 256,
+            "scenarios": ["streamed_long_moderate", "streamed_long_max"],
+        }
+    }  # fmt: skip
+    assert kinds.measured({"kinds": kinds.describe((STREAMED,))}) == (STREAMED,)
+    assert kinds.measured({}) == KINDS  # a document from before the kinds
+
+
+def test_the_kinds_option_defaults_to_all_and_names_an_unknown_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["sealed.py", "--quick"])
+    assert sealed.parse_args().kinds == KINDS
+    monkeypatch.setattr(sys, "argv", ["sealed.py", "--kinds", "streamed_long"])
+    assert sealed.parse_args().kinds == (LONG,)
+    monkeypatch.setattr(sys, "argv", ["sealed.py", "--kinds", "streamed,bogus"])
+    with pytest.raises(SystemExit) as exited:
+        sealed.parse_args()
+    assert exited.value.code == 2
+    assert "argument --kinds: unknown kind bogus (known: " in capsys.readouterr().err
 
 
 def test_listen_overflows_are_read_from_the_kernels_counters() -> None:
@@ -105,12 +159,13 @@ def test_pool_bodies_are_distinct_and_each_opens_in_the_enclave(
 ) -> None:
     private, public, signer = keys
     enclave = client.Enclave.from_lease(lease(public, signer.public_key().public_bytes_raw()))
-    pool = client.sealed_pool(enclave, "sim-client", True, 5)
+    pool = client.sealed_pool(enclave, "sim-client", LONG, 5)
     assert len(set(pool)) == 5
     for raw in pool:
         opened, _ = envelope.open_request(envelope.SealedRequest.parse(raw), private, public)
-        assert json.loads(opened) == modes.chat_request("sim-client", True)
-        assert envelope.SealedRequest.parse(raw).meta["stream"] is True
+        assert json.loads(opened) == modes.chat_request("sim-client", True, 256)
+        meta = envelope.SealedRequest.parse(raw).meta
+        assert (meta["stream"], meta["max_tokens"]) == (True, 256)
 
 
 def test_a_sealed_answer_opens_and_its_receipt_verifies_and_tampering_fails(
@@ -119,14 +174,15 @@ def test_a_sealed_answer_opens_and_its_receipt_verifies_and_tampering_fails(
     private, public, signer = keys
     enclave = client.Enclave.from_lease(lease(public, signer.public_key().public_bytes_raw()))
     pieces = [b'{"choices":[{"message":{"content":"hi"}}],', b'"usage":{"completion_tokens":1}}']
-    request, opener = client.seal(enclave, "sim-client", False)
-    answer = client._enclave_answer(request.to_bytes(), private, public, signer, pieces)
+    request, opener = client.seal(enclave, "sim-client", SHORT)
+    answer = client._enclave_answer(request.to_bytes(), private, public, signer, pieces, 1)
     opened = client.open_answer(answer, request, opener, enclave)
     assert opened.frames == pieces
     assert client.answer_text(opened.plaintext, False) == ("hi", 1, True)
     assert opened.receipt.hpke_key_sha256 == enclave.hpke_key_sha256
-    request, opener = client.seal(enclave, "sim-client", False)
-    answer = client._enclave_answer(request.to_bytes(), private, public, signer, pieces)
+    assert opened.receipt.output_tokens == 1
+    request, opener = client.seal(enclave, "sim-client", SHORT)
+    answer = client._enclave_answer(request.to_bytes(), private, public, signer, pieces, 1)
     cut = answer[: answer.index(b"event: receipt")]  # the receipt is missing
     with pytest.raises(SealingError):
         client.open_answer(cut, request, opener, enclave)
@@ -145,14 +201,25 @@ def test_stream_text_is_the_deltas_and_usage_comes_from_the_usage_chunk() -> Non
 
 
 def test_the_client_micro_benchmark_times_seal_open_and_verify() -> None:
-    cost = client.client_cost("sim-client", True, [b"data: x\n\n", b""], iterations=5)
+    cost = client.client_cost("sim-client", LONG, [b"data: x\n\n", b""], 5, output_tokens=255)
     assert (cost["iterations"], cost["frames"], cost["answer_bytes"]) == (5, 2, 9)
+    assert cost["output_tokens"] == 255
     for phase in ("seal", "open", "verify", "total"):
         assert cost[phase]["median_us"] > 0 and cost[phase]["p99_us"] >= cost[phase]["median_us"]
     assert cost["total"]["median_us"] >= cost["seal"]["median_us"]
     assert cost["requests_per_core_s"] > 0
     with pytest.raises(procs.BenchError):
-        client.client_cost("m", False, [], iterations=1)
+        client.client_cost("m", SHORT, [], 1, output_tokens=16)
+
+
+def test_the_client_cost_replays_each_kinds_probe_with_its_token_count() -> None:
+    probes = {
+        "client/streamed": {"frames": [b"data: x\n\n"], "receipt_output_tokens": None},
+        "client/streamed_long": {"frames": [b"a", b"b", b""], "receipt_output_tokens": 255},
+    }
+    cost = sealed.client_costs(probes, (STREAMED, LONG), 2)
+    assert cost["streamed"]["output_tokens"] == 16  # no count in the probe: max_tokens
+    assert (cost["streamed_long"]["output_tokens"], cost["streamed_long"]["frames"]) == (255, 3)
 
 
 ROWS = [
@@ -256,11 +323,9 @@ def results() -> dict[str, dict[str, Any]]:
     def mode(rps: float, p50: float, gateway_cpu: float) -> dict[str, Any]:
         cpu = {"gateway": gateway_cpu, "agent": 6.0, "engine": 2.0}
         return {
-            name: stats.merge([run(rps, p50, cpu_s=cpu, think_ms=think)], CORES)
-            for name, think in (
-                ("moderate", 10), ("max", 0), ("streamed_moderate", 10), ("streamed_max", 0),
-            )
-        }  # fmt: skip
+            s.name: stats.merge([run(rps, p50, cpu_s=cpu, think_ms=s.think_ms)], CORES)
+            for s in load.SCENARIOS
+        }
 
     return {
         "plain": mode(1000, 2.0, 4.0),
@@ -269,7 +334,12 @@ def results() -> dict[str, dict[str, Any]]:
     }
 
 
-def document(found: dict[str, Any]) -> dict[str, Any]:
+def document(found: dict[str, Any], measured: tuple[kinds.Kind, ...] = KINDS) -> dict[str, Any]:
+    probes = {
+        f"{mode.name}/{kind.name}": {"completion_tokens": min(kind.max_tokens, 255)}
+        for mode in modes.MODES
+        for kind in measured
+    }
     doc: dict[str, Any] = {
         "when": "2026-01-01T00:00:00+00:00",
         "profile": "quick",
@@ -281,9 +351,13 @@ def document(found: dict[str, Any]) -> dict[str, Any]:
         "versions": {"teeroute": "abc1234-dirty", "wrk": "4.1.0"},
         "layout": "core 0: the gateway alone",
         "cores": {"gateway": 0, "load": 1},
-        "setup_notes": report.setup_notes({"run_s": 8, "rounds": 1, "warmup_s": 2}, 2000),
+        "kinds": kinds.describe(measured),
+        "setup_notes": report.setup_notes(
+            {"run_s": 8, "rounds": 1, "warmup_s": 2}, 2000, measured
+        ),
         "results": found,
-        "comparison": stats.compare(found, modes.SEALED),
+        "comparison": stats.compare(found, modes.SEALED, measured),
+        "probes": probes,
         "ledger": ledger.summary(
             ROWS,
             {
@@ -293,7 +367,10 @@ def document(found: dict[str, Any]) -> dict[str, Any]:
             },
         ),
         "client_cost": {
-            "non_streamed": client.client_cost("sim-client", False, [b"{}"], iterations=3)
+            kind.name: client.client_cost(
+                "sim-client", kind, [b"{}"], 3, output_tokens=min(kind.max_tokens, 255)
+            )
+            for kind in measured if kind is not STREAMED
         },
     }  # fmt: skip
     doc["checks"] = stats.verdicts(doc)
@@ -312,6 +389,8 @@ def test_sealed_modes_are_compared_with_plain() -> None:
     assert client_["added_gateway_cpu_ms_per_request"] == pytest.approx(1.2, abs=1e-3)
     assert client_["added_agent_cpu_ms_per_request"] == pytest.approx(0.6, abs=1e-3)
     assert stats.compare({}, modes.SEALED)["gateway"]["streamed"]["throughput_ratio"] is None
+    assert compared["client"]["streamed_long"]["throughput_ratio"] == 0.5
+    assert list(stats.compare(results(), modes.SEALED, [LONG])["gateway"]) == ["streamed_long"]
 
 
 def test_verdicts_name_each_goal_per_mode_with_its_value() -> None:
@@ -326,19 +405,54 @@ def test_verdicts_name_each_goal_per_mode_with_its_value() -> None:
     assert (rows[(receipts_, "client")]["value"], rows[(receipts_, "client")]["pass"]) == (2, False)
     assert rows[("every request answered 200 and checked", "plain")]["pass"] is True
     assert {r["pass"] for r in stats.verdicts({"results": {}})} == {None}
+    long_ = "gateway's own capacity (req per gateway CPU-s) sealed / plain ≥ 0.9x, streamed-long"
+    assert [(r["mode"], r["value"]) for r in doc["checks"] if r["goal"] == long_] == [
+        ("gateway", 0.95), ("client", 0.25),
+    ]  # fmt: skip
 
 
-def test_report_has_both_tables_the_ledger_client_cost_goals_and_layout(tmp_path: Path) -> None:
+def test_a_run_of_some_kinds_has_the_goals_and_tables_of_those_only() -> None:
+    doc = document(results(), (LONG,))
+    goals = [r["goal"] for r in doc["checks"] if r["mode"] == "client"]
+    assert [g for g in goals if "0.9x" in g] == [
+        "sealed / plain max req/s ≥ 0.9x, streamed-long (end to end)",
+        "gateway's own capacity (req per gateway CPU-s) sealed / plain ≥ 0.9x, streamed-long",
+    ]
+    assert None not in {r["pass"] for r in doc["checks"]}  # a complete run: exit 0 possible
+    text = report.render(doc)
+    assert [line for line in text.splitlines() if line.startswith("## ")][:2] == [
+        "## Long streamed answers (max_tokens 256, usage included)",
+        "## Receipts in the gateway's ledger",
+    ]
+    assert "| client's work | streamed-long |" in text
+    assert "max_tokens per kind: streamed-long 256 with usage" in text
+
+
+def test_report_has_a_table_per_kind_the_ledger_client_cost_goals_and_layout(
+    tmp_path: Path,
+) -> None:
     doc = document(results())
     text = report.render(doc)
     lines = text.splitlines()
     head = "| metric | plain hop (sealing off) | gateway-sealed | client-sealed (passed through) |"
-    assert lines.count(head) == 2
+    assert lines.count(head) == 3
+    assert [line for line in lines if line.startswith("## ")][:3] == [
+        "## Non-streamed requests (max_tokens 16)",
+        "## Streamed requests (max_tokens 16, usage included)",
+        "## Long streamed answers (max_tokens 256, usage included)",
+    ]
+    table = lines.index("## Long streamed answers (max_tokens 256, usage included)")
+    assert (
+        lines[table + 4] == "| completion tokens per answer (the probe's usage) | 255 | 255 | 255 |"
+    )
     expected = [
         "| **sealed / plain max req/s** | — | 0.95x | 0.50x |",
         "| **added p50 / p99 ms** (vs plain, moderate load) | — | +0.50 / +2.00 | +1.00 / +4.00 |",
         "| gateway-sealed | 92 | 90 | 90 | 2 | 0 | `cancelled/missing` 2, `ok/valid` 90 |",
-        "| client's work | non-streamed |",
+        "| client's work | non-streamed | streamed-long |",
+        "| completion tokens per answer (in the receipt) | 16 | 255 |",
+        "| sealed / plain max req/s ≥ 0.9x, streamed-long (end to end) | gateway | "
+        "**pass** (0.95 x) |",
         "| sealed / plain max req/s ≥ 0.9x, non-streamed (end to end) | client | "
         "**miss** (0.50 x) |",
         "- layout: core 0: the gateway alone",
@@ -348,6 +462,8 @@ def test_report_has_both_tables_the_ledger_client_cost_goals_and_layout(tmp_path
     assert "teeroute abc1234-dirty" in text
     said = " ".join(doc["notes"])
     assert "client / non-streamed: the max load was limited by core 1" in said
+    assert "client / streamed-long: the max load was limited by core 1" in said
+    assert "max_tokens per kind: non-streamed 16, streamed 16 with usage, streamed-long 256" in text
     assert "mostly the agent's cost" in said
     assert "load average 0.90 before the run" in said
     assert "uncommitted changes" in said and "quick profile" in said
@@ -361,29 +477,35 @@ def test_report_has_both_tables_the_ledger_client_cost_goals_and_layout(tmp_path
     assert "quick profile" not in said
 
 
-def test_profiles_take_about_two_and_nine_minutes() -> None:
-    assert 90 <= sealed.expected_seconds(sealed.QUICK) + 20 <= 180
-    assert 480 <= sealed.expected_seconds(sealed.FULL) + 30 <= 600
+def test_profiles_take_about_three_and_fourteen_minutes() -> None:
+    assert 150 <= sealed.expected_seconds(sealed.QUICK) + 20 <= 210
+    assert 780 <= sealed.expected_seconds(sealed.FULL) + 20 <= 870
+    assert sealed.expected_seconds(sealed.QUICK, (LONG,)) == 3 * 2 * 8 + 3 * 2  # --kinds
     custom = sealed.profile(True, {"run_s": 1})
     assert (custom.name, custom.run_s, custom.rounds) == ("quick, custom", 1, 1)
     assert sealed.profile(False, {}) is sealed.FULL
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_a_one_second_run_measures_every_mode_and_every_receipt_is_valid(tmp_path: Path) -> None:
     argv = [sys.executable, str(BENCH / "sealed.py"), "--quick", "--seconds", "1", "--warmup"]
     argv += ["1", "--pool", "20", "--cost-iterations", "10", "--out", str(tmp_path)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=110, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=170, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads((tmp_path / "sealed.json").read_text())
     assert doc["profile"] == "quick, custom"
     for mode in ("plain", "gateway", "client"):
-        for scenario in ("moderate", "max", "streamed_moderate", "streamed_max"):
-            part = doc["results"][mode][scenario]
+        for scenario in load.SCENARIOS:
+            part = doc["results"][mode][scenario.name]
             assert part["requests"] > 0 and part["errors"] == 0, (mode, scenario, part)
+    assert doc["kinds"] == kinds.describe(KINDS)
     for mode in ("gateway", "client"):
         assert doc["ledger"][mode]["valid"] >= doc["ledger"][mode]["completed_by_clients"] > 0
         assert doc["probes"][f"{mode}/streamed"]["receipt_status"] == "valid"
+        assert doc["probes"][f"{mode}/streamed_long"]["receipt_status"] == "valid"
+    assert doc["probes"]["plain/streamed_long"]["completion_tokens"] == 255  # the natural length
+    assert doc["client_cost"]["streamed_long"]["output_tokens"] == 255
     assert doc["comparison"]["client"]["streamed"]["throughput_ratio"] > 0
+    assert doc["comparison"]["client"]["streamed_long"]["throughput_ratio"] > 0
     assert (tmp_path / "sealed.md").read_text().startswith("# Sealed-mode benchmark")

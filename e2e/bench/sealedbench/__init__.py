@@ -3,6 +3,8 @@ process handling, wrk's summary and /proc readings come from `gatewaybench`.
 
 - `modes`: the three ways through the gateway (plain hop, gateway-sealed, client-sealed), the
   request bodies and the gateway's file config with one Route per mode (pure).
+- `kinds`: the kinds of request (non-streamed, streamed, long streamed answers: streaming
+  and max_tokens), each naming its scenarios, comparison row, goals and report table (pure).
 - `miner`: the enclave agent on a simulated TEE in front of the engine simulator, its
   evidence verified and turned into the lease an operator would write.
 - `client`: sealing requests as a client does, the probes that check each mode end to end,
@@ -11,5 +13,5 @@ process handling, wrk's summary and /proc readings come from `gatewaybench`.
   the gateway, the agent and the engine.
 - `ledger`: what the gateway's SQLite ledger recorded per mode (receipt verdicts).
 - `stats`: pure arithmetic: rounds merged, ratios, added latency, the bottleneck, verdicts.
-- `report`: the markdown table and the JSON document.
+- `report`: the markdown tables and the JSON document.
 """

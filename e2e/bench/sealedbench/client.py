@@ -3,11 +3,11 @@
 - `sealed_pool`: distinct sealed bodies (one HPKE context each) for wrk to cycle through; the
   agent does not refuse a replayed body and every request gets its own receipt, so a pool of a
   few thousand stands for unique requests without sealing in the load generator.
-- `probe`: one real request per mode, checked end to end (HTTP 200; the answer's text; for a
-  client-sealed request every frame opened in order and the receipt verified against the
-  attested signing key, the request and the frames; for both sealed modes the gateway's
-  ledger record of it has `receipt_status: valid`). Also returns the plaintext of each frame,
-  the real shape the micro-benchmark replays.
+- `probe`: one real request per mode and kind, checked end to end (HTTP 200; the answer's
+  text, at most max_tokens long; for a client-sealed request every frame opened in order and
+  the receipt verified against the attested signing key, the request and the frames; for both
+  sealed modes the gateway's ledger record of it has `receipt_status: valid`). Also returns
+  the plaintext of each frame, the real shape the micro-benchmark replays.
 - `client_cost`: what sealing costs the client per request, in this process: seal the body,
   open the answer's frames, verify the receipt (the enclave's side is prepared untimed).
 """
@@ -26,6 +26,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from gatewaybench.procs import BenchError
 
+from sealedbench.kinds import Kind
 from sealedbench.modes import CHAT, Mode, body, sealed_meta
 from teeroute.sealing import envelope, hpke, receipts
 from teeroute.sealing.envelope import FrameReader, ResponseOpener, SealedRequest
@@ -49,14 +50,16 @@ class Enclave:
         )
 
 
-def seal(enclave: Enclave, model: str, stream: bool) -> tuple[SealedRequest, ResponseOpener]:
-    meta = sealed_meta(model, stream)
-    return envelope.seal_request(enclave.hpke_public, meta, body(model, stream))
+def seal(enclave: Enclave, model: str, kind: Kind) -> tuple[SealedRequest, ResponseOpener]:
+    meta = sealed_meta(model, kind.stream, kind.max_tokens)
+    return envelope.seal_request(
+        enclave.hpke_public, meta, body(model, kind.stream, kind.max_tokens)
+    )
 
 
-def sealed_pool(enclave: Enclave, model: str, stream: bool, count: int) -> list[bytes]:
+def sealed_pool(enclave: Enclave, model: str, kind: Kind, count: int) -> list[bytes]:
     """`count` distinct sealed bodies of the same request, one line each."""
-    pool = [seal(enclave, model, stream)[0].to_bytes() for _ in range(count)]
+    pool = [seal(enclave, model, kind)[0].to_bytes() for _ in range(count)]
     if any(b"\n" in item for item in pool):
         raise BenchError("a sealed body holds a newline: it cannot go in the pool file")
     return pool
@@ -116,30 +119,32 @@ def answer_text(raw: bytes, stream: bool) -> tuple[str, int | None, bool]:
     return "".join(text), tokens, done
 
 
-def probe(url: str, key: str, mode: Mode, stream: bool, enclave: Enclave) -> dict[str, Any]:
-    """One request through `mode`, checked end to end (BenchError says what failed)."""
+def probe(url: str, key: str, mode: Mode, kind: Kind, enclave: Enclave) -> dict[str, Any]:
+    """One request of `kind` through `mode`, checked end to end (BenchError says what
+    failed)."""
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     sealed: tuple[SealedRequest, ResponseOpener] | None = None
-    content = body(mode.model, stream)
+    content = body(mode.model, kind.stream, kind.max_tokens)
+    where = f"{mode.name}/{kind.name}"
     if mode.client_sealed:
-        sealed = seal(enclave, mode.model, stream)
+        sealed = seal(enclave, mode.model, kind)
         content = sealed[0].to_bytes()
         headers["Content-Type"] = envelope.SEALED_CONTENT_TYPE
     try:
         answer = httpx.post(url + CHAT, content=content, headers=headers, timeout=60)
     except httpx.HTTPError as exc:
-        raise BenchError(f"{mode.name}: probe failed: {exc!r}") from exc
+        raise BenchError(f"{where}: probe failed: {exc!r}") from exc
     if answer.status_code != 200:
-        raise BenchError(f"{mode.name}: probe answered {answer.status_code}: {answer.text[:300]}")
+        raise BenchError(f"{where}: probe answered {answer.status_code}: {answer.text[:300]}")
     found: dict[str, Any] = {"request_id": answer.headers.get("x-request-id", "")}
     raw = answer.content
     if sealed is not None:
         if b'"choices"' in raw or b"[DONE]" in raw:
-            raise BenchError(f"{mode.name}: the sealed answer holds plaintext")
+            raise BenchError(f"{where}: the sealed answer holds plaintext")
         try:
             opened = open_answer(raw, sealed[0], sealed[1], enclave)
         except SealingError as exc:
-            raise BenchError(f"{mode.name}: the sealed answer failed {exc.check}") from exc
+            raise BenchError(f"{where}: the sealed answer failed {exc.check}") from exc
         raw = opened.plaintext
         found |= {
             "frames": opened.frames,  # the plaintext of each frame (not for the report)
@@ -147,11 +152,13 @@ def probe(url: str, key: str, mode: Mode, stream: bool, enclave: Enclave) -> dic
             "receipt_output_tokens": opened.receipt.output_tokens,
         }
     try:
-        text, tokens, done = answer_text(raw, stream)
+        text, tokens, done = answer_text(raw, kind.stream)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise BenchError(f"{mode.name}: the answer is not a completion: {exc!r}") from exc
+        raise BenchError(f"{where}: the answer is not a completion: {exc!r}") from exc
     if not done:
-        raise BenchError(f"{mode.name}: the stream did not end with [DONE]")
+        raise BenchError(f"{where}: the stream did not end with [DONE]")
+    if tokens is not None and tokens > kind.max_tokens:
+        raise BenchError(f"{where}: {tokens} completion tokens, above max_tokens")
     return found | {"text": text, "completion_tokens": tokens}
 
 
@@ -177,8 +184,10 @@ def _enclave_answer(
     public: bytes,
     signer: ed25519.Ed25519PrivateKey,
     pieces: list[bytes],
+    output_tokens: int,
 ) -> bytes:
-    """What the agent sends back for this request: `pieces` as frames, then a signed receipt."""
+    """What the agent sends back for this request: `pieces` as frames, then a signed receipt
+    that counts `output_tokens`."""
     sealed = SealedRequest.parse(raw_request)
     _, sealer = envelope.open_request(sealed, private, public)
     last = len(pieces) - 1
@@ -191,7 +200,7 @@ def _enclave_answer(
         model=str(sealed.meta.get("model", "")),
         served_model="sim-model",
         input_tokens=20,
-        output_tokens=16,
+        output_tokens=output_tokens,
         usage_source="engine",
         status=200,
         complete=True,
@@ -212,10 +221,13 @@ def _summary(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def client_cost(model: str, stream: bool, pieces: list[bytes], iterations: int) -> dict[str, Any]:
-    """Per request: seal (HPKE setup + AEAD + the envelope's JSON), open every frame of an
-    answer shaped like the real one (`pieces`: the plaintext of each frame), verify the
-    receipt (Ed25519 + canonical JSON). The enclave's work in between is not timed."""
+def client_cost(
+    model: str, kind: Kind, pieces: list[bytes], iterations: int, output_tokens: int
+) -> dict[str, Any]:
+    """Per request of `kind`: seal (HPKE setup + AEAD + the envelope's JSON), open every frame
+    of an answer shaped like the real one (`pieces`: the plaintext of each frame;
+    `output_tokens`: its length, as the receipt says), verify the receipt (Ed25519 +
+    canonical JSON). The enclave's work in between is not timed."""
     if not pieces:
         raise BenchError("no frames to replay: the client-sealed probe found none")
     private, public = hpke.generate_key_pair()
@@ -228,10 +240,10 @@ def client_cost(model: str, stream: bool, pieces: list[bytes], iterations: int) 
     phases: dict[str, list[int]] = {"seal": [], "open": [], "verify": [], "total": []}
     for _ in range(iterations):
         t0 = time.perf_counter_ns()
-        sealed, opener = seal(enclave, model, stream)
+        sealed, opener = seal(enclave, model, kind)
         raw_request = sealed.to_bytes()
         t1 = time.perf_counter_ns()
-        raw = _enclave_answer(raw_request, private, public, signer, pieces)
+        raw = _enclave_answer(raw_request, private, public, signer, pieces, output_tokens)
         t2 = time.perf_counter_ns()
         receipt_text = b""
         for event in FrameReader().feed(raw):
@@ -259,6 +271,7 @@ def client_cost(model: str, stream: bool, pieces: list[bytes], iterations: int) 
         "iterations": iterations,
         "frames": len(pieces),
         "answer_bytes": sum(len(p) for p in pieces),
+        "output_tokens": output_tokens,
         **{name: _summary(samples) for name, samples in phases.items()},
         "requests_per_core_s": round(1e6 / total["mean_us"], 0) if total["mean_us"] else None,
     }

@@ -1,7 +1,8 @@
 """The load: wrk (one thread, pinned) with gatewaybench's script (status and body checks, one
 `WRK_SUMMARY` line) plus a `request()` hook that cycles through a pool of bodies read from a
 file, one per line. Every mode goes through the same hook (plain modes with a pool of one
-body), so the load generator does the same work per request whatever the mode.
+body), so the load generator does the same work per request whatever the mode. Each kind of
+request (`kinds`) has two scenarios: moderate load (latency) and max load (throughput).
 
 `measure` is one wrk run with the CPU time the gateway, the agent and the engine each spent
 during it, how busy each core was, and how many connection attempts a full listen queue
@@ -26,6 +27,7 @@ from gatewaybench.procs import (
     die_with_parent,
 )
 
+from sealedbench.kinds import KINDS, Kind
 from sealedbench.modes import CHAT, Mode, expect
 from teeroute.sealing.envelope import SEALED_CONTENT_TYPE
 
@@ -33,7 +35,7 @@ from teeroute.sealing.envelope import SEALED_CONTENT_TYPE
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    stream: bool
+    kind: Kind
     connections: int
     think_ms: int  # wait between a connection's requests (not in the latency)
 
@@ -44,12 +46,21 @@ class Scenario:
 
 MODERATE_CONNECTIONS, THINK_MS = 4, 10  # a closed loop offering at most ~400 req/s
 MAX_CONNECTIONS = 64
-SCENARIOS = (
-    Scenario("moderate", False, MODERATE_CONNECTIONS, THINK_MS),
-    Scenario("max", False, MAX_CONNECTIONS, 0),
-    Scenario("streamed_moderate", True, MODERATE_CONNECTIONS, THINK_MS),
-    Scenario("streamed_max", True, MAX_CONNECTIONS, 0),
-)
+
+
+def scenarios(kinds: Sequence[Kind]) -> tuple[Scenario, ...]:
+    """Per kind, in order: its moderate-load run, then its max-load run."""
+    return tuple(
+        scenario
+        for kind in kinds
+        for scenario in (
+            Scenario(kind.moderate, kind, MODERATE_CONNECTIONS, THINK_MS),
+            Scenario(kind.maximum, kind, MAX_CONNECTIONS, 0),
+        )
+    )
+
+
+SCENARIOS = scenarios(KINDS)
 
 _POOL_LUA = """
 -- appended by e2e/bench/sealedbench/load.py: each request takes the pool's next body
@@ -81,7 +92,7 @@ def load_for(mode: Mode, scenario: Scenario, first_body: bytes, key: str, second
         connections=scenario.connections,
         seconds=seconds,
         think_ms=scenario.think_ms,
-        expect=expect(mode, scenario.stream),
+        expect=expect(mode, scenario.kind.stream),
     )
 
 

@@ -20,7 +20,6 @@ UPSTREAM_MODEL = "sim-model"  # what the engine simulator serves
 POOL = "sim"
 ENDPOINT = "m0"
 PROMPT = "Tell the benchmark a long story (342)."  # gatewaybench's prompt: 255 natural tokens
-MAX_TOKENS = 16
 CHAT = "/v1/chat/completions"
 MAX_ATTESTATION_AGE = "24h"  # the lease is verified once, at the start; runs take minutes
 
@@ -43,7 +42,7 @@ BY_NAME = {mode.name: mode for mode in MODES}
 SEALED = tuple(mode.name for mode in MODES if mode.name != "plain")
 
 
-def chat_request(model: str, stream: bool, max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
+def chat_request(model: str, stream: bool, max_tokens: int) -> dict[str, Any]:
     request: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": PROMPT}],
@@ -54,11 +53,11 @@ def chat_request(model: str, stream: bool, max_tokens: int = MAX_TOKENS) -> dict
     return request
 
 
-def body(model: str, stream: bool, max_tokens: int = MAX_TOKENS) -> bytes:
+def body(model: str, stream: bool, max_tokens: int) -> bytes:
     return json.dumps(chat_request(model, stream, max_tokens), separators=(",", ":")).encode()
 
 
-def sealed_meta(model: str, stream: bool, max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
+def sealed_meta(model: str, stream: bool, max_tokens: int) -> dict[str, Any]:
     """What a sealed request leaves readable (docs/sealed-mode.md section 1)."""
     return {"path": CHAT, "model": model, "stream": stream, "max_tokens": max_tokens}
 

@@ -1,7 +1,7 @@
 """The benchmark's outputs: `sealed.json` (everything measured, each round included) and
-`sealed.md` (mode x metric tables for non-streamed and streamed requests, the ledger's receipt
-verdicts, the client's own cost, the goals with pass/miss, the machine and the layout), and
-the observations that qualify the numbers. `render` and `observations` are pure."""
+`sealed.md` (a mode x metric table per kind of request, the ledger's receipt verdicts, the
+client's own cost per kind, the goals with pass/miss, the machine and the layout), and the
+observations that qualify the numbers. `render` and `observations` are pure."""
 
 from __future__ import annotations
 
@@ -11,15 +11,22 @@ from typing import Any
 
 from gatewaybench.report import Getter, show, verdict_text
 
+from sealedbench.kinds import KINDS, Kind, measured
 from sealedbench.load import MAX_CONNECTIONS, MODERATE_CONNECTIONS, THINK_MS
-from sealedbench.modes import MAX_TOKENS, MODES
+from sealedbench.modes import MODES
 
 HEADS = " | ".join(mode.label for mode in MODES)
 
 
-def _rows(moderate: str, maximum: str, kind: str) -> tuple[tuple[str, Getter], ...]:
-    m, x, c = moderate, maximum, ("cmp", kind)
+def rows(kind: Kind) -> tuple[tuple[str, Getter], ...]:
+    """The metrics of one kind's table, read from a mode's view (its results by scenario,
+    `cmp`: its comparison with plain, `probe`: its probe of this kind)."""
+    m, x, c = kind.moderate, kind.maximum, ("cmp", kind.name)
     return (
+        (
+            "completion tokens per answer (the probe's usage)",
+            show("{}", ("probe", "completion_tokens")),
+        ),
         ("moderate load: achieved req/s", show("{:.0f}", (m, "rps"))),
         ("moderate load: p50 / p99 ms", show("{:.2f} / {:.2f}", (m, "p50_ms"), (m, "p99_ms"))),
         (
@@ -67,20 +74,21 @@ def _rows(moderate: str, maximum: str, kind: str) -> tuple[tuple[str, Getter], .
     )
 
 
-NON_STREAMED = _rows("moderate", "max", "non_streamed")
-STREAMED = _rows("streamed_moderate", "streamed_max", "streamed")
-
-
-def _table(doc: dict[str, Any], rows: tuple[tuple[str, Getter], ...]) -> list[str]:
+def _table(doc: dict[str, Any], kind: Kind) -> list[str]:
+    probes = doc.get("probes") or {}
     views = {
-        mode.name: {**doc["results"].get(mode.name, {}), "cmp": doc["comparison"].get(mode.name)}
+        mode.name: {
+            **doc["results"].get(mode.name, {}),
+            "cmp": doc["comparison"].get(mode.name),
+            "probe": probes.get(f"{mode.name}/{kind.name}"),
+        }
         for mode in MODES
     }
-    lines = [f"| metric | {HEADS} |", "|---" * (len(MODES) + 1) + "|"]
-    for label, get in rows:
+    lines = [f"## {kind.heading}", "", f"| metric | {HEADS} |", "|---" * (len(MODES) + 1) + "|"]
+    for label, get in rows(kind):
         cells = [get(views[mode.name]) or "—" for mode in MODES]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
+    return [*lines, ""]
 
 
 def _ledger(doc: dict[str, Any]) -> list[str]:
@@ -104,11 +112,12 @@ def _ledger(doc: dict[str, Any]) -> list[str]:
 
 def _client_cost(doc: dict[str, Any]) -> list[str]:
     cost = doc.get("client_cost") or {}
-    kinds = [k for k in ("non_streamed", "streamed") if k in cost]
+    kinds = [k for k in KINDS if k.name in cost]
     if not kinds:
         return ["not measured"]
-    rows: tuple[tuple[str, Getter], ...] = (
+    table: tuple[tuple[str, Getter], ...] = (
         ("frames per answer / plaintext bytes", show("{} / {}", ("frames",), ("answer_bytes",))),
+        ("completion tokens per answer (in the receipt)", show("{}", ("output_tokens",))),
         (
             "seal the request (HPKE + AEAD + JSON), µs median / p99",
             show("{:.0f} / {:.0f}", ("seal", "median_us"), ("seal", "p99_us")),
@@ -128,10 +137,10 @@ def _client_cost(doc: dict[str, Any]) -> list[str]:
         ("requests one client core can seal + open + verify per s", show(
             "{:.0f}", ("requests_per_core_s",))),
     )  # fmt: skip
-    lines = ["| client's work | " + " | ".join(k.replace("_", "-") for k in kinds) + " |"]
+    lines = ["| client's work | " + " | ".join(k.label for k in kinds) + " |"]
     lines.append("|---" * (len(kinds) + 1) + "|")
-    for label, get in rows:
-        lines.append(f"| {label} | " + " | ".join(get(cost[k]) or "—" for k in kinds) + " |")
+    for label, get in table:
+        lines.append(f"| {label} | " + " | ".join(get(cost[k.name]) or "—" for k in kinds) + " |")
     return lines
 
 
@@ -157,14 +166,7 @@ def render(doc: dict[str, Any]) -> str:
             "simulator. Client-sealed columns exclude the client's own sealing work (wrk sends "
             "pre-sealed bodies); that cost is measured separately below.",
             "",
-            "## Non-streamed requests (max_tokens 16)",
-            "",
-            *_table(doc, NON_STREAMED),
-            "",
-            "## Streamed requests (max_tokens 16, usage included)",
-            "",
-            *_table(doc, STREAMED),
-            "",
+            *(line for kind in measured(doc) for line in _table(doc, kind)),
             "## Receipts in the gateway's ledger",
             "",
             *_ledger(doc),
@@ -269,7 +271,10 @@ def observations(doc: dict[str, Any], quick: bool) -> list[str]:
     return said
 
 
-def setup_notes(profile: dict[str, Any], pool: int) -> list[str]:
+def setup_notes(profile: dict[str, Any], pool: int, kinds: tuple[Kind, ...] = KINDS) -> list[str]:
+    lengths = ", ".join(
+        f"{k.label} {k.max_tokens}" + (" with usage" if k.stream else "") for k in kinds
+    )
     return [
         "engine: the engine simulator (`--ttft-ms 0 --tokens-per-s 0`, one worker): answers "
         "as fast as it can, so the hops, not generation, are measured",
@@ -293,8 +298,10 @@ def setup_notes(profile: dict[str, Any], pool: int) -> list[str]:
         f"load: wrk, 1 thread; moderate = {MODERATE_CONNECTIONS} connections with a "
         f"{THINK_MS} ms think time each; max = {MAX_CONNECTIONS} connections, no think time; "
         "every 200 is checked (plain streams for `[DONE]`, whole answers for `usage`, sealed "
-        "answers for the receipt event); requests with one short user message, max_tokens "
-        f"{MAX_TOKENS}",
+        "answers for the receipt event)",
+        "requests: one short user message (e2e/bench/gateway.py's prompt, whose natural "
+        "answer is 255 tokens, so an answer is min(max_tokens, 255) tokens long); max_tokens "
+        f"per kind: {lengths}",
         f"each run {profile['run_s']} s, {profile['rounds']} round(s) (modes in turn per "
         "scenario, the order reversed in odd rounds; req/s and percentiles are the median over "
         "the rounds, CPU per request is over all of them), after "
@@ -302,9 +309,9 @@ def setup_notes(profile: dict[str, Any], pool: int) -> list[str]:
         "(it fills the gateway's pool of connections to the agent); CPU seconds from /proc of each "
         "process tree, busy time per core from /proc/stat",
         "the ledger (`ledger_usage` in the gateway's SQLite file) is read after the gateway "
-        "stopped; before the load each mode's probe was checked end to end (same text as "
-        "plain; client-sealed frames opened and receipt verified by the client; "
-        "`GET /v1/generation` says `valid` for the sealed probes)",
+        "stopped; before the load each mode's probe of each kind was checked end to end "
+        "(same text as plain's of that kind; client-sealed frames opened and receipt verified "
+        "by the client; `GET /v1/generation` says `valid` for the sealed probes)",
     ]
 
 

@@ -9,11 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sealedbench.kinds import KINDS, Kind, measured
+
 TARGET_RATIO = 0.9  # the issue: sealed throughput at least 0.9x plain through the same gateway
 SATURATED_PROCESS = 0.9  # a single-threaded event loop at 90 % of a core is the limit
 SATURATED_CORE = 0.95
 PROCESSES = ("gateway", "agent", "engine")
-COMPARED = (("moderate", "max"), ("streamed_moderate", "streamed_max"))  # (latency, throughput)
 
 
 def _per(amount: float, count: float, scale: float = 1.0) -> float | None:
@@ -95,7 +96,9 @@ def _diff(ours: float | None, theirs: float | None) -> float | None:
     return round(ours - theirs, 3) if ours is not None and theirs is not None else None
 
 
-def compare(results: dict[str, dict[str, Any]], sealed: Sequence[str]) -> dict[str, Any]:
+def compare(
+    results: dict[str, dict[str, Any]], sealed: Sequence[str], kinds: Sequence[Kind] = KINDS
+) -> dict[str, Any]:
     """Each sealed mode against `plain`, per request kind: latency added at moderate load,
     max req/s ratio, and the ratio of requests per gateway CPU-second (the gateway's own
     capacity, whatever else limited the run)."""
@@ -104,11 +107,10 @@ def compare(results: dict[str, dict[str, Any]], sealed: Sequence[str]) -> dict[s
     for mode in sealed:
         ours = results.get(mode, {})
         rows = {}
-        for moderate, maximum in COMPARED:
-            kind = "streamed" if moderate.startswith("streamed") else "non_streamed"
-            a, b = ours.get(moderate, {}), plain.get(moderate, {})
-            x, y = ours.get(maximum, {}), plain.get(maximum, {})
-            rows[kind] = {
+        for kind in kinds:
+            a, b = ours.get(kind.moderate, {}), plain.get(kind.moderate, {})
+            x, y = ours.get(kind.maximum, {}), plain.get(kind.maximum, {})
+            rows[kind.name] = {
                 "added_p50_ms": _diff(a.get("p50_ms"), b.get("p50_ms")),
                 "added_p99_ms": _diff(a.get("p99_ms"), b.get("p99_ms")),
                 "throughput_ratio": _ratio(x.get("rps"), y.get("rps")),
@@ -141,6 +143,7 @@ class Goal:
     value: Callable[[str, dict[str, Any]], float | None]  # (mode, doc) -> measured
     ok: Callable[[float], bool]
     modes: tuple[str, ...]
+    kind: str | None = None  # a goal of one kind is left out of a run without that kind
 
 
 def _get(doc: dict[str, Any], *path: str) -> Any:
@@ -152,21 +155,45 @@ def _get(doc: dict[str, Any], *path: str) -> Any:
 
 SEALED = ("gateway", "client")
 ALL = ("plain", *SEALED)
+
+
+def _at_least_target(value: float) -> bool:
+    return value >= TARGET_RATIO
+
+
+def _ratio_goal(text: str, kind: Kind, metric: str) -> Goal:
+    def value(mode: str, doc: dict[str, Any]) -> float | None:
+        found = _get(doc, "comparison", mode, kind.name, metric)
+        return found if isinstance(found, int | float) else None
+
+    return Goal(text, "x", value, _at_least_target, SEALED, kind.name)
+
+
+def ratio_goals(kinds: Sequence[Kind]) -> tuple[Goal, ...]:
+    """Per kind: the end-to-end throughput ratio, then (after every kind's) the gateway's own
+    capacity ratio."""
+    throughput = (
+        _ratio_goal(
+            f"sealed / plain max req/s ≥ {TARGET_RATIO}x, {k.label} (end to end)",
+            k,
+            "throughput_ratio",
+        )
+        for k in kinds
+    )
+    capacity = (
+        _ratio_goal(
+            f"gateway's own capacity (req per gateway CPU-s) sealed / plain ≥ {TARGET_RATIO}x, "
+            f"{k.label}",
+            k,
+            "gateway_capacity_ratio",
+        )
+        for k in kinds
+    )
+    return (*throughput, *capacity)
+
+
 GOALS = (
-    Goal(f"sealed / plain max req/s ≥ {TARGET_RATIO}x, non-streamed (end to end)", "x",
-         lambda m, d: _get(d, "comparison", m, "non_streamed", "throughput_ratio"),
-         lambda v: v >= TARGET_RATIO, SEALED),
-    Goal(f"sealed / plain max req/s ≥ {TARGET_RATIO}x, streamed (end to end)", "x",
-         lambda m, d: _get(d, "comparison", m, "streamed", "throughput_ratio"),
-         lambda v: v >= TARGET_RATIO, SEALED),
-    Goal(f"gateway's own capacity (req per gateway CPU-s) sealed / plain ≥ {TARGET_RATIO}x, "
-         "non-streamed", "x",
-         lambda m, d: _get(d, "comparison", m, "non_streamed", "gateway_capacity_ratio"),
-         lambda v: v >= TARGET_RATIO, SEALED),
-    Goal(f"gateway's own capacity (req per gateway CPU-s) sealed / plain ≥ {TARGET_RATIO}x, "
-         "streamed", "x",
-         lambda m, d: _get(d, "comparison", m, "streamed", "gateway_capacity_ratio"),
-         lambda v: v >= TARGET_RATIO, SEALED),
+    *ratio_goals(KINDS),
     Goal("every request answered 200 and checked", "errors",
          lambda m, d: errors(d["results"][m]) if m in d.get("results", {}) else None,
          lambda v: v == 0, ALL),
@@ -177,9 +204,13 @@ GOALS = (
 
 
 def verdicts(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per goal and mode: the measured value and pass (True/False; None: not run)."""
+    """One row per goal and mode: the measured value and pass (True/False; None: not run).
+    The goals of a kind the document did not measure (`--kinds`) are left out."""
+    names = {kind.name for kind in measured(doc)}
     rows = []
     for goal in GOALS:
+        if goal.kind is not None and goal.kind not in names:
+            continue
         for mode in goal.modes:
             value = goal.value(mode, doc)
             rows.append(
