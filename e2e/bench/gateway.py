@@ -51,10 +51,10 @@ def parse_args() -> argparse.Namespace:
 
 def plan_cores() -> tuple[int | None, int | None, str]:
     """(core of the target, core of simulator + wrk + harness, how it was said)."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        return None, None, f"only {len(cores)} core available: nothing pinned, numbers shared"
-    target, load = cores[0], cores[1]
+    cores = host.two_cores()
+    if isinstance(cores, str):
+        return None, None, cores
+    target, load = cores
     said = (
         f"the target under test (gateway, LiteLLM's proxy; for `direct` nothing) alone on core "
         f"{target} (`taskset -c {target}`); the simulator, wrk (1 thread) and this harness on "

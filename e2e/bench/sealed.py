@@ -110,10 +110,10 @@ def expected_seconds(p: Profile, measured: tuple[Kind, ...] = KINDS) -> int:
 
 def plan_cores() -> tuple[int | None, int | None, str]:
     """(core of the gateway, core of agent + engine + wrk + harness, how it was said)."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        return None, None, f"only {len(cores)} core available: nothing pinned, numbers shared"
-    gateway, rest = cores[0], cores[1]
+    cores = host.two_cores()
+    if isinstance(cores, str):
+        return None, None, cores
+    gateway, rest = cores
     said = (
         f"core {gateway}: the gateway alone (`taskset -c {gateway}`); core {rest}: the enclave "
         f"agent, the engine simulator, wrk (1 thread) and this harness (`taskset -c {rest}`)"

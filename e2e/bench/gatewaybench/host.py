@@ -42,3 +42,25 @@ def commit(root: Path) -> tuple[str, bool]:
 
 def wrk_version() -> str:
     return (output(["wrk", "-v"]).split() or ["?", "?"])[1]
+
+
+def two_cores() -> tuple[int, int] | str:
+    """The first two cores this process may run on (the target's, the load's), or why
+    nothing can be pinned."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return f"only {len(cores)} core available: nothing pinned, numbers shared"
+    return cores[0], cores[1]
+
+
+def fact_lines(doc: dict[str, Any], placement: str) -> list[str]:
+    """The results file's facts: machine, versions, where each process ran (`placement`,
+    e.g. "layout: ..."), then the setup notes; as Markdown list items."""
+    m, v = doc["machine"], doc["versions"]
+    return [
+        f"- machine: {m['cpu_model']}, {m['cpus']} cores, {m['platform']}; "
+        f"load average {m['load_before']} before, {m['load_after']} after",
+        f"- Python {m['python']}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- {placement}",
+        *(f"- {line}" for line in doc["setup_notes"]),
+    ]

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gatewaybench import host
+
 TARGETS = ("direct", "gateway", "litellm")
 
 Getter = Callable[[dict[str, Any]], str | None]
@@ -96,14 +98,7 @@ def render(doc: dict[str, Any]) -> str:
     ]
     goals = ["| goal | target | verdict |", "|---|---|---|"]
     goals += [f"| {r['goal']} | {r['target']} | {verdict_text(r)} |" for r in doc["checks"]]
-    m, v = doc["machine"], doc["versions"]
-    facts = [
-        f"- machine: {m['cpu_model']}, {m['cpus']} cores, {m['platform']}; "
-        f"load average {m['load_before']} before, {m['load_after']} after",
-        f"- Python {m['python']}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- pinning: {doc['pinning']}",
-        *(f"- {line}" for line in doc["setup_notes"]),
-    ]
+    facts = host.fact_lines(doc, f"pinning: {doc['pinning']}")
     notes = [f"- {note}" for note in doc["notes"]] or ["- none"]
     return "\n".join(
         [

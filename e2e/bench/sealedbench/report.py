@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gatewaybench import host
 from gatewaybench.report import Getter, show, verdict_text
 
 from sealedbench.kinds import KINDS, Kind, measured
@@ -147,14 +148,7 @@ def _client_cost(doc: dict[str, Any]) -> list[str]:
 def render(doc: dict[str, Any]) -> str:
     goals = ["| goal | mode | verdict |", "|---|---|---|"]
     goals += [f"| {r['goal']} | {r['mode']} | {verdict_text(r)} |" for r in doc["checks"]]
-    m, v = doc["machine"], doc["versions"]
-    facts = [
-        f"- machine: {m['cpu_model']}, {m['cpus']} cores, {m['platform']}; "
-        f"load average {m['load_before']} before, {m['load_after']} after",
-        f"- Python {m['python']}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- layout: {doc['layout']}",
-        *(f"- {line}" for line in doc["setup_notes"]),
-    ]
+    facts = host.fact_lines(doc, f"layout: {doc['layout']}")
     notes = [f"- {note}" for note in doc["notes"]] or ["- none"]
     return "\n".join(
         [
