@@ -265,6 +265,71 @@ def test_a_sealed_body_that_is_not_a_json_object_is_400(agent: str, keys: Enclav
     assert (status, kind) == (400, "invalid_request")
 
 
+# --- freshness and replay (replay.py) --------------------------------------------------
+
+
+def test_a_replayed_sealed_request_is_409_and_gets_no_second_answer(
+    agent: str, keys: EnclaveKeys
+) -> None:
+    sealed, opener = seal(keys, TEXT, {"model": MODEL, "prompt": "hi", "max_tokens": 2})
+    # a copy altered on the way neither opens nor uses up the genuine request
+    document = sealed.to_json()
+    document["ciphertext"] = envelope.b64(
+        sealed.ciphertext[:-1] + bytes([sealed.ciphertext[-1] ^ 1])
+    )
+    altered = post_sealed(agent, TEXT, sealed, opener, content=json.dumps(document).encode())
+    assert refused(altered)[:2] == (400, "sealed_open_failed")
+    first = post_sealed(agent, TEXT, sealed, opener)
+    assert (first.status, first.finished) == (200, True)
+    again, _ = seal(keys, TEXT, {"model": MODEL, "prompt": "hi"})  # a fresh opener, same bytes
+    replayed = post_sealed(agent, TEXT, again, _, content=sealed.to_bytes())
+    status, kind, message = refused(replayed)
+    assert (status, kind) == (409, "sealed_request_replayed")
+    assert message.startswith("meta.sealed_at")
+    assert (replayed.pieces, replayed.receipt) == ([], b"")
+
+
+@pytest.mark.parametrize("offset", [-301, 301])
+def test_a_request_sealed_outside_the_window_is_400_stale(
+    agent: str, keys: EnclaveKeys, offset: int
+) -> None:
+    body = {"model": MODEL, "prompt": "hi", "max_tokens": 2}
+    meta = {**meta_for(TEXT, body), "sealed_at": int(time.time()) + offset}
+    sealed, opener = seal(keys, TEXT, body, meta=meta)
+    status, kind, message = refused(post_sealed(agent, TEXT, sealed, opener))
+    assert (status, kind) == (400, "sealed_request_stale")
+    assert message.startswith("meta.sealed_at: ") and "300 s window" in message
+
+
+@pytest.mark.parametrize("value", [None, "now", 1.5e9])
+def test_a_request_without_a_usable_sealed_at_is_400(
+    agent: str, keys: EnclaveKeys, value: object
+) -> None:
+    body = {"model": MODEL, "prompt": "hi", "max_tokens": 2}
+    sealed, opener = seal(keys, TEXT, body, meta={**meta_for(TEXT, body), "sealed_at": value})
+    status, kind, message = refused(post_sealed(agent, TEXT, sealed, opener))
+    assert (status, kind) == (400, "sealed_envelope_invalid")
+    assert message.startswith("meta.sealed_at")
+
+
+def test_the_window_is_a_setting(
+    engine: str,
+    chip_dir: Path,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+) -> None:
+    body = {"model": MODEL, "prompt": "hi", "max_tokens": 2}
+    log = tmp_path / "agent.log"
+    with agent_process(chip_dir, engine, log, replay_window_s="30") as agent:
+        keys = enclave_keys(agent)
+        meta = {**meta_for(TEXT, body), "sealed_at": int(time.time()) - 60}
+        sealed, opener = seal(keys, TEXT, body, meta=meta)
+        status, kind, message = refused(post_sealed(agent, TEXT, sealed, opener))
+        assert (status, kind) == (400, "sealed_request_stale")
+        assert "30 s window" in message
+        fresh, opener = seal(keys, TEXT, body)
+        assert post_sealed(agent, TEXT, fresh, opener).finished
+
+
 # --- an engine that dies mid-stream -----------------------------------------------------
 
 

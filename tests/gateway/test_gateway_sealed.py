@@ -257,6 +257,29 @@ def test_tampered_or_misaddressed_sealed_requests_get_typed_errors(setup: Setup)
     assert answer.json()["error"]["code"] == "sealed_envelope_invalid"
 
 
+def test_a_replayed_client_sealed_request_is_refused_by_the_enclave_and_not_billed(
+    setup: Setup,
+) -> None:
+    gw, key, parts = setup
+    sealed, _ = _seal(parts["lease"], _chat(False))
+    first = _post_sealed(gw, key, sealed)
+    assert first.status_code == 200, first.text
+    replayed = _post_sealed(gw, key, sealed)  # the same bytes: what a captured request is
+    assert replayed.status_code == 409, replayed.text
+    error = replayed.json()["error"]
+    assert error["type"] == "sealed_request_replayed"
+    assert error["message"].startswith("meta.sealed_at"), error
+    assert PROMPT not in replayed.text
+    assert _record(gw, key, first.headers["x-request-id"])["charged_nano"] > 0
+    nothing = httpx.get(
+        f"{gw.url}/v1/generation",
+        params={"id": replayed.headers["x-request-id"]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    assert nothing.status_code == 404  # a refused request leaves no generation to bill
+
+
 def test_clients_get_fresh_evidence_for_their_own_nonce(setup: Setup) -> None:
     gw, key, parts = setup
     nonce = os.urandom(32)

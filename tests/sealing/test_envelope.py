@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
@@ -58,8 +59,20 @@ def test_the_wire_form_carries_only_metadata_in_clear(enclave: Enclave) -> None:
     sealed, _ = seal_request(public, META, BODY)
     doc = json.loads(sealed.to_bytes())
     assert set(doc) == {"teeroute_sealed", "aead", "key_id", "enc", "meta", "ciphertext"}
-    assert doc["meta"] == META
+    assert doc["meta"] == {**META, "sealed_at": doc["meta"]["sealed_at"]}
     assert doc["key_id"] == envelope.key_id(public)
+
+
+def test_a_request_is_stamped_with_when_it_was_sealed_unless_its_meta_says(
+    enclave: Enclave,
+) -> None:
+    _, public = enclave
+    before = int(time.time())
+    sealed, _ = seal_request(public, META, BODY)
+    assert before <= sealed.meta[envelope.SEALED_AT] <= time.time()
+    assert type(sealed.meta[envelope.SEALED_AT]) is int
+    given, _ = seal_request(public, {**META, "sealed_at": 1_700_000_000}, BODY)
+    assert given.meta[envelope.SEALED_AT] == 1_700_000_000
 
 
 def test_any_flipped_byte_of_enc_or_ciphertext_is_detected(enclave: Enclave) -> None:
@@ -89,13 +102,14 @@ def test_any_flipped_byte_of_enc_or_ciphertext_is_detected(enclave: Enclave) -> 
         {"max_tokens": 65},
         {"path": "/v1/completions"},
         {"extra": 1},
+        {"sealed_at": 1},
     ],
 )
 def test_changed_routing_metadata_is_detected(enclave: Enclave, change: dict[str, object]) -> None:
     private, public = enclave
     sealed, _ = seal_request(public, META, BODY)
     moved = SealedRequest(
-        sealed.aead, sealed.key_id, sealed.enc, {**META, **change}, sealed.ciphertext
+        sealed.aead, sealed.key_id, sealed.enc, {**sealed.meta, **change}, sealed.ciphertext
     )
     with pytest.raises(OpenFailed):
         open_request(moved, private, public)

@@ -5,7 +5,10 @@ attempt fails on a connect error, a timeout, a broken or malformed response, 5xx
 then the next candidate is tried, up to `max_attempts`. A non-streamed answer is read whole
 inside the attempt, so even a miner dying mid-body is retried; a stream's attempt ends with
 its first body chunk, after which the client has seen the 200 and nothing is retried.
-Other statuses (4xx) are the client's problem: they end the attempts and are passed on.
+Other statuses (4xx) are the client's problem: they end the attempts and are passed on,
+except where the gateway sealed the request itself and the enclave refused that envelope
+(421: its key changed; a stale or replayed `sealed_at`: its clock is off), which are the
+endpoint's failures.
 
 Every attempt is reported to the HealthBook (which may eject the endpoint) and counted.
 """
@@ -38,6 +41,8 @@ MAX_RESPONSE = 64 * 1024 * 1024
 ERROR_PEEK = 4096
 PATHS = {CHAT: b"/v1/chat/completions", "text_completion": b"/v1/completions"}
 SEALED_VERSION = envelope.VERSION.encode()
+CLOCK_REFUSALS = frozenset({"sealed_request_stale", "sealed_request_replayed"})
+"""The agent's refusals of a sealed request by its time (enclave-images/agent replay.py)."""
 
 
 @dataclass(slots=True)
@@ -154,6 +159,11 @@ class Dispatcher:
             found.body = await response.read(self.settings.idle_timeout_s, MAX_RESPONSE)
             if response.status == 421:  # sealed to a key the enclave no longer holds
                 raise UpstreamError("sealed", "the enclave's key changed", False)
+            refusal = _error_type(found.body)
+            if hop.mode == "gateway" and refusal in CLOCK_REFUSALS:
+                # our own envelope, sealed just now: the enclave's clock is off, not the client
+                message = f"the enclave refused the gateway's sealed request ({refusal})"
+                raise UpstreamError("sealed", message, False)
             return
         chunks = response.chunks(self.settings.idle_timeout_s)
         if hop.mode == "client":
@@ -232,6 +242,15 @@ def _object(body: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _error_type(body: bytes) -> str | None:
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def _message(body: bytes, status: int) -> str:

@@ -16,6 +16,7 @@ from teeroute.attestation.providers import (
 )
 from teeroute.sealing import envelope
 from teeroute_enclave.keys import EnclaveKeys
+from teeroute_enclave.replay import ReplayGuard
 from teeroute_enclave.secrets_store import SecretStore
 from teeroute_enclave.server import AgentServer
 from teeroute_enclave.settings import AgentSettings
@@ -65,6 +66,7 @@ def main() -> int:
         require_sealed=settings.agent_require_sealed,
         engine_health=settings.engine_health,
         secrets=SecretStore(settings.agent_secrets_dir),
+        replay=ReplayGuard(settings.agent_replay_window_s),
     )
     plain = "refused" if settings.agent_require_sealed else "allowed"
     release = (

@@ -22,13 +22,16 @@ content or key bytes): 400 `sealed_envelope_invalid` (cannot be read, or its met
 the request), 421 `sealed_key_mismatch` (sealed to another enclave's key), 400
 `sealed_open_failed` (does not authenticate), 400 `invalid_request` (the opened body or the
 request id is not usable), 403 `release_refused` (a secret release not signed by the release
-key this agent pins, or signed for another enclave key or pool).
+key this agent pins, or signed for another enclave key or pool); and the replay guard's
+(replay.py): 400 `sealed_request_stale`, 409 `sealed_request_replayed`, 503
+`replay_cache_full`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from teeroute.sealing import envelope, receipts, secrets
 from teeroute.sealing.errors import OpenFailed, ReleaseInvalid, SealingError
 from teeroute_enclave import proxy, usage
 from teeroute_enclave.keys import EnclaveKeys
+from teeroute_enclave.replay import Refused, ReplayGuard
 
 SEALED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 UPSTREAM_MODEL_HEADER = "X-Teeroute-Upstream-Model"
@@ -77,12 +81,16 @@ def open_sealed(
     keys: EnclaveKeys,
     raw: bytes,
     path: str,
+    guard: ReplayGuard,
     *,
     request_id: str | None = None,
     upstream_model: str | None = None,
+    now: float | None = None,
 ) -> Opened:
-    """`raw`, a sealed request body POSTed to `path`, opened; `request_id` and
-    `upstream_model` are the gateway's headers (REQUEST_ID_HEADER, UPSTREAM_MODEL_HEADER)."""
+    """`raw`, a sealed request body POSTed to `path`, opened if fresh and new to `guard`;
+    `request_id` and `upstream_model` are the gateway's headers (REQUEST_ID_HEADER,
+    UPSTREAM_MODEL_HEADER); `now` is the enclave's clock (seconds since the epoch)."""
+    now = time.time() if now is None else now
     sealed = _parse(raw)
     if sealed.meta.get("path") != path:
         raise _invalid("meta.path", "sealed for another path")
@@ -90,7 +98,12 @@ def open_sealed(
     if not isinstance(model, str) or not 0 < len(model) <= MAX_TEXT:
         raise _invalid("meta.model", "expected the model's name")
     request_id = _request_id(request_id)
-    plain, sealer = _open(keys, sealed)
+    try:
+        sealed_at = guard.check_time(sealed.meta.get(envelope.SEALED_AT), now)
+        plain, sealer = _open(keys, sealed)
+        guard.remember(sealed.enc, sealed_at, now)
+    except Refused as exc:
+        raise SealedRejected(exc.status, exc.kind, exc.message) from None
     try:
         request = json.loads(plain)
     except (ValueError, UnicodeDecodeError):

@@ -15,15 +15,16 @@ Every request forwarded to the engine carries `Authorization: Bearer <engine-api
 that secret was released, and never the caller's Authorization.
 
 The agent's own errors are JSON `{"error": {"message", "type"}}`: 400 (bad request; sealed:
-`sealed_envelope_invalid`, `sealed_open_failed`, `secrets_invalid`), 403 `sealing_required` (a
-plain completion when TEEROUTE_AGENT_REQUIRE_SEALED is set), 403 `secret_release_disabled` (no
-TEEROUTE_AGENT_RELEASE_KEY) or `release_refused` (not signed by it), 404, 409 `release_stale`
-(a release not newer than the one applied), 411 (chunked request body),
-413 (body over 4 KiB for attestation, 64 KiB for secrets, 8 MiB for the engine), 421
-`sealed_key_mismatch` (sealed to another enclave's key), 500 `secrets_unwritable`, 502, 503 or
-504 (the engine broke off, is unavailable, timed out; 503 also: evidence unavailable). The
-engine's own answers, errors included, pass through unchanged (sealed, when the request was).
-Bodies and secrets are never logged.
+`sealed_envelope_invalid`, `sealed_open_failed`, `sealed_request_stale`, `secrets_invalid`),
+403 `sealing_required` (a plain completion when TEEROUTE_AGENT_REQUIRE_SEALED is set), 403
+`secret_release_disabled` (no TEEROUTE_AGENT_RELEASE_KEY) or `release_refused` (not signed by
+it), 404, 409 `release_stale` (a release not newer than the one applied) or
+`sealed_request_replayed` (`replay`), 411 (chunked request body), 413 (body over 4 KiB for
+attestation, 64 KiB for secrets, 8 MiB for the engine), 421 `sealed_key_mismatch` (sealed to
+another enclave's key), 500 `secrets_unwritable`, 502, 503 or 504 (the engine broke off, is
+unavailable, timed out; 503 also: evidence unavailable, `replay_cache_full`). The engine's own
+answers, errors included, pass through unchanged (sealed, when the request was). Bodies and
+secrets are never logged.
 
 It speaks HTTP/1.1 with keep-alive, so the gateway's connection pool reuses connections, and
 relays a body of unknown length (an SSE stream) with chunked transfer encoding: each piece is
@@ -54,6 +55,7 @@ from teeroute.sealing import envelope
 from teeroute_enclave import proxy, sealed
 from teeroute_enclave.documents import evidence_document
 from teeroute_enclave.keys import EnclaveKeys
+from teeroute_enclave.replay import ReplayGuard
 from teeroute_enclave.secrets_store import MAX_RELEASE, SecretRejected, SecretStore, StaleRelease
 
 MAX_BODY = 4096  # of an attestation request
@@ -82,6 +84,7 @@ class AgentServer(ThreadingHTTPServer):
         require_sealed: bool = False,
         secrets: SecretStore | None = None,
         engine_health: bool = True,
+        replay: ReplayGuard | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.provider = provider
@@ -91,6 +94,7 @@ class AgentServer(ThreadingHTTPServer):
         self.require_sealed = require_sealed
         self.secrets = secrets or SecretStore()
         self.engine_health = engine_health
+        self.replay = ReplayGuard() if replay is None else replay  # an empty guard is falsy
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -181,6 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
                 server.keys,
                 self._body(proxy.MAX_BODY),
                 path,
+                server.replay,
                 request_id=self.headers.get(sealed.REQUEST_ID_HEADER),
                 upstream_model=self.headers.get(sealed.UPSTREAM_MODEL_HEADER),
             )

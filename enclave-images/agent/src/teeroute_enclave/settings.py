@@ -35,6 +35,11 @@ class AgentSettings(BaseSettings):
     """Refuse plain (unsealed) inference requests with 403 `sealing_required`; by default the
     gateway's Route decides whether a model may be served in clear."""
 
+    agent_replay_window_s: int = Field(default=300, ge=10, le=3600)
+    """How far `meta.sealed_at` of a sealed request may be from the enclave's clock, either
+    way (seconds). Each request is taken once; the agent remembers it that long after it was
+    sealed (docs/sealed-mode.md, section 1)."""
+
     agent_secrets_dir: Path | None = None
     """Where released secrets other than `engine-api-key` are written, one file each (mode
     0600, the directory 0700), for the engine to read; a tmpfs in the enclave. Unset: they are

@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import json
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,9 @@ RESPONSE_NONCE_LABEL = b"teeroute/v1 response nonce"
 FRAME_AAD = b"teeroute/v1 frame"
 FRAME_EVENT = b"sealed"
 RECEIPT_EVENT = b"receipt"
+SEALED_AT = "sealed_at"
+"""The meta key holding when a request was sealed (whole seconds since the epoch): the agent
+opens a request only near that time, and only once (section 1, freshness)."""
 MAX_FRAME = 1 << 20
 """The longest frame plaintext a sealer emits (an engine read is far smaller)."""
 
@@ -240,9 +244,12 @@ def seal_request(
     body: bytes,
     aead: hpke.Aead = hpke.Aead.AES_128_GCM,
 ) -> tuple[SealedRequest, ResponseOpener]:
-    """Seals `body` to an enclave's HPKE key; the opener reads that enclave's answer."""
+    """Seals `body` to an enclave's HPKE key; the opener reads that enclave's answer.
+
+    `meta` gets `sealed_at` (now, by this machine's clock) unless it names a time itself."""
     enc, context = hpke.setup_base_s(hpke_public, REQUEST_INFO, aead)
-    unsealed = SealedRequest(aead, key_id(hpke_public), enc, dict(meta), b"")
+    stamped = {SEALED_AT: int(time.time()), **meta}
+    unsealed = SealedRequest(aead, key_id(hpke_public), enc, stamped, b"")
     ciphertext = context.seal(body, unsealed.aad)
     sealed = SealedRequest(aead, unsealed.key_id, enc, unsealed.meta, ciphertext)
     return sealed, ResponseOpener(context)
