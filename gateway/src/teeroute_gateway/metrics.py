@@ -58,7 +58,7 @@ class GatewayMetrics:
         self.attempts = Counter(
             "teeroute_gateway_upstream_attempts_total",
             "Attempts to reach a miner, by outcome "
-            "(ok, connect, timeout, closed, protocol, status_5xx, status_429).",
+            "(ok, connect, timeout, closed, protocol, sealed, status_5xx, status_429).",
             ["pool", "outcome"],
             registry=r,
         )
