@@ -1,6 +1,6 @@
 """Benchmark: sealed against plain throughput and added latency through the same gateway.
 
-    python3 -m uv run --frozen python e2e/bench/sealed.py [--quick] [--kinds A,B] [--pool N]
+    python3 -m uv run --frozen python e2e/bench/sealed.py [--quick] [--kinds A,B]
         [--out DIR] [--seconds N] [--warmup N] [--rounds N] [--cost-iterations N]
         (the last four override the profile)
 
@@ -15,9 +15,10 @@ tokens each, as the streams of e2e/bench/gateway.py). Per kind: latency added at
 load (p50/p99), max requests/s, CPU per request of the gateway, the agent and the engine, and
 the sealed / plain ratios (target: at least 0.9x). Afterwards the gateway's ledger must hold a
 `valid` receipt for every answered sealed request. The client's own sealing cost is measured
-apart, per kind (wrk sends pre-sealed bodies). The gateway runs alone on core 0; the agent,
+apart, per kind (wrk sends bodies sealed just before each run, each once: the agent refuses
+replays). The gateway runs alone on core 0; the agent,
 the engine, wrk and this harness share core 1. Writes sealed.json and sealed.md; with the three
-kinds the quick profile takes about 3 minutes, the default about 14 (each kind about a
+kinds the quick profile takes about 3 minutes, the default about 15 (each kind about a
 third). The helpers live in `sealedbench/` (and `gatewaybench/`).
 """
 
@@ -76,7 +77,6 @@ def parse_args() -> argparse.Namespace:
         metavar="A,B",
         help=f"the kinds of request to measure (default: all: {','.join(kinds.BY_NAME)})",
     )
-    parser.add_argument("--pool", type=int, default=2000, help="distinct sealed bodies per kind")
     parser.add_argument("--out", type=Path, default=ROOT / "e2e" / "bench" / "results")
     parser.add_argument("--seconds", type=int, help="each measured run (quick 8, default 14)")
     parser.add_argument("--warmup", type=int, help="warm-up per mode and kind (quick 2, 5)")
@@ -89,7 +89,7 @@ def parse_args() -> argparse.Namespace:
         "rounds": args.rounds,
         "cost_iterations": args.cost_iterations,
     }
-    if any(v is not None and v < 1 for v in [args.pool, *overrides.values()]):
+    if any(v is not None and v < 1 for v in overrides.values()):
         parser.error("counts and durations must be at least 1")
     args.profile = profile(args.quick, {k: v for k, v in overrides.items() if v is not None})
     return args
@@ -103,7 +103,8 @@ def profile(quick: bool, overrides: dict[str, int]) -> Profile:
 
 
 def expected_seconds(p: Profile, measured: tuple[Kind, ...] = KINDS) -> int:
-    """The load's length (setup, probes, the client's cost and pool sealing add some 20 s)."""
+    """The load's length (setup, probes and the client's cost add some 20 s, and sealing each
+    client-sealed run's bodies about a third of that run's length)."""
     runs = p.rounds * len(load.scenarios(measured)) * len(MODES)
     return runs * p.run_s + len(MODES) * len(measured) * p.warmup_s
 
@@ -188,28 +189,24 @@ def client_costs(
     return found
 
 
-def pools(
-    workdir: Path, enclave: client.Enclave, size: int, measured: tuple[Kind, ...]
-) -> dict[tuple[str, str], Path]:
-    """A pool file per mode and kind: the plain body once, or `size` sealed ones."""
-    files = {}
-    for mode in MODES:
-        for kind in measured:
-            bodies = (
-                client.sealed_pool(enclave, mode.model, kind, size)
-                if mode.client_sealed
-                else [modes.body(mode.model, kind.stream, kind.max_tokens)]
-            )
-            files[(mode.name, kind.name)] = load.write_pool(
-                workdir / f"pool-{mode.name}-{kind.name}.txt", bodies
-            )
-    return files
+def pool_file(
+    workdir: Path, enclave: client.Enclave, mode: Mode, kind: Kind, seconds: int
+) -> tuple[Path, int]:
+    """The bodies of one run and how many: the plain body once, or enough client-sealed ones,
+    sealed now, for each request of the run to be new to the agent."""
+    size = client.pool_size(seconds) if mode.client_sealed else 1
+    bodies = (
+        client.sealed_pool(enclave, mode.model, kind, size)
+        if mode.client_sealed
+        else [modes.body(mode.model, kind.stream, kind.max_tokens)]
+    )
+    return load.write_pool(workdir / f"pool-{mode.name}-{kind.name}.txt", bodies), size
 
 
 def measure_all(
     url: str,
     key: str,
-    files: dict[tuple[str, str], Path],
+    enclave: client.Enclave,
     services: dict[str, Service],
     args: argparse.Namespace,
     work: Path,
@@ -222,10 +219,15 @@ def measure_all(
     answered = {mode.name: 0 for mode in MODES}
 
     def one(mode: Mode, scenario: load.Scenario, seconds: int) -> dict[str, Any]:
-        pool = files[(mode.name, scenario.kind.name)]
+        pool, size = pool_file(work, enclave, mode, scenario.kind, seconds)
         first = pool.read_bytes().split(b"\n", 1)[0]
         spec = load.load_for(mode, scenario, first, key, seconds)
         run = load.measure(url, spec, pool, work, args.load_core, services)
+        if mode.client_sealed and run["requests"] > size:
+            raise BenchError(
+                f"wrk sent {run['requests']} requests from {size} sealed bodies: the agent "
+                "refused the repeats; raise client.POOL_RATE"
+            )
         answered[mode.name] += run["requests"] - run["non200"] - run["bad_body"]
         return run
 
@@ -266,10 +268,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         probes = probe_all(url, key, enclave, args.kinds)
         print("measuring the client's own sealing cost", flush=True)
         cost = client_costs(probes, args.kinds, args.profile.cost_iterations)
-        print(f"sealing {args.pool} bodies per kind for the client-sealed load", flush=True)
-        files = pools(work, enclave, args.pool, args.kinds)
         services = {"gateway": gateway, "agent": agent, "engine": engine.service}
-        runs, answered = measure_all(url, key, files, services, args, work)
+        runs, answered = measure_all(url, key, enclave, services, args, work)
         fleet.stop(gateway)  # settles and closes the ledger: every record is in the file
         rows = ledger.read(work / "ledger.db")
     counted = {
@@ -323,9 +323,9 @@ def main() -> int:
         "versions": versions(),
         "layout": layout,
         "cores": {"gateway": args.target_core, "load": args.load_core},
-        "profile_settings": asdict(args.profile) | {"pool": args.pool},
+        "profile_settings": asdict(args.profile) | {"pool_rate": client.POOL_RATE},
         "kinds": kinds.describe(args.kinds),
-        "setup_notes": report.setup_notes(asdict(args.profile), args.pool, args.kinds),
+        "setup_notes": report.setup_notes(asdict(args.profile), client.POOL_RATE, args.kinds),
         "results": results,
         "comparison": stats.compare(results, modes.SEALED, args.kinds),
         **found,

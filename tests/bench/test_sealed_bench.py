@@ -490,7 +490,7 @@ def test_profiles_take_about_three_and_fourteen_minutes() -> None:
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_a_one_second_run_measures_every_mode_and_every_receipt_is_valid(tmp_path: Path) -> None:
     argv = [sys.executable, str(BENCH / "sealed.py"), "--quick", "--seconds", "1", "--warmup"]
-    argv += ["1", "--pool", "20", "--cost-iterations", "10", "--out", str(tmp_path)]
+    argv += ["1", "--cost-iterations", "10", "--out", str(tmp_path)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=170, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads((tmp_path / "sealed.json").read_text())

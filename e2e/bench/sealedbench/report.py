@@ -265,7 +265,9 @@ def observations(doc: dict[str, Any], quick: bool) -> list[str]:
     return said
 
 
-def setup_notes(profile: dict[str, Any], pool: int, kinds: tuple[Kind, ...] = KINDS) -> list[str]:
+def setup_notes(
+    profile: dict[str, Any], pool_rate: int, kinds: tuple[Kind, ...] = KINDS
+) -> list[str]:
     lengths = ", ".join(
         f"{k.label} {k.max_tokens}" + (" with usage" if k.stream else "") for k in kinds
     )
@@ -285,10 +287,11 @@ def setup_notes(profile: dict[str, Any], pool: int, kinds: tuple[Kind, ...] = KI
         "receipt; client-sealed = bodies sealed by the client "
         "(`teeroute.sealing.envelope.seal_request`, Content-Type "
         "`application/vnd.teeroute.sealed+json`), forwarded unopened, the receipt verified",
-        f"client-sealed load: {pool} distinct bodies sealed before the run (one HPKE context "
-        "each), cycled through by wrk's `request()` hook (the agent does not refuse replays; "
-        "each request gets its own receipt); plain modes go through the same hook with a pool "
-        "of one body, so wrk does the same per request",
+        f"client-sealed load: {pool_rate} distinct bodies per second of run, sealed just "
+        "before it (one HPKE context each, `sealed_at` in the agent's window), sent in turn "
+        "by wrk's `request()` hook, each once (the agent refuses a replayed body); plain "
+        "modes go through the same hook with a pool of one body, so wrk does the same per "
+        "request",
         f"load: wrk, 1 thread; moderate = {MODERATE_CONNECTIONS} connections with a "
         f"{THINK_MS} ms think time each; max = {MAX_CONNECTIONS} connections, no think time; "
         "every 200 is checked (plain streams for `[DONE]`, whole answers for `usage`, sealed "
