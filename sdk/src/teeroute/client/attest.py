@@ -255,7 +255,7 @@ class Attestor:
                 self._url + ATTESTATIONS_PATH, json=body, headers=auth_headers(api_key)
             )
         except httpx.TransportError as exc:
-            raise GatewayUnreachable(f"gateway {self._url}: {type(exc).__name__}") from exc
+            raise GatewayUnreachable.of(self._url, exc) from exc
         if answer.status_code != 200:
             raise GatewayError(answer.status_code, answer.content, passed_headers(answer.headers))
         try:

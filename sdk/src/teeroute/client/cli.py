@@ -1,7 +1,8 @@
 """`teeroute proxy` and `teeroute attest`, registered into the `teeroute` CLI.
 
     teeroute proxy --gateway URL [--policy FILE] [--host 127.0.0.1] [--port 8787]
-                   [--api-key-env TEEROUTE_API_KEY] [--allow-remote] [--verbose]
+                   [--api-key-env TEEROUTE_API_KEY] [--allow-remote]
+                   [--require-attested-gateway] [--verbose]
     teeroute attest --gateway URL --model M [--policy FILE] [--api-key-env NAME] [--json]
                     [--verbose]
     teeroute attest --gateway URL --self [--policy FILE] [--json] [--verbose]
@@ -11,6 +12,11 @@ policy (exit 0 if at least one does, 5 if none). With `--self` it challenges the
 (`gateway_identity`): PASS (exit 0) only if its evidence passes the policy and binds our nonce
 and the TLS key of our connection to it, else REFUSED (exit 5). Modules with the crypto and
 HTTP are imported only when a command runs, so the rest of the CLI never depends on them.
+
+`proxy --require-attested-gateway` makes that same check of the gateway before it listens
+(REFUSED: exit 5, nothing started) and then talks to the gateway only over TLS pinned to the
+certificate that passed: a server with another key, even at the same address, gets no request
+(`gateway_unreachable`, naming the certificate).
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    import httpx
+
     from teeroute.client.attest import Attestation
     from teeroute.client.gateway_identity import GatewayVerdict
+    from teeroute.client.policy import ClientPolicy
 
 DEFAULT_PORT = 8787
 DEFAULT_KEY_ENV = "TEEROUTE_API_KEY"
@@ -61,6 +70,12 @@ def register_proxy(commands: Any) -> None:
         "--allow-remote",
         action="store_true",
         help="allow binding a non-loopback address (others could then use your key)",
+    )
+    parser.add_argument(
+        "--require-attested-gateway",
+        action="store_true",
+        help="check the gateway's own attestation first (as attest --self, same policy) and "
+        "send only over TLS pinned to the certificate it attested",
     )
     parser.set_defaults(handler=_proxy)
 
@@ -106,7 +121,13 @@ def _proxy(args: argparse.Namespace) -> int:
         )
     policy = load_policy(args.policy)
     key = os.environ.get(args.api_key_env) or None
-    client = SealedClient(args.gateway, key, policy)
+    http, attested = None, ""
+    if args.require_attested_gateway:
+        pinned = _attested_gateway(args, policy)
+        if pinned is None:
+            return 5
+        http, attested = pinned
+    client = SealedClient(args.gateway, key, policy, http=http)
     try:
         server = ProxyServer((args.host, args.port), client, key, verbose=args.verbose)
     except OSError as exc:
@@ -116,7 +137,7 @@ def _proxy(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(
         f"teeroute proxy: http://{shown}:{port}/v1 -> {client.gateway_url} "
-        f"(sealed; policy: {policy.source})",
+        f"(sealed; policy: {policy.source}{attested})",
         file=sys.stderr,
         flush=True,
     )
@@ -126,6 +147,30 @@ def _proxy(args: argparse.Namespace) -> int:
         server.server_close()
         client.close()
     return 0
+
+
+def _attested_gateway(
+    args: argparse.Namespace, policy: ClientPolicy
+) -> tuple[httpx.Client, str] | None:
+    """The gateway's own attestation, checked before anything listens or is sent, and an HTTP
+    client pinned to the certificate it attested, with a note for the start line. None (after
+    printing why) when the gateway was refused."""
+    import httpx
+
+    from teeroute.client.gateway_identity import attest_gateway, pinned_tls
+    from teeroute.client.session import DEFAULT_TIMEOUT
+
+    verdict = attest_gateway(args.gateway, policy)
+    if not verdict.ok or args.verbose:
+        print_gateway_verdict(verdict, sys.stderr)
+    if not verdict.ok:
+        print(
+            f"teeroute proxy: the gateway did not pass the policy ({policy.source}); not started",
+            file=sys.stderr,
+        )
+        return None
+    note = f"; gateway attested, {verdict.tee}, TLS key {verdict.tls_spki_sha256[:16]}… pinned"
+    return httpx.Client(timeout=DEFAULT_TIMEOUT, verify=pinned_tls(verdict)), note
 
 
 def _attest(args: argparse.Namespace) -> int:
@@ -166,16 +211,18 @@ def _attest_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_gateway_verdict(verdict: GatewayVerdict) -> None:
+def print_gateway_verdict(verdict: GatewayVerdict, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if verdict.ok:
-        print(f"PASS      gateway {verdict.url}  {verdict.tee}")
+        print(f"PASS      gateway {verdict.url}  {verdict.tee}", file=out)
     else:
-        print(f"REFUSED   gateway {verdict.url}  {verdict.tee or '?'}: {', '.join(verdict.failed)}")
-    print(f"    measurement {verdict.measurement or '?'}")
-    print(f"    chip        {verdict.chip_id or '?'}")
-    print(f"    tls key     {verdict.tls_spki_sha256 or '(no TLS)'}")
+        failed = ", ".join(verdict.failed)
+        print(f"REFUSED   gateway {verdict.url}  {verdict.tee or '?'}: {failed}", file=out)
+    print(f"    measurement {verdict.measurement or '?'}", file=out)
+    print(f"    chip        {verdict.chip_id or '?'}", file=out)
+    print(f"    tls key     {verdict.tls_spki_sha256 or '(no TLS)'}", file=out)
     for c in verdict.checks:
-        print(f"    {_MARKS[c.status]} {c.name:<34} {c.detail}")
+        print(f"    {_MARKS[c.status]} {c.name:<34} {c.detail}", file=out)
 
 
 _MARKS = {"passed": "ok  ", "failed": "FAIL", "not_checked": "--  "}

@@ -15,6 +15,7 @@ TeerouteError
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,27 @@ def _error_object(body: bytes) -> dict[str, Any]:
 
 class GatewayUnreachable(TeerouteError):
     exit_code = 6
+
+    @classmethod
+    def of(cls, url: str, exc: BaseException) -> GatewayUnreachable:
+        """No answer from `url` because of `exc`; a TLS certificate we did not accept (with
+        `--require-attested-gateway`: not the one the gateway attested) is named as such."""
+        if _certificate_refused(exc):
+            return cls(
+                f"gateway {url}: TLS: its certificate is not the one accepted "
+                "(with --require-attested-gateway: not the certificate the gateway attested; "
+                "restart to attest it again)"
+            )
+        return cls(f"gateway {url}: {type(exc).__name__}")
+
+
+def _certificate_refused(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:  # httpx -> httpcore -> ssl
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 class InvalidRequest(TeerouteError):

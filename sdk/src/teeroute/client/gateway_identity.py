@@ -17,6 +17,11 @@ self-signed one): the attestation is the authentication, as in RA-TLS.
 
     judge_gateway(raw, nonce=, peer_certificate=, now=, policy=)   pure: -> GatewayVerdict
     attest_gateway(url, policy)                                    one round over the network
+    pinned_tls(verdict)                                            TLS to that gateway only
+
+`pinned_tls` is what `teeroute proxy --require-attested-gateway` sends every request with: the
+certificate the gateway attested is the only one a handshake accepts, so each connection
+after the attestation ends in the same TLS key, not just the one the nonce went over.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import binascii
 import datetime as dt
 import secrets
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
@@ -71,6 +76,8 @@ class GatewayVerdict:
     chip_id: str = ""
     tls_spki_sha256: str = ""
     """Of the certificate we were served ("" over http)."""
+    certificate: bytes = field(default=b"", repr=False)
+    """That certificate (DER; b"" over http), for `pinned_tls`."""
 
     @property
     def ok(self) -> bool:
@@ -116,20 +123,23 @@ def judge_gateway(
 ) -> GatewayVerdict:
     """The gateway's answer, verified as if the gateway were hostile; `peer_certificate` is
     the DER certificate of the TLS connection the answer came on (None: no TLS)."""
-    spki = spki_sha256(peer_certificate) if peer_certificate else b""
+    peer = peer_certificate or b""
+    spki = spki_sha256(peer) if peer else b""
     try:
         doc = GatewayDocument.model_validate(raw)
     except ValidationError as exc:
         where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "document"
         failed = Check("document", "failed", f"not a gateway evidence document ({where})")
-        return GatewayVerdict(url, (failed,), tls_spki_sha256=spki.hex())
+        return GatewayVerdict(url, (failed,), tls_spki_sha256=spki.hex(), certificate=peer)
     own = (
         Check("document", "passed", f"a gateway evidence document ({doc.tee})"),
         Check.of("nonce", _decoded(doc.nonce) == nonce, "answers our own nonce"),
     )
     verified = _verify(doc, now, policy)
     if isinstance(verified, Check):
-        return GatewayVerdict(url, (*own, verified), doc.tee, tls_spki_sha256=spki.hex())
+        return GatewayVerdict(
+            url, (*own, verified), doc.tee, tls_spki_sha256=spki.hex(), certificate=peer
+        )
     checks, claims = verified
     binding = _tls_binding(str(claims.get("report_data", "")), nonce, spki, url)
     return GatewayVerdict(
@@ -139,6 +149,7 @@ def judge_gateway(
         measurement=str(claims.get("measurement") or claims.get("mrtd") or ""),
         chip_id=str(claims.get("chip_id") or ""),
         tls_spki_sha256=spki.hex(),
+        certificate=peer,
     )
 
 
@@ -236,6 +247,21 @@ def _peer_certificate(answer: httpx.Response) -> bytes | None:
         return None
     der = tls.getpeercert(True)  # positional: httpcore may hand over the _ssl object
     return der if isinstance(der, bytes) else None
+
+
+def pinned_tls(verdict: GatewayVerdict) -> ssl.SSLContext:
+    """TLS that completes only with the certificate `verdict` passed: it is the one trust
+    anchor (a partial chain: it need not be a CA), and no host name is checked, since the
+    attestation named a key, not a name. Its validity dates still count. ValueError for a
+    verdict that did not pass (nothing to pin)."""
+    if not verdict.ok or not verdict.certificate:
+        raise ValueError("only a gateway that passed attestation over TLS can be pinned")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.load_verify_locations(cadata=verdict.certificate)
+    return context
 
 
 def _unverified_tls() -> ssl.SSLContext:

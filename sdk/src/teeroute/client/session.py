@@ -262,7 +262,7 @@ class SealedClient:
         try:
             return answer.read()
         except httpx.TransportError as exc:
-            raise GatewayUnreachable(f"gateway {self.gateway_url}: {type(exc).__name__}") from exc
+            raise GatewayUnreachable.of(self.gateway_url, exc) from exc
         finally:
             answer.close()
 
@@ -291,7 +291,7 @@ class SealedClient:
         try:
             return self._http.send(request, stream=True)
         except httpx.TransportError as exc:
-            raise GatewayUnreachable(f"gateway {self.gateway_url}: {type(exc).__name__}") from exc
+            raise GatewayUnreachable.of(self.gateway_url, exc) from exc
 
     def get(self, path: str, api_key: str | None = None) -> httpx.Response:
         """A plain (unsealed) GET to the gateway, e.g. /v1/models: no content is involved."""
@@ -300,4 +300,4 @@ class SealedClient:
                 self.gateway_url + path, headers=auth_headers(api_key or self.api_key)
             )
         except httpx.TransportError as exc:
-            raise GatewayUnreachable(f"gateway {self.gateway_url}: {type(exc).__name__}") from exc
+            raise GatewayUnreachable.of(self.gateway_url, exc) from exc
