@@ -159,8 +159,8 @@ class Dispatcher:
             found.body = await response.read(self.settings.idle_timeout_s, MAX_RESPONSE)
             if response.status == 421:  # sealed to a key the enclave no longer holds
                 raise UpstreamError("sealed", "the enclave's key changed", False)
-            refusal = _error_type(found.body)
-            if hop.mode == "gateway" and refusal in CLOCK_REFUSALS:
+            refusal = _error_type(found.body) if hop.mode == "gateway" else None
+            if refusal in CLOCK_REFUSALS:
                 # our own envelope, sealed just now: the enclave's clock is off, not the client
                 message = f"the enclave refused the gateway's sealed request ({refusal})"
                 raise UpstreamError("sealed", message, False)
