@@ -8,6 +8,7 @@ could set its confidential VM's clock."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import yaml
 from teeroute.sealing import envelope
 
 from .miners import agent, chip_dir, verified_lease
-from .procs import Proc, create_key, engine, gateway
+from .procs import Proc, create_key, engine, gateway, write_config
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -37,45 +38,25 @@ def libfaketime() -> str:
 
 
 def _config(path: Path, behind: dict[str, Any], true: dict[str, Any]) -> Path:
-    def pool(name: str, *leases: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "apiVersion": "teeroute.dev/v1alpha1",
-            "kind": "MinerPool",
-            "metadata": {"name": name},
-            "spec": {
-                "models": [{"name": "sim-model", "contextLength": 8192}],
-                "tee": {"type": "simulated"},
-                "pricing": {"inputPerMillion": "1", "outputPerMillion": "2"},
-                "endpoints": [{"name": lease["name"], "url": lease["url"]} for lease in leases],
-            },
-            "status": {"endpoints": list(leases)},
-        }
-
-    def route(name: str, model: str, pool_name: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "teeroute.dev/v1alpha1",
-            "kind": "Route",
-            "metadata": {"name": name},
-            "spec": {
-                "model": model,
-                "backends": [{"pool": pool_name}],
-                "constraints": {"allowedTee": ["simulated"]},
-                "sealing": "gateway",
-            },
-        }
-
-    docs = [
-        {
-            "apiVersion": "teeroute.dev/v1alpha1",
-            "kind": "GatewayConfig",
-            "spec": {"ledger": "sqlite:///ledger.db"},
-        },
-        pool("mixed", behind, true),
-        pool("behind", behind),
-        route("mixed", "sim-mixed", "mixed"),
-        route("behind", "sim-behind", "behind"),
-    ]
-    path.write_text(yaml.safe_dump_all(docs))
+    """Pool `mixed` (both enclaves) behind Route sim-mixed, pool `behind` (the slow one)
+    behind Route sim-behind; both Routes let the gateway seal."""
+    pools = {
+        "mixed": [(x["name"], x["url"]) for x in (behind, true)],
+        "behind": [(behind["name"], behind["url"])],
+    }
+    leases = {"mixed": [behind, true], "behind": [behind]}
+    sealed = {"sealing": "gateway"}
+    write_config(
+        path,
+        pools,
+        leases=leases,
+        route={"model": "sim-mixed", "backends": [{"pool": "mixed"}], **sealed},
+    )
+    docs = list(yaml.safe_load_all(path.read_text()))
+    other = copy.deepcopy(docs[-1])
+    other["metadata"]["name"] = "behind"
+    other["spec"] |= {"model": "sim-behind", "backends": [{"pool": "behind"}]}
+    path.write_text(yaml.safe_dump_all([*docs, other]))
     return path
 
 
