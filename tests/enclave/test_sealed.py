@@ -281,8 +281,9 @@ def test_a_replayed_sealed_request_is_409_and_gets_no_second_answer(
     assert refused(altered)[:2] == (400, "sealed_open_failed")
     first = post_sealed(agent, TEXT, sealed, opener)
     assert (first.status, first.finished) == (200, True)
-    again, _ = seal(keys, TEXT, {"model": MODEL, "prompt": "hi"})  # a fresh opener, same bytes
-    replayed = post_sealed(agent, TEXT, again, _, content=sealed.to_bytes())
+    again, other_opener = seal(keys, TEXT, {"model": MODEL, "prompt": "hi"})
+    # the same bytes again (the opener is only for reading an answer, and none comes)
+    replayed = post_sealed(agent, TEXT, again, other_opener, content=sealed.to_bytes())
     status, kind, message = refused(replayed)
     assert (status, kind) == (409, "sealed_request_replayed")
     assert message.startswith("meta.sealed_at")
