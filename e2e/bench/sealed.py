@@ -16,10 +16,11 @@ load (p50/p99), max requests/s, CPU per request of the gateway, the agent and th
 the sealed / plain ratios (target: at least 0.9x). Afterwards the gateway's ledger must hold a
 `valid` receipt for every answered sealed request. The client's own sealing cost is measured
 apart, per kind (wrk sends bodies sealed just before each run, each once: the agent refuses
-replays). The gateway runs alone on core 0; the agent,
-the engine, wrk and this harness share core 1. Writes sealed.json and sealed.md; with the three
-kinds the quick profile takes about 3 minutes, the default about 15 (each kind about a
-third). The helpers live in `sealedbench/` (and `gatewaybench/`).
+replays), and so are the cryptographic primitives a sealed request cannot do without, to
+show how far 0.9x can be reached at all (`sealedbench/floor.py`). The gateway runs alone on
+core 0; the agent, the engine, wrk and this harness share core 1. Writes sealed.json and
+sealed.md; with the three kinds the quick profile takes about 3 minutes, the default about
+15 (each kind about a third). The helpers live in `sealedbench/` (and `gatewaybench/`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any, NoReturn
 
 from gatewaybench import host, targets
 from gatewaybench.procs import BenchError, Fleet, Service, free_port, wait_ready
-from sealedbench import client, kinds, ledger, load, miner, modes, report, stats
+from sealedbench import client, floor, kinds, ledger, load, miner, modes, report, stats
 from sealedbench.kinds import KINDS, Kind
 from sealedbench.modes import MODES, Mode
 
@@ -268,6 +269,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         probes = probe_all(url, key, enclave, args.kinds)
         print("measuring the client's own sealing cost", flush=True)
         cost = client_costs(probes, args.kinds, args.profile.cost_iterations)
+        primitives = floor.measure(args.profile.cost_iterations // floor.BATCH)
         services = {"gateway": gateway, "agent": agent, "engine": engine.service}
         runs, answered = measure_all(url, key, enclave, services, args, work)
         fleet.stop(gateway)  # settles and closes the ledger: every record is in the file
@@ -280,8 +282,20 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "runs": runs,
         "probes": {k: _probe_summary(v) for k, v in probes.items()},
         "client_cost": cost,
+        "primitives": primitives,
         "ledger": ledger.summary(rows, counted),
         "lease": {k: lease[k] for k in ("tee", "hpkeKeySha256", "signingKeySha256")},
+    }
+
+
+def floor_of(
+    primitives: dict[str, float], doc: dict[str, Any], measured: tuple[Kind, ...]
+) -> dict[str, Any]:
+    """The primitives timed in `run` and, per sealed mode and kind, how far 0.9x is."""
+    sizes = {name: cost["answer_bytes"] for name, cost in doc["client_cost"].items()}
+    return {
+        "primitives": primitives,
+        "reach": floor.reach(primitives, doc["results"], sizes, modes.SEALED, measured),
     }
 
 
@@ -309,6 +323,7 @@ def main() -> int:
             return 1
     facts["load_after"] = host.load_average()
     cores = (args.target_core, args.load_core)
+    primitives = found.pop("primitives")
     results = {
         mode: {scenario: stats.merge(parts, cores) for scenario, parts in by.items()}
         for mode, by in found.pop("runs").items()
@@ -330,6 +345,7 @@ def main() -> int:
         "comparison": stats.compare(results, modes.SEALED, args.kinds),
         **found,
     }
+    doc["floor"] = floor_of(primitives, doc, args.kinds)
     doc["checks"] = stats.verdicts(doc)
     doc["notes"] = report.observations(doc, args.quick)
     json_path, md_path = report.write(args.out, doc)

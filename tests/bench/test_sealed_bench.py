@@ -20,7 +20,7 @@ import pytest
 import sealed
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from gatewaybench import procs, wrk
-from sealedbench import client, kinds, ledger, load, modes, report, stats
+from sealedbench import client, floor, kinds, ledger, load, modes, report, stats
 from sealedbench.kinds import KINDS
 
 from teeroute.sealing import envelope, hpke
@@ -334,6 +334,12 @@ def results() -> dict[str, dict[str, Any]]:
     }
 
 
+OPS = {
+    "x25519_keygen": 30.0, "x25519_exchange": 30.0, "ed25519_sign": 30.0,
+    "ed25519_verify": 100.0, "aes128gcm_per_kib": 0.1, "sha256_per_kib": 0.5,
+}  # fmt: skip
+
+
 def document(found: dict[str, Any], measured: tuple[kinds.Kind, ...] = KINDS) -> dict[str, Any]:
     probes = {
         f"{mode.name}/{kind.name}": {"completion_tokens": min(kind.max_tokens, 255)}
@@ -373,6 +379,7 @@ def document(found: dict[str, Any], measured: tuple[kinds.Kind, ...] = KINDS) ->
             for kind in measured if kind is not STREAMED
         },
     }  # fmt: skip
+    doc["floor"] = sealed.floor_of(OPS, doc, measured)
     doc["checks"] = stats.verdicts(doc)
     doc["notes"] = report.observations(doc, quick=True)
     return doc
@@ -436,6 +443,7 @@ def test_report_has_a_table_per_kind_the_ledger_client_cost_goals_and_layout(
     lines = text.splitlines()
     head = "| metric | plain hop (sealing off) | gateway-sealed | client-sealed (passed through) |"
     assert lines.count(head) == 3
+    assert "On this machine: X25519 key pair 30.00 µs, X25519 exchange 30.00 µs" in text
     assert [line for line in lines if line.startswith("## ")][:3] == [
         "## Non-streamed requests (max_tokens 16)",
         "## Streamed requests (max_tokens 16, usage included)",
@@ -456,6 +464,10 @@ def test_report_has_a_table_per_kind_the_ledger_client_cost_goals_and_layout(
         "| sealed / plain max req/s ≥ 0.9x, non-streamed (end to end) | client | "
         "**miss** (0.50 x) |",
         "- layout: core 0: the gateway alone",
+        "| client | streamed-long | gateway's capacity | 44 | 100 | 0 | +1200 | out of reach: "
+        "the public-key work alone is over the budget |",
+        "| client | streamed-long | end to end | 110 | 60 | 0 | +990 | within reach only if all "
+        "else sealing adds stays under 50 µs |",
     ]  # fmt: skip
     assert [line for line in expected if line not in lines] == []
     assert "| max load: limited by | core 1 (agent + engine + wrk) | " in text
@@ -475,6 +487,67 @@ def test_report_has_a_table_per_kind_the_ledger_client_cost_goals_and_layout(
     assert "plain / max: 4 connection attempts were dropped by a full listen queue" in said
     assert "**plain / max: 1 errors** of 10000 requests (first: 502 x)" in said
     assert "quick profile" not in said
+
+
+def test_the_floor_counts_each_sides_public_key_and_per_byte_work() -> None:
+    sealing = floor.floors(OPS, "gateway", 10 * 1024)
+    assert sealing["gateway"] == {"public_key": 160.0, "per_byte": pytest.approx(6.0)}
+    assert sealing["agent"] == {"public_key": 60.0, "per_byte": pytest.approx(6.0)}
+    passing = floor.floors(OPS, "client", 10 * 1024)  # frames hashed, not opened
+    assert passing["gateway"] == {"public_key": 100.0, "per_byte": pytest.approx(5.0)}
+    assert passing["agent"] == sealing["agent"]
+
+
+def test_the_budget_is_what_keeps_nine_tenths_of_plains_rate() -> None:
+    assert floor.budget_us(0.9) == pytest.approx(100.0)
+    assert floor.verdict(100, 101, 101).startswith("out of reach: the public-key work alone")
+    assert floor.verdict(100, 90, 101) == "out of reach: the floor is over the budget"
+    assert floor.verdict(100, 60, 70) == (
+        "within reach only if all else sealing adds stays under 30 µs"
+    )
+
+
+def limited_row(gateway: float, agent: float, limit: str) -> dict[str, Any]:
+    return {
+        "cpu_ms_per_request": {"gateway": gateway, "agent": agent, "engine": 1.0},
+        "load_core_rest_ms_per_request": 0.3,
+        "bottleneck": limit,
+    }
+
+
+def test_reach_judges_the_gateway_and_the_core_that_limited_plain() -> None:
+    load_core, gateway_core = "core 1 (agent + engine + wrk)", "gateway (core 0)"
+    found = floor.reach(
+        OPS,
+        {
+            "plain": {
+                LONG.maximum: limited_row(0.9, 0.5, load_core),
+                STREAMED.maximum: limited_row(0.9, 0.5, gateway_core),
+            },
+            "client": {LONG.maximum: limited_row(1.2, 1.0, load_core)},
+        },
+        {LONG.name: 10 * 1024, STREAMED.name: 1024, SHORT.name: 100},
+        ("gateway", "client"),
+        (SHORT, STREAMED, LONG),
+    )
+    long_ = found["client"][LONG.name]
+    assert long_["gateway"] == {
+        "budget_us": 100.0, "public_key_us": 100.0, "per_byte_us": 5.0, "floor_us": 105.0,
+        "added_us": 300.0, "verdict": "out of reach: the floor is over the budget",
+    }  # fmt: skip
+    end = long_["end_to_end"]  # plain's load core: agent 0.5 + engine 1.0 + the rest 0.3 ms
+    assert (end["budget_us"], end["floor_us"], end["added_us"]) == (200.0, 66.0, 500.0)
+    assert end["verdict"].endswith("stays under 134 µs") and end["limited_by"] == load_core
+    assert found["gateway"][LONG.name]["gateway"]["added_us"] is None  # not measured
+    streamed = found["client"][STREAMED.name]  # plain limited by the gateway: one side
+    assert streamed["end_to_end"] == streamed["gateway"] | {"limited_by": gateway_core}
+    assert SHORT.name not in found["client"]  # no plain numbers for it
+
+
+def test_the_primitives_are_timed_per_operation() -> None:
+    ops = floor.measure(2)
+    assert list(ops) == list(floor.OPS) and min(ops.values()) > 0
+    assert ops["ed25519_verify"] > ops["aes128gcm_per_kib"]  # one signature vs one KiB
 
 
 def test_profiles_take_about_three_and_fourteen_minutes() -> None:
@@ -508,4 +581,6 @@ def test_a_one_second_run_measures_every_mode_and_every_receipt_is_valid(tmp_pat
     assert doc["client_cost"]["streamed_long"]["output_tokens"] == 255
     assert doc["comparison"]["client"]["streamed"]["throughput_ratio"] > 0
     assert doc["comparison"]["client"]["streamed_long"]["throughput_ratio"] > 0
+    assert list(doc["floor"]["primitives"]) == list(floor.OPS)
+    assert doc["floor"]["reach"]["client"]["streamed_long"]["gateway"]["floor_us"] > 0
     assert (tmp_path / "sealed.md").read_text().startswith("# Sealed-mode benchmark")
