@@ -4,15 +4,19 @@ database, spends more than the balance; a cancelled reserve does not lock credit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from teeroute_gateway.ledger import InsufficientCredit, Ledger
+from teeroute_gateway.ledger import sqlite as ledger_sqlite
 
 from .conftest import query, usage_record
 
@@ -130,3 +134,37 @@ async def _money(ledger: Ledger, account_id: str) -> tuple[int, int]:
     account = await ledger.account(account_id)
     assert account is not None
     return account.balance_nano, account.held_nano
+
+
+def open_together(path: str, count: int) -> list[sqlite3.Error]:
+    """`count` threads open the ledger's connection to `path` at the same moment."""
+    start, failures = threading.Barrier(count), []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            with contextlib.closing(ledger_sqlite._connect(path)) as conn:
+                conn.execute("SELECT count(*) FROM t").fetchone()
+        except sqlite3.Error as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=open_it) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def test_connections_opening_a_new_file_together_all_switch_it_to_wal(tmp_path: Path) -> None:
+    """Gateway workers starting together on a file not yet in WAL race to switch it; SQLite
+    tells the losers "database is locked" at once, without waiting, so each must try again
+    (before, about one round in seven failed here)."""
+    for round_ in range(30):
+        path = str(tmp_path / f"ledger-{round_}.db")
+        with contextlib.closing(sqlite3.connect(path)) as conn:  # a rollback-journal file
+            conn.execute("CREATE TABLE t (x)")
+            conn.commit()
+        assert open_together(path, 6) == [], round_
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)

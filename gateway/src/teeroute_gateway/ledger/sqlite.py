@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -36,6 +37,7 @@ from .sqlite_session import ReadSession, WriteSession
 from .worker import T, Worker
 
 BUSY_TIMEOUT_MS = 10_000
+WAL_RETRY_S = 0.005
 MEMORY = ":memory:"
 Clock = Callable[[], datetime]
 Op = Callable[[sqlite3.Connection], T]
@@ -46,10 +48,28 @@ def _connect(path: str) -> sqlite3.Connection:
     # First, so that a file busy with another process makes us wait instead of failing.
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if path != MEMORY:
-        conn.execute("PRAGMA journal_mode = WAL")  # readers and the writer never block each other
+        _use_wal(conn)  # readers and the writer never block each other
     conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: no fsync per commit, still consistent
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """WAL is kept in the file, and switching a file to it needs the file to itself. When
+    several connections open a file not yet in WAL at once (gateway workers or replicas
+    starting together), SQLite answers those that lose the race "database is locked" at
+    once, without waiting (waiting could deadlock them): they try again until the winner has
+    switched it, for as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(WAL_RETRY_S)
 
 
 async def _worker(path: str, *, writer: bool) -> Worker[Op[Any]]:
