@@ -32,7 +32,7 @@ from teeroute.client.gateway_identity import (
 from teeroute.client.policy import ClientPolicy, policy_from_mapping
 from teeroute_gateway.identity import PACKAGE as GATEWAY
 
-from ..gateway.attested import attested_config, https_gateway, relay, tls_files
+from ..gateway.attested import attested_files, https_gateway, relay, tls_files
 from ..gateway.miners import NODE, chip_dir
 from ..gateway.procs import CLI, gateway, write_config
 
@@ -43,8 +43,8 @@ MEASUREMENT = code_measurement(GATEWAY).hex()
 def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("gateway-identity")
     chips = chip_dir(tmp_path_factory.mktemp("chips"))
-    cert, key = tls_files(tmp, "gateway")
-    with https_gateway(attested_config(tmp, chips, cert, key), cert) as proc:
+    cert, _, config = attested_files(tmp, chips, "gateway")
+    with https_gateway(config, cert) as proc:
         yield {"url": proc.url, "chips": chips, "tmp": tmp, "cert": cert}
 
 
@@ -98,10 +98,7 @@ def test_a_second_gateway_on_the_same_chip_cannot_vouch_for_the_first(
 ) -> None:
     """Two real gateways, same chip and code, different TLS keys: a document fetched from one
     is refused on the other's connection (the swap a host running both could try)."""
-    cert, key = tls_files(parts["tmp"], "second")
-    twin = parts["tmp"] / "twin"
-    twin.mkdir()
-    config = attested_config(twin, parts["chips"], cert, key)
+    cert, _, config = attested_files(parts["tmp"] / "twin", parts["chips"], "second")
     with https_gateway(config, cert, name="twin") as second:
         honest = attest_gateway(second.url, policy(parts))
     assert honest.ok, honest.failed

@@ -24,7 +24,7 @@ from teeroute.client.errors import GatewayUnreachable
 from teeroute.client.gateway_identity import GatewayVerdict, pinned_tls
 from teeroute_gateway.identity import PACKAGE as GATEWAY
 
-from ..gateway.attested import attested_config, https_gateway, relay, tls_files
+from ..gateway.attested import attested_files, https_gateway, relay, tls_files
 from ..gateway.miners import chip_dir
 from ..gateway.procs import CLI, create_key, free_port, started
 
@@ -90,12 +90,8 @@ def _port(url: str) -> int:
 def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("pinned")
     chips = chip_dir(tmp_path_factory.mktemp("chips"))
-    cert, key = tls_files(tmp, "gateway")
-    config = attested_config(tmp, chips, cert, key)
-    twin_dir = tmp / "twin"
-    twin_dir.mkdir()
-    twin_cert, twin_key = tls_files(twin_dir, "twin")
-    twin_config = attested_config(twin_dir, chips, twin_cert, twin_key)
+    cert, _, config = attested_files(tmp, chips, "gateway")
+    twin_cert, _, twin_config = attested_files(tmp / "twin", chips, "twin")
     policy = tmp / "policy.json"
     policy.write_text(
         json.dumps(

@@ -76,6 +76,14 @@ def attested_config(directory: Path, chips: Path, cert: Path, key: Path) -> Path
     return write_config(directory / "gateway.yaml", pools, settings=settings)
 
 
+def attested_files(directory: Path, chips: Path, name: str) -> tuple[Path, Path, Path]:
+    """In `directory` (made if missing): a TLS pair named `name` and an `attested_config`
+    using it; (cert, key, config)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = tls_files(directory, name)
+    return cert, key, attested_config(directory, chips, cert, key)
+
+
 @contextmanager
 def https_gateway(config: Path, cert: Path, name: str = "gateway") -> Iterator[Proc]:
     """`teeroute gateway serve --config` whose /readyz answers over HTTPS (checked against

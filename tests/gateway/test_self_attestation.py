@@ -34,7 +34,12 @@ from teeroute.client.gateway_identity import GatewayDocument
 from teeroute_gateway.identity import PACKAGE as GATEWAY
 from teeroute_gateway.settings import GatewaySettings
 
-from .attested import ATTESTATION, attested_config, config_with, https_gateway, tls_files
+from .attested import (
+    ATTESTATION,
+    attested_files,
+    config_with,
+    https_gateway,
+)
 from .miners import NODE, chip_dir
 from .procs import CLI, gateway, write_config
 
@@ -43,8 +48,7 @@ from .procs import CLI, gateway, write_config
 def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("attested-gateway")
     chips = chip_dir(tmp_path_factory.mktemp("chips"))
-    cert, key = tls_files(tmp, "gateway")
-    config = attested_config(tmp, chips, cert, key)
+    cert, _, config = attested_files(tmp, chips, "gateway")
     with https_gateway(config, cert) as proc:
         yield {"gateway": proc, "chips": chips, "cert": cert, "config": config}
 
