@@ -1,9 +1,11 @@
-"""Intel TDX quote v4 verification against a real SPR quote and Intel PCS collateral."""
+"""Intel TDX quote verification against a real SPR quote (v4) and Intel's real PCS collateral.
+
+Collateral checks live in test_tdx_collateral.py, quote v5 in test_tdx_v5.py, register pins
+in test_tdx_policy.py."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime as dt
 import json
 import random
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 
 from teeroute import cli
-from teeroute.attestation import tdx
+from teeroute.attestation import policy, tdx
 from teeroute.attestation.errors import EvidenceInvalid
 from teeroute.attestation.policy import Policy
 from teeroute.attestation.verdict import Verdict
@@ -24,6 +26,7 @@ from .test_snp import VECTORS
 DIR = VECTORS.parent / "tdx"
 QUOTE = (DIR / "quote-v4-spr-e4.dat").read_bytes()
 TCB_INFO = json.loads((DIR / "tcbinfo-response.json").read_text())
+SIGNING_CHAIN = Path(__file__).parent / "vectors" / "tcb-signing-chain.pem"
 NOW = dt.datetime(2023, 6, 20, tzinfo=dt.UTC)  # when the sample collateral was current
 MRTD = (
     "6363b8043668a3ad953278e10389574d326c6749fb78aa810ecd9336923db86f"
@@ -40,13 +43,14 @@ CRYPTO = (
 )
 
 
-def collateral(tcb_info: dict[str, Any] | None = None) -> tdx.Collateral:
-    info = tcb_info if tcb_info is not None else TCB_INFO
+def collateral() -> tdx.Collateral:
+    """Intel's real collateral for this platform, as the PCS served it (signatures intact)."""
     return tdx.Collateral.from_files(
-        json.dumps(info).encode(),
+        (DIR / "tcbinfo-response.json").read_bytes(),
         (DIR / "qeidentity-response.json").read_bytes(),
         (DIR / "root-crl.der").read_bytes(),
         (DIR / "pck-crl.der").read_bytes(),
+        SIGNING_CHAIN.read_bytes(),
     )
 
 
@@ -55,54 +59,36 @@ def verify(quote: bytes = QUOTE, **kwargs: Any) -> Verdict:
     return tdx.verify(quote, **kwargs)
 
 
-def levels_matching_this_platform(status: str) -> dict[str, Any]:
-    """The sample TCB Info, with a first level this (older) platform meets."""
-    info = copy.deepcopy(TCB_INFO)
-    level = copy.deepcopy(info["tcbInfo"]["tcbLevels"][0])
-    for i, svn in enumerate([3, 3, 2, 2, 2, 1, 0, 2]):
-        level["tcb"]["sgxtcbcomponents"][i]["svn"] = svn
-    level["tcb"]["tdxtcbcomponents"][2]["svn"] = 4
-    level["tcbStatus"] = status
-    info["tcbInfo"]["tcbLevels"].insert(0, level)
-    return dict(info)
-
-
-def test_the_real_quote_is_authentic() -> None:
+def test_the_real_quote_is_authentic_but_not_admitted_without_collateral() -> None:
     verdict = verify()
     assert all(verdict.status_of(name) == "passed" for name in CRYPTO), verdict.failed
-    assert verdict.ok  # without collateral, what needs it is "not checked"
-    assert verdict.status_of("tdx.tcb.status") == "not_checked"
+    # Fail closed: TCB status, QE identity, CRLs and the collateral's signatures were asked
+    # for (by default) and could not be checked, so they fail; before, the verdict was ok.
+    assert not verdict.ok
+    assert {c.name for c in verdict.failed} == policy.TDX_COLLATERAL_CHECKS
+    assert "required by the policy but not checked" in next(
+        c.detail for c in verdict.checks if c.name == "tdx.tcb.status"
+    )
     assert verdict.claims["mrtd"] == MRTD
     assert verdict.claims["fmspc"] == "50806f000000"
 
 
-def test_with_collateral_crls_and_qe_identity_pass_and_the_old_platform_is_flagged() -> None:
+def test_with_intels_collateral_everything_verifies_and_the_old_platform_is_flagged() -> None:
     verdict = verify(collateral=collateral())
-    assert verdict.status_of("tdx.crl.root") == "passed"
-    assert verdict.status_of("tdx.crl.pck") == "passed"
-    assert verdict.status_of("tdx.qe_identity") == "passed"
-    assert verdict.status_of("tdx.collateral.signatures") == "not_checked"
+    for name in policy.TDX_COLLATERAL_CHECKS - {"tdx.tcb.status"}:
+        assert verdict.status_of(name) == "passed", name
     tcb = next(c for c in verdict.checks if c.name == "tdx.tcb.status")
     assert tcb.status == "failed" and "older than every level" in tcb.detail
+    assert [c.name for c in verdict.failed] == ["tdx.tcb.status"]
 
 
-@pytest.mark.parametrize(
-    ("status", "ok"), [("UpToDate", True), ("OutOfDate", False), ("SWHardeningNeeded", False)]
-)
-def test_tcb_status_comes_from_the_matching_level(status: str, ok: bool) -> None:
-    info = levels_matching_this_platform(status)
-    verdict = verify(collateral=collateral(info["tcbInfo"] and info))
-    check = next(c for c in verdict.checks if c.name == "tdx.tcb.status")
-    assert (check.status == "passed") is ok and status in check.detail
-
-
-def test_stale_collateral_or_another_platforms_is_rejected() -> None:
-    later = verify(now=dt.datetime(2023, 8, 1, tzinfo=dt.UTC), collateral=collateral())
-    assert later.status_of("tdx.crl.pck") == "failed"  # the PCK CRL expired 2023-07-08
-    other = copy.deepcopy(TCB_INFO)
-    other["tcbInfo"]["fmspc"] = "00906ed50000"
-    verdict = verify(collateral=collateral(other))
-    assert verdict.status_of("tdx.tcb.status") == "failed"
+def test_a_pool_that_opts_out_admits_without_collateral_but_checks_what_it_has() -> None:
+    opted_out = Policy(allowed_tee=frozenset({"tdx"}), allow_unchecked_collateral=True)
+    bare = verify(policy=opted_out)
+    assert bare.ok
+    assert bare.status_of("tdx.tcb.status") == "not_checked"
+    # Collateral that is there is still checked: the old platform still fails.
+    assert verify(policy=opted_out, collateral=collateral()).failed[0].name == "tdx.tcb.status"
 
 
 @pytest.mark.parametrize("offset", range(0, tdx.SIGNED, 5))
@@ -138,6 +124,7 @@ def test_policy_on_mrtd_debug_and_tcb() -> None:
             allowed_tee=frozenset({"tdx"}),
             allowed_measurements=frozenset({MRTD}),
             minimum_tcb={"teeTcbSvn0": 3},
+            allow_unchecked_collateral=True,
         )
     )
     assert ok.ok
@@ -146,6 +133,7 @@ def test_policy_on_mrtd_debug_and_tcb() -> None:
             allowed_tee=frozenset({"tdx"}),
             allowed_measurements=frozenset({"00" * 48}),
             minimum_tcb={"teeTcbSvn2": 5},
+            allow_unchecked_collateral=True,
         )
     )
     assert {c.name for c in bad.failed} == {"policy.measurement", "policy.minimum_tcb"}
@@ -155,7 +143,9 @@ def test_policy_on_mrtd_debug_and_tcb() -> None:
     ("mutate", "message"),
     [
         (lambda q: q[:600], "too short"),
-        (lambda q: (5).to_bytes(2, "little") + q[2:], "version 5"),
+        (lambda q: (3).to_bytes(2, "little") + q[2:], "version 3"),
+        (lambda q: (5).to_bytes(2, "little") + q[2:], "v5 body type"),
+        (lambda q: q + bytes(70_000), "over 65536"),
         (lambda q: q[:2] + (3).to_bytes(2, "little") + q[4:], "key type 3"),
         (lambda q: q[:4] + (0).to_bytes(4, "little") + q[8:], "TEE 0x0"),
         (
@@ -184,31 +174,14 @@ def test_cli_with_a_collateral_directory(
 ) -> None:
     for name in ("qeidentity-response.json", "root-crl.der", "pck-crl.der"):
         shutil.copy(DIR / name, tmp_path / name)
-    code = cli.main(
-        [
-            "verify",
-            "tdx",
-            str(DIR / "quote-v4-spr-e4.dat"),
-            "--collateral",
-            str(tmp_path),
-            "--at",
-            "2023-06-20T00:00:00Z",
-        ]
-    )
+    shutil.copy(SIGNING_CHAIN, tmp_path / SIGNING_CHAIN.name)
+    args = ["verify", "tdx", str(DIR / "quote-v4-spr-e4.dat"), "--collateral", str(tmp_path)]
+    args += ["--at", "2023-06-20T00:00:00Z"]
+    # No TCB Info: its checks fail closed; the ones the directory allows pass.
+    assert cli.main(args) == 1
     out = capsys.readouterr().out
-    assert code == 0 and "tdx.crl.pck" in out and MRTD in out
-    (tmp_path / "tcbinfo-response.json").write_text(json.dumps(TCB_INFO))
-    assert (
-        cli.main(
-            [
-                "verify",
-                "tdx",
-                str(DIR / "quote-v4-spr-e4.dat"),
-                "--collateral",
-                str(tmp_path),
-                "--at",
-                "2023-06-20T00:00:00Z",
-            ]
-        )
-        == 1
-    )
+    assert "ok   tdx.crl.pck" in out and "FAIL tdx.tcb.status" in out and MRTD in out
+    # A policy may opt out; then what could not be checked is shown as not checked.
+    (tmp_path / "policy.yaml").write_text("allowUncheckedCollateral: true\n")
+    assert cli.main([*args, "--policy", str(tmp_path / "policy.yaml")]) == 0
+    assert "--   tdx.tcb.status" in capsys.readouterr().out

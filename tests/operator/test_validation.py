@@ -68,7 +68,18 @@ def test_apiserver_accepts_the_valid_objects_and_fills_defaults(
         "debugForbidden": True,
         "maxEvidenceAge": "5m",
         "reattestationInterval": "1m",
+        "tdx": {
+            "rtmr0": [],
+            "rtmr1": [],
+            "rtmr2": [],
+            "rtmr3": [],
+            "mrConfigId": [],
+            "mrOwner": [],
+            "acceptedTcbStatuses": ["UpToDate"],
+        },
+        "allowUncheckedCollateral": False,  # TDX without Intel's collateral: not admitted
     }
+    assert pool["spec"]["sealing"] == "allowed"
     assert pool["spec"]["paymentMethods"] == ["prepaid-credit"]
     assert pool["spec"]["pricing"]["currency"] == "USD"
     route = kube.post(f"{API}/{namespace}/routes", valid_route())

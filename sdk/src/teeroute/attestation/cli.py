@@ -45,13 +45,15 @@ def register(commands: Any) -> None:
         "--chain", type=Path, help="ASK (or ASVK) then ARK, PEM; default: AMD's, built in"
     )
     snp_cmd.set_defaults(handler=_snp)
-    tdx_cmd = kinds.add_parser("tdx", parents=[common], help="an Intel TDX quote (v4)")
+    tdx_cmd = kinds.add_parser("tdx", parents=[common], help="an Intel TDX quote (v4 or v5)")
     tdx_cmd.add_argument("quote", type=Path, help="raw quote")
     tdx_cmd.add_argument(
         "--collateral",
         type=Path,
         help="directory with Intel PCS collateral: tcbinfo-response.json, "
-        "qeidentity-response.json, root-crl.der, pck-crl.der (each optional)",
+        "qeidentity-response.json, root-crl.der, pck-crl.der, tcb-signing-chain.pem (the "
+        "PCS TCB-Info-Issuer-Chain); without all of them the verdict fails unless the policy "
+        "says allowUncheckedCollateral: true",
     )
     tdx_cmd.set_defaults(handler=_tdx)
     gpu_cmd = kinds.add_parser("nvidia", parents=[common], help="NVIDIA Hopper GPU evidence")

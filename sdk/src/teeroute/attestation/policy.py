@@ -2,6 +2,8 @@
 
 One field per check; None means "not checked" (reported as such, never as passed). The
 simulated TEE is accepted only where `allowed_tee` names it: the default does not.
+`required_checks` names what a policy asks for: the Verdict fails any of those that could not be
+checked (verdict.py), so a missing collateral, challenge time or register is never a pass.
 """
 
 from __future__ import annotations
@@ -9,23 +11,50 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from teeroute.api.common import parse_duration
+from teeroute.attestation import registers
 from teeroute.attestation.verdict import Check
 
 HARDWARE_TEES = frozenset({"sev-snp", "tdx"})
+TDX_COLLATERAL_CHECKS = frozenset(
+    {
+        "tdx.collateral.signing_chain",
+        "tdx.collateral.tcb_info_signature",
+        "tdx.collateral.qe_identity_signature",
+        "tdx.crl.root",
+        "tdx.crl.pck",
+        "tdx.tcb.status",
+        "tdx.tdx_module",
+        "tdx.qe_identity",
+    }
+)
+"""What Intel's collateral decides: required of every TDX verdict unless a pool opts out."""
+UP_TO_DATE = frozenset({"UpToDate"})
+
+
+ENCLAVE_DOMAIN = b"teeroute/v1 enclave\0"
 
 
 def bind(
-    nonce: bytes, hpke_public: bytes, signing_public: bytes, release_public: bytes = b""
+    nonce: bytes,
+    hpke_public: bytes,
+    signing_public: bytes,
+    release_public: bytes = b"",
+    pool: str = "",
 ) -> bytes:
-    """The 64 bytes of report_data that tie evidence to one challenge and to the enclave's
-    keys: SHA-512(nonce ‖ HPKE public key ‖ signing public key [‖ pinned release key]). The
-    release key (the operator's, whose signed secret releases alone the enclave accepts) is
-    there only when the enclave pins one; every part has a fixed length (32 bytes)."""
-    return hashlib.sha512(nonce + hpke_public + signing_public + release_public).digest()
+    """The 64 bytes of report_data that tie evidence to one challenge, to the enclave's keys
+    and to the pool it serves: SHA-512("teeroute/v1 enclave" NUL, then nonce, HPKE public
+    key, signing public key, pinned release key, pool ("<namespace>/<name>", UTF-8), each
+    preceded by its length in 4 bytes, big-endian). The release key (the operator's, whose
+    signed secret releases alone the enclave accepts) and the pool are empty when the enclave
+    pins or serves none. The lengths keep every split of the parts apart; the pool makes
+    evidence of one pool's enclave useless to another pool (docs/sealed-mode.md, section 4)."""
+    parts = (nonce, hpke_public, signing_public, release_public, pool.encode())
+    framed = b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+    return hashlib.sha512(ENCLAVE_DOMAIN + framed).digest()
 
 
 GATEWAY_DOMAIN = b"teeroute/v1 gateway\0"
@@ -52,10 +81,14 @@ class Challenge:
     signing_public: bytes
     release_public: bytes = b""
     """The release key the enclave says it pins (empty: none)."""
+    pool: str = ""
+    """The pool the enclave says it serves, "<namespace>/<name>" (empty: none)."""
 
     @property
     def report_data(self) -> bytes:
-        return bind(self.nonce, self.hpke_public, self.signing_public, self.release_public)
+        return bind(
+            self.nonce, self.hpke_public, self.signing_public, self.release_public, self.pool
+        )
 
 
 @dataclass(frozen=True)
@@ -68,6 +101,16 @@ class Policy:
     debug_forbidden: bool | None = True
     max_age: dt.timedelta | None = None
     """How old the challenge may be when the evidence is judged."""
+    register_pins: Mapping[str, frozenset[str]] | None = None
+    """Allowed values (lowercase hex) of measurement registers beyond the launch measurement,
+    by register (TDX: rtmr0-rtmr3, mrconfigid, mrowner); None: not checked. Evidence without
+    a pinned register (another TEE type) fails that pin."""
+    accepted_tcb_statuses: frozenset[str] = UP_TO_DATE
+    """Intel TCB statuses accepted for a TDX platform, TDX module and quoting enclave; any
+    other status fails tdx.tcb.status / tdx.qe_identity."""
+    allow_unchecked_collateral: bool = False
+    """The explicit opt-out: TDX collateral checks that could not run (no collateral) do not
+    fail the verdict. Collateral that is present is always checked."""
 
     @classmethod
     def authenticity_only(cls, tee: str) -> Policy:
@@ -86,13 +129,22 @@ class Policy:
             "debugForbidden",
             "maxEvidenceAge",
             "reattestationInterval",
+            "tdx",
+            "allowUncheckedCollateral",
         }
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown policy keys: {', '.join(sorted(unknown))}")
         measurements = raw.get("allowedMeasurements")
         age = raw.get("maxEvidenceAge")
+        pins, statuses = registers.from_tdx_mapping(raw.get("tdx") or {})
+        unchecked = raw.get("allowUncheckedCollateral", False)
+        if not isinstance(unchecked, bool):
+            raise ValueError("allowUncheckedCollateral: expected true or false")
         return cls(
+            register_pins=pins,
+            accepted_tcb_statuses=statuses,
+            allow_unchecked_collateral=unchecked,
             allowed_tee=frozenset(raw.get("allowedTee", HARDWARE_TEES)),
             allowed_measurements=frozenset(m.lower() for m in measurements)
             if measurements
@@ -112,6 +164,27 @@ class Claims:
     tcb: Mapping[str, int]
     debug: bool
     report_data: bytes
+    registers: Mapping[str, bytes] = field(default_factory=dict)
+    """Measurement registers beyond the launch measurement (TDX: rtmr0-3, mrconfigid, mrowner)."""
+
+
+def required_checks(policy: Policy, tee: str, challenge: Challenge | None) -> frozenset[str]:
+    """The checks `policy` asks for on `tee` evidence: each must pass, "not checked" fails."""
+    names = {"policy.tee_allowed"}
+    if policy.allowed_measurements is not None:
+        names.add("policy.measurement")
+    if policy.minimum_tcb:
+        names.add("policy.minimum_tcb")
+    if policy.debug_forbidden:
+        names.add("policy.debug_forbidden")
+    if challenge is not None:  # without one, the caller binds the evidence otherwise
+        names.add("binding.report_data")
+    if policy.max_age is not None:  # a report with no challenge time cannot show its age
+        names.add("freshness.age")
+    names.update(registers.check_name(r) for r in policy.register_pins or {})
+    if tee == "tdx" and not policy.allow_unchecked_collateral:
+        names.update(TDX_COLLATERAL_CHECKS)
+    return frozenset(names)
 
 
 def policy_checks(
@@ -128,6 +201,7 @@ def policy_checks(
         _debug(policy, claims),
         _binding(claims, challenge),
         _age(policy, challenge, now),
+        *registers.checks(policy.register_pins, claims.tee, claims.registers),
     ]
 
 
@@ -170,9 +244,9 @@ def _binding(claims: Claims, challenge: Challenge | None) -> Check:
     return Check.of(
         "binding.report_data",
         ok,
-        "binds the nonce and enclave keys"
+        "binds the nonce, enclave keys and pool"
         if ok
-        else "report_data is not SHA-512(nonce ‖ hpke key ‖ signing key)",
+        else "report_data is not the binding of the nonce, enclave keys and pool",
     )
 
 

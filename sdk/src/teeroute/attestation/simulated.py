@@ -31,7 +31,13 @@ from cryptography.x509.oid import NameOID
 
 from teeroute.attestation import signatures, x509chain
 from teeroute.attestation.errors import EvidenceInvalid
-from teeroute.attestation.policy import Challenge, Claims, Policy, policy_checks
+from teeroute.attestation.policy import (
+    Challenge,
+    Claims,
+    Policy,
+    policy_checks,
+    required_checks,
+)
 from teeroute.attestation.verdict import Check, Verdict
 
 MAGIC = b"TRSIMRPT"
@@ -221,6 +227,7 @@ def verify(
         _signature(report, chip),
         *policy_checks(policy or Policy(), claims, challenge, now),
     ]
+    required = required_checks(policy or Policy(), "simulated", challenge)
     return Verdict(
         "simulated",
         tuple(checks),
@@ -233,6 +240,7 @@ def verify(
             "policy": hex(report.policy),
             "chip": chip.subject.rfc4514_string(),
         },
+        required,
     )
 
 

@@ -19,7 +19,13 @@ from cryptography import x509
 
 from teeroute.attestation import signatures, x509chain
 from teeroute.attestation.errors import CollateralUnavailable, EvidenceInvalid
-from teeroute.attestation.policy import Challenge, Claims, Policy, policy_checks
+from teeroute.attestation.policy import (
+    Challenge,
+    Claims,
+    Policy,
+    policy_checks,
+    required_checks,
+)
 from teeroute.attestation.verdict import Check, Verdict
 
 REPORT_SIZE = 0x4A0
@@ -180,14 +186,12 @@ def verify(
         *_cert_matches_report(report, cert, product),
         _signature(report, cert),
     ]
+    required: frozenset[str] = frozenset()
     if policy is not None or challenge is not None:
-        checks += policy_checks(
-            policy or Policy.authenticity_only("sev-snp"),
-            claims,
-            challenge,
-            now,
-        )
-    return Verdict("sev-snp", tuple(checks), _claims(report, product, claims))
+        effective = policy or Policy.authenticity_only("sev-snp")
+        checks += policy_checks(effective, claims, challenge, now)
+        required = required_checks(effective, "sev-snp", challenge)
+    return Verdict("sev-snp", tuple(checks), _claims(report, product, claims), required)
 
 
 def _chain_for(

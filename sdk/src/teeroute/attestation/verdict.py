@@ -1,4 +1,10 @@
-"""The outcome of verifying one piece of evidence: every check, by name."""
+"""The outcome of verifying one piece of evidence: every check, by name.
+
+A check is passed, failed (with what was seen) or not checked (no policy or collateral for
+it). `required` names the checks the caller's policy asked for: a required check that was not
+checked, or that is missing altogether, becomes a failed one when the Verdict is built, so a
+"not checked" can never count as passed for a check the policy demanded, on any TEE type.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["passed", "failed", "not_checked"]
+REQUIRED_BUT_UNCHECKED = "required by the policy but not checked"
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,11 @@ class Verdict:
     checks: tuple[Check, ...]
     claims: dict[str, Any] = field(default_factory=dict)
     """What the evidence says (measurement, TCB, chip id, …), for records and display."""
+    required: frozenset[str] = frozenset()
+    """Checks the policy asked for: each must be passed (not checked or missing: failed)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checks", enforce_required(self.checks, self.required))
 
     @property
     def ok(self) -> bool:
@@ -49,3 +61,20 @@ class Verdict:
             ],
             "claims": self.claims,
         }
+
+
+def enforce_required(checks: tuple[Check, ...], required: frozenset[str]) -> tuple[Check, ...]:
+    """`checks` with every required one that was not checked turned into a failure naming
+    why, and a failure appended for every required one that is missing."""
+    judged = tuple(
+        Check(c.name, "failed", f"{REQUIRED_BUT_UNCHECKED}: {c.detail}")
+        if c.name in required and c.status == "not_checked"
+        else c
+        for c in checks
+    )
+    present = {c.name for c in checks}
+    missing = tuple(
+        Check(name, "failed", f"{REQUIRED_BUT_UNCHECKED}: the verifier has no such check")
+        for name in sorted(required - present)
+    )
+    return judged + missing
