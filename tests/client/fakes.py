@@ -62,6 +62,8 @@ class FakeEnclave:
     hpke: x25519.X25519PrivateKey = field(default_factory=x25519.X25519PrivateKey.generate)
     signing: ed25519.Ed25519PrivateKey = field(default_factory=ed25519.Ed25519PrivateKey.generate)
     debug: bool = False
+    bound_pool: str | None = "ns/pool-a"
+    """The pool its evidence binds (None: none), as TEEROUTE_AGENT_POOL makes an agent's."""
 
     @property
     def hpke_public(self) -> bytes:
@@ -83,10 +85,12 @@ class FakeEnclave:
         report = simulated.make_report(
             self.chip.key,
             measurement=self.measurement,
-            report_data=bind(nonce, self.hpke_public, self.signing_public),
+            report_data=bind(
+                nonce, self.hpke_public, self.signing_public, pool=self.bound_pool or ""
+            ),
             debug=self.debug,
         )
-        return {
+        document = {
             "tee": "simulated",
             "nonce": b64(nonce),
             "evidence": b64(report),
@@ -94,6 +98,7 @@ class FakeEnclave:
             "enclave_keys": {"hpke": b64(self.hpke_public), "signing": b64(self.signing_public)},
             "produced_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
+        return document if self.bound_pool is None else {**document, "pool": self.bound_pool}
 
     def entry(self, nonce: bytes) -> dict[str, Any]:
         return {

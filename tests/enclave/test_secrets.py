@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from teeroute.attestation import evidence
 from teeroute.attestation.policy import Policy
 from teeroute.sealing import envelope, hpke, secrets
+from tests import gateway_key
 
 from .sealed_client import EnclaveKeys, agent_process, enclave_keys, post_sealed, seal
 from .test_agent import chip_dir  # noqa: F401 - a fixture, used by name
@@ -35,8 +36,8 @@ CLIENT_KEY = "sk-gateway-client-key"  # what a caller of the agent sends
 TEXT = "/v1/completions"
 POOL = "team-a/llama"
 OPERATOR = secrets.Signer.from_private(ed25519.Ed25519PrivateKey.generate())
-PINNED = {"release_key": base64.b64encode(OPERATOR.public).decode()}
-"""agent_process settings: the agent pins OPERATOR's release key."""
+PINNED = {"release_key": base64.b64encode(OPERATOR.public).decode(), "pool": POOL}
+"""agent_process settings: the agent pins OPERATOR's release key and serves POOL."""
 
 
 def sealed_release(
@@ -71,7 +72,8 @@ def release(agent: str, keys: EnclaveKeys, values: dict[str, str]) -> httpx.Resp
 def plain(agent: str, authorization: str | None = None) -> httpx.Response:
     headers = {"Authorization": authorization} if authorization else {}
     body = {"model": MODEL, "prompt": "hi", "max_tokens": 2}
-    return httpx.post(f"{agent}{TEXT}", json=body, headers=headers, timeout=30)
+    auth = gateway_key.signed_for(agent)
+    return httpx.post(f"{agent}{TEXT}", json=body, headers=headers, auth=auth, timeout=30)
 
 
 def sealed_status(agent: str, keys: EnclaveKeys, authorization: str | None = None) -> int:
@@ -218,6 +220,9 @@ def test_bad_releases_are_refused_and_keep_the_last_set(
             "not an object": not_json.to_bytes(),
             "unsigned": unsigned.to_bytes(),
             "another signer": sealed_release(keys, {"engine-api-key": "mine"}, stranger),
+            "another pool": secrets.seal_secrets(
+                keys.hpke, "team-b/other", {"engine-api-key": "mine"}, OPERATOR, time.time_ns()
+            ),
             "replayed": first,
             "older": sealed_release(keys, {"engine-api-key": "mine"}, issued_ns=1),
             "bad name": sealed_release(keys, {"../escape": "x"}),
@@ -234,6 +239,7 @@ def test_bad_releases_are_refused_and_keep_the_last_set(
         "not an object": (400, "sealed_envelope_invalid"),
         "unsigned": (400, "sealed_envelope_invalid"),
         "another signer": (403, "release_refused"),
+        "another pool": (403, "release_refused"),
         "replayed": (409, "release_stale"),
         "older": (409, "release_stale"),
         "bad name": (400, "secrets_invalid"),
@@ -241,6 +247,7 @@ def test_bad_releases_are_refused_and_keep_the_last_set(
         "too large": (413, "invalid_request"),
     }
     assert "release.key" in answers["another signer"].json()["error"]["message"]
+    assert "pool.binding" in answers["another pool"].json()["error"]["message"]
     assert seen == [f"Bearer {ENGINE_KEY}"]  # the first release still holds
 
 

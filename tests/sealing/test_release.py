@@ -20,7 +20,7 @@ PRIVATE, PUBLIC = hpke.generate_key_pair()
 
 
 def open_(raw: bytes, pinned: bytes = OPERATOR.public) -> secrets.Release:
-    return secrets.open_secrets(raw, PRIVATE, PUBLIC, pinned)
+    return secrets.open_secrets(raw, PRIVATE, PUBLIC, pinned, pool=POOL)
 
 
 def reseal(doc: dict[str, Any], meta_pool: str = POOL) -> bytes:
@@ -118,3 +118,30 @@ def test_the_release_key_changes_report_data() -> None:
     assert without.report_data == bind(nonce, hpke_public, signing)
     assert with_key.report_data == bind(nonce, hpke_public, signing, OPERATOR.public)
     assert with_key.report_data != without.report_data
+
+
+@pytest.mark.parametrize(
+    ("served", "detail"),
+    [
+        ("team-b/relay", "released for 'team-a/relay'; this enclave serves 'team-b/relay'"),
+        ("", "released for 'team-a/relay'; this enclave serves no pool"),
+    ],
+)
+def test_a_release_for_another_pool_is_refused(served: str, detail: str) -> None:
+    raw = secrets.seal_secrets(PUBLIC, POOL, {"engine-api-key": "sk-1"}, OPERATOR, 1)
+    with pytest.raises(ReleaseInvalid) as refused:
+        secrets.open_secrets(raw, PRIVATE, PUBLIC, OPERATOR.public, pool=served)
+    assert (refused.value.check, refused.value.detail) == ("pool.binding", detail)
+
+
+def test_the_pool_changes_report_data_and_every_part_is_framed() -> None:
+    nonce, hpke_public, signing = b"n" * 32, b"h" * 32, b"s" * 32
+    unbound = Challenge(nonce, None, hpke_public, signing, OPERATOR.public)
+    bound = Challenge(nonce, None, hpke_public, signing, OPERATOR.public, POOL)
+    other = Challenge(nonce, None, hpke_public, signing, OPERATOR.public, "team-b/relay")
+    assert bound.report_data == bind(nonce, hpke_public, signing, OPERATOR.public, POOL)
+    assert len({unbound.report_data, bound.report_data, other.report_data}) == 3
+    # The same bytes as the release key or as the pool: without the lengths, one binding.
+    assert bind(nonce, hpke_public, signing, b"a" * 32) != bind(
+        nonce, hpke_public, signing, b"", "a" * 32
+    )

@@ -18,12 +18,12 @@ def evidence_document(
 ) -> dict[str, Any]:
     if len(nonce) != NONCE_SIZE:
         raise ValueError(f"the nonce must be {NONCE_SIZE} bytes, not {len(nonce)}")
-    report_data = bind(nonce, keys.hpke_public, keys.signing_public, keys.release_public)
+    report_data = bind(nonce, keys.hpke_public, keys.signing_public, keys.release_public, keys.pool)
     evidence = provider.evidence(report_data)
     enclave_keys = {"hpke": _b64(keys.hpke_public), "signing": _b64(keys.signing_public)}
     if keys.release_public:
         enclave_keys["release"] = _b64(keys.release_public)
-    return {
+    document: dict[str, Any] = {
         "tee": provider.tee,
         "nonce": _b64(nonce),
         "evidence": _b64(evidence.raw),
@@ -31,6 +31,9 @@ def evidence_document(
         "enclave_keys": enclave_keys,
         "produced_at": now.isoformat(timespec="seconds"),
     }
+    if keys.pool:  # bound above: a verifier recomputes report_data with it
+        document["pool"] = keys.pool
+    return document
 
 
 def _b64(data: bytes) -> str:

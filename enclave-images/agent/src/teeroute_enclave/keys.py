@@ -3,7 +3,8 @@
 HPKE (X25519) is what clients seal requests to; Ed25519 signs usage receipts. Their public
 halves go into report_data (see teeroute.attestation.policy.bind), so evidence vouches for
 exactly these keys, together with the operator's release key the agent was started pinning
-(if any): the only signer whose secret releases `open_secrets` accepts. There is deliberately
+(if any): the only signer whose secret releases `open_secrets` accepts, and the pool the
+agent was started serving (if any): the only pool whose releases it accepts. There is deliberately
 no way to export the private halves: the HPKE key is used only through `open_request` /
 `open_secrets`, the signing key only through `sign`.
 """
@@ -29,11 +30,16 @@ class EnclaveKeys:
     _signing: ed25519.Ed25519PrivateKey = field(repr=False)
     release_public: bytes = b""
     """The operator release key pinned at start (raw Ed25519 public key); empty: none."""
+    pool: str = ""
+    """The pool ("<namespace>/<name>") served, fixed at start; empty: none."""
 
     @classmethod
-    def generate(cls, release_public: bytes = b"") -> EnclaveKeys:
+    def generate(cls, release_public: bytes = b"", pool: str = "") -> EnclaveKeys:
         return cls(
-            x25519.X25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate(), release_public
+            x25519.X25519PrivateKey.generate(),
+            ed25519.Ed25519PrivateKey.generate(),
+            release_public,
+            pool,
         )
 
     @cached_property
@@ -62,8 +68,13 @@ class EnclaveKeys:
         return envelope.open_request(sealed, self._hpke, self.hpke_public)
 
     def open_secrets(self, raw: bytes) -> secrets.Release:
-        """A secret release sealed to this enclave and signed by the pinned release key
-        (section 4); `ReleaseInvalid` (check `release.key`) when no key is pinned."""
+        """A secret release sealed to this enclave, signed by the pinned release key for the
+        pool served (section 4); `ReleaseInvalid` (check `release.key`, `pool.binding`) when
+        no key is pinned or no pool served."""
         if not self.release_public:
             raise ReleaseInvalid("release.key", "this enclave pins no release key")
-        return secrets.open_secrets(raw, self._hpke, self.hpke_public, self.release_public)
+        if not self.pool:
+            raise ReleaseInvalid("pool.binding", "this enclave serves no pool")
+        return secrets.open_secrets(
+            raw, self._hpke, self.hpke_public, self.release_public, pool=self.pool
+        )

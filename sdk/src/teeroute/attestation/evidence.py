@@ -5,14 +5,18 @@
      "certificates": [PEM, ...]   (SNP: VCEK or VLEK, optionally ASK and ARK; simulated: chip),
      "enclave_keys": {"hpke": base64, "signing": base64, "release": base64 (optional)},
      "gpu_evidence": {"report": hex SPDM response, "certificates": [PEM, ...]} (optional),
+     "pool": "<namespace>/<name>" (optional: the MinerPool the enclave serves),
      "produced_at": RFC 3339}
 
-report_data must equal SHA-512(nonce ‖ hpke ‖ signing [‖ release]): the keys a client seals to
-and the key that signs receipts are the ones the TEE vouched for, and so is the operator release
-key the enclave pins (whose signed secret releases alone it accepts), when it pins one (32
-bytes, like the others, so the concatenation is unambiguous). GPU evidence answers the nonce
-derived from the same challenge (`nvidia.gpu_nonce`), so it cannot be relayed from another
-challenge; its checks join the CPU verdict's, prefixed `gpu.`.
+report_data must equal `policy.bind(nonce, hpke, signing, release, pool)`: the keys a client
+seals to and the key that signs receipts are the ones the TEE vouched for, and so are the
+operator release key the enclave pins (whose signed secret releases alone it accepts) and the
+pool it serves, when it pins or serves one. A verifier that knows which pool the enclave
+should serve (the operator challenging a pool's endpoints, a client pinning pools) passes
+`expected_pool`: evidence bound to any other pool, or to none, fails `pool.binding`, so one
+pool's enclave cannot be admitted, or given secrets, as another's. GPU evidence answers the
+nonce derived from the same challenge (`nvidia.gpu_nonce`), so it cannot be relayed from
+another challenge; its checks join the CPU verdict's, prefixed `gpu.`.
 
 Every verdict carries a `chip_id` claim: the identity of the hardware that signed (SNP and
 simulated: the report's chip_id; TDX: SHA-256 of the PCK certificate's public key), and with
@@ -25,10 +29,10 @@ import base64
 import binascii
 import datetime as dt
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from teeroute.attestation import nvidia, simulated, snp, tdx, x509chain
 from teeroute.attestation.errors import CollateralUnavailable, EvidenceInvalid, UnsupportedEvidence
@@ -37,6 +41,14 @@ from teeroute.attestation.verdict import Check, Verdict
 from teeroute.attestation.x509chain import load_pem_chain
 
 RELEASE_KEY_SIZE = 32
+GPU_REQUIRED = frozenset({"gpu.nvidia.nonce", "gpu.nvidia.cc_mode"})
+"""What a pool requiring a confidential-computing GPU asks of its evidence beyond a valid
+chain and signature: our nonce, and CC mode on (which the SPDM report does not show, so such
+a pool admits nothing until the agent attests the CC state: fail closed, never a pass)."""
+POOL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$"
+"""A pool's identity, "<namespace>/<name>": a DNS label, "/", a DNS subdomain (as Kubernetes
+names them; at most 317 characters)."""
+PoolName = Annotated[str, StringConstraints(pattern=POOL_PATTERN)]
 
 
 class EnclaveKeys(BaseModel):
@@ -60,6 +72,8 @@ class EvidenceDocument(BaseModel):
     certificates: list[str]
     enclave_keys: EnclaveKeys
     gpu_evidence: GpuEvidence | None = None
+    pool: PoolName | None = None
+    """The pool the enclave serves, as bound into report_data; None: it serves none."""
     produced_at: dt.datetime
 
     @classmethod
@@ -95,9 +109,13 @@ def verify_document(
     trust: Trust | None = None,
     issued_at: dt.datetime | None = None,
     require_gpu: bool = False,
+    expected_pool: str | None = None,
 ) -> Verdict:
-    """Verify the CPU evidence, then the GPU evidence if present (required: `require_gpu`)."""
+    """Verify the CPU evidence, then the GPU evidence if present (required: `require_gpu`);
+    with `expected_pool`, the pool the evidence binds must be that one (`pool.binding`)."""
     cpu = _verify_cpu(doc, now=now, policy=policy, trust=trust, issued_at=issued_at)
+    if expected_pool is not None:
+        cpu = replace(cpu, checks=(*cpu.checks, pool_check(doc.pool, expected_pool)))
     if doc.gpu_evidence is None:
         if not require_gpu:
             return cpu
@@ -114,6 +132,19 @@ def verify_document(
         cpu,
         checks=(*cpu.checks, *(replace(c, name=f"gpu.{c.name}") for c in gpu.checks)),
         claims={**cpu.claims, "gpu": gpu.claims, "gpu_id": x509chain.key_id(leaf)},
+        required=cpu.required | (GPU_REQUIRED if require_gpu else frozenset()),
+    )
+
+
+def pool_check(bound: str | None, expected: str) -> Check:
+    """Whether evidence binding `bound` (None: no pool) is evidence of `expected`'s enclave.
+    Passes only together with `binding.report_data`, which proves the enclave bound it."""
+    if bound is None:
+        return Check("pool.binding", "failed", f"the enclave serves no pool (expected {expected})")
+    return Check.of(
+        "pool.binding",
+        bound == expected,
+        f"the enclave serves {bound}" + ("" if bound == expected else f", not {expected}"),
     )
 
 
@@ -147,6 +178,7 @@ def _verify_cpu(
         hpke_public=_b64(doc.enclave_keys.hpke, "enclave_keys.hpke"),
         signing_public=_b64(doc.enclave_keys.signing, "enclave_keys.signing"),
         release_public=_release_key(doc.enclave_keys.release),
+        pool=doc.pool or "",
     )
     raw = _b64(doc.evidence, "evidence")
     return verify_evidence(

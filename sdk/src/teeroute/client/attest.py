@@ -3,7 +3,9 @@
 We send the gateway a nonce of our own; it challenges each admitted endpoint of the model with
 it and hands back the evidence documents. The gateway is trusted for nothing: every document
 is verified here against the user's policy and roots, must answer *our* nonce (so it is fresh
-and not replayed), and must vouch for exactly the key fingerprints the gateway routes by.
+and not replayed), and must vouch for exactly the key fingerprints the gateway routes by and,
+when it binds a pool, for the pool the gateway lists it under (`entry.pool`); a policy with
+`allowedPools` accepts only evidence binding one of them (`policy.pool`).
 
     judge(entry, nonce=, issued_at=, now=, policy=)   one entry -> VerifiedEnclave | RefusedEnclave
     Attestor.attest(model)                            the model's enclaves, cached for
@@ -16,6 +18,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import json
 import secrets
 import threading
 from collections.abc import Callable, Mapping
@@ -29,12 +32,16 @@ from teeroute.attestation.evidence import EvidenceDocument, verify_document
 from teeroute.attestation.verdict import Check
 from teeroute.client.errors import GatewayError, GatewayUnreachable
 from teeroute.client.policy import ClientPolicy, allows
+from teeroute.wire import WireError, read_capped
 
 NONCE_SIZE = 32
 UNAVAILABLE = "attestation.unavailable"
 """The check an endpoint fails when it gave the gateway no evidence for our nonce."""
 ATTESTATIONS_PATH = "/v1/attestations"
 KEY_LENGTH = 32  # raw X25519 and Ed25519 public keys
+MAX_LISTING = 64 << 20
+"""Bytes of the gateway's attestation listing read: every endpoint's evidence (at most 256 kB
+each, as the operator reads them) for one model."""
 
 Clock = Callable[[], dt.datetime]
 
@@ -130,6 +137,8 @@ def judge(
             entry.get("signing_key_sha256") == signing_sha,
             "the receipt key is the attested one",
         ),
+        _listed_pool(entry, doc.pool),
+        *_pinned_pool(policy, doc.pool),
     )
     if not allows(policy, doc.tee):
         allowed = ", ".join(sorted(policy.policy.allowed_tee))
@@ -164,6 +173,27 @@ def judge(
         verified_at=now,
         pricing=entry.get("pricing") if isinstance(entry.get("pricing"), Mapping) else None,
         checks=checks,
+    )
+
+
+def _listed_pool(entry: Mapping[str, Any], bound: str | None) -> Check:
+    """The gateway lists each endpoint under its pool; evidence binding a pool must be of
+    that pool, so a pool's price or name is never shown for another pool's enclave."""
+    namespace, name = _text(entry.get("namespace")), _text(entry.get("pool"))
+    listed = f"{namespace}/{name}" if namespace else name
+    if bound is None:
+        return Check("entry.pool", "not_checked", f"listed {listed}; the evidence binds no pool")
+    return Check.of("entry.pool", listed == bound, f"listed {listed}, evidence binds {bound}")
+
+
+def _pinned_pool(policy: ClientPolicy, bound: str | None) -> tuple[Check, ...]:
+    if policy.pools is None:
+        return ()
+    allowed = ", ".join(sorted(policy.pools))
+    return (
+        Check.of(
+            "policy.pool", bound in policy.pools, f"{bound or 'no pool'} (allowed: {allowed})"
+        ),
     )
 
 
@@ -250,16 +280,18 @@ class Attestor:
         nonce = secrets.token_bytes(NONCE_SIZE)
         issued_at = self._clock()
         body = {"model": model, "nonce": base64.b64encode(nonce).decode("ascii")}
+        headers = {**auth_headers(api_key), "Accept-Encoding": "identity"}
         try:
-            answer = self._http.post(
-                self._url + ATTESTATIONS_PATH, json=body, headers=auth_headers(api_key)
-            )
+            with self._http.stream(
+                "POST", self._url + ATTESTATIONS_PATH, json=body, headers=headers
+            ) as answer:
+                content = bounded_body(answer, MAX_LISTING)
         except httpx.TransportError as exc:
             raise GatewayUnreachable.of(self._url, exc) from exc
         if answer.status_code != 200:
-            raise GatewayError(answer.status_code, answer.content, passed_headers(answer.headers))
+            raise GatewayError(answer.status_code, content, passed_headers(answer.headers))
         try:
-            listing = answer.json()
+            listing = json.loads(content)
             entries = listing["data"]
             silent = listing.get("unavailable") or []
             if not isinstance(entries, list) or not isinstance(silent, list):
@@ -286,6 +318,15 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
 
 
 PASSED_HEADERS = ("content-type", "retry-after", "x-request-id")
+
+
+def bounded_body(answer: httpx.Response, limit: int) -> bytes:
+    """A streamed answer's body up to `limit` bytes; a longer or compressed one reads as
+    nothing (so it is judged malformed), and the rest of it is never read."""
+    try:
+        return read_capped(answer, limit, "the gateway's answer")
+    except WireError:
+        return b""
 
 
 def passed_headers(headers: httpx.Headers) -> dict[str, str]:

@@ -8,6 +8,7 @@ A policy file (YAML or JSON) has the MinerPool attestation policy's keys, exactl
     minimumTcb: {<component>: <version>}
     debugForbidden: true                  # the default
     maxEvidenceAge: 5m                    # also bounds how long verified enclaves are cached
+    allowedPools: [<namespace>/<name>]    # default: any; else only enclaves bound to these pools
     trust:
       simulatedRoot: sim-root.pem         # the simulated TEE's root CA
       tdxCollateral: pcs/                 # Intel PCS collateral (as `teeroute verify tdx`)
@@ -32,7 +33,7 @@ from cryptography import x509
 
 from teeroute.api.common import parse_duration
 from teeroute.attestation.cli import _collateral, _read
-from teeroute.attestation.evidence import Trust
+from teeroute.attestation.evidence import POOL_PATTERN, Trust
 from teeroute.attestation.policy import HARDWARE_TEES, Policy
 from teeroute.client.errors import PolicyError
 from teeroute.errors import TeerouteError
@@ -49,6 +50,10 @@ class ClientPolicy:
     policy: Policy = field(default_factory=Policy)
     trust: Trust = field(default_factory=Trust)
     source: str = DEFAULT_SOURCE
+    pools: frozenset[str] | None = None
+    """`allowedPools`: seal only to enclaves whose evidence binds one of these pools (say, the
+    relay pool whose upstream account the user accepts; only releases for its own pool reach
+    an enclave); None: any pool."""
 
     @property
     def cache_ttl(self) -> dt.timedelta:
@@ -74,6 +79,7 @@ def policy_from_mapping(raw: Any, source: str, base: Path | None = None) -> Clie
         raise PolicyError(source, "document", "expected a mapping of policy keys")
     body = dict(raw)
     trust = _trust(body.pop("trust", None), source, base or Path())
+    pools = _pools(body.pop("allowedPools", None), source)
     _check_fields(body, source)
     try:
         policy = Policy.from_mapping(body)
@@ -86,7 +92,18 @@ def policy_from_mapping(raw: Any, source: str, base: Path | None = None) -> Clie
             "lists simulated, which is trusted only with trust.simulatedRoot "
             "(the simulated TEE's root CA)",
         )
-    return ClientPolicy(policy, trust, source)
+    return ClientPolicy(policy, trust, source, pools)
+
+
+def _pools(value: Any, source: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise PolicyError(source, "allowedPools", "expected a non-empty list of <namespace>/<name>")
+    bad = [v for v in value if not re.fullmatch(POOL_PATTERN, v)]
+    if bad:
+        raise PolicyError(source, "allowedPools", f"not <namespace>/<name>: {bad[0][:80]!r}")
+    return frozenset(value)
 
 
 def _check_fields(body: Mapping[str, Any], source: str) -> None:

@@ -11,8 +11,14 @@ sender can read). The plaintext is therefore signed by the operator's *release k
 into its evidence, and opens only releases that key signed, for this enclave key, newer than
 the last one it applied.
 
-    seal_secrets(hpke_public, pool, secrets, signer, issued_ns)   the operator
-    open_secrets(raw, hpke_private, hpke_public, release_public)  the enclave -> Release
+The signature also covers the pool ("<namespace>/<name>") the secrets belong to, and the agent
+opens only releases for the pool it serves (TEEROUTE_AGENT_POOL, bound into its evidence too).
+The operator is a deputy for every pool: were the pool not signed and checked, a pool whose
+endpoint relays to another pool's enclave would make it verify that enclave's evidence and
+release the relaying pool's secrets into it (the confused deputy of issue 14).
+
+    seal_secrets(hpke_public, pool, secrets, signer, issued_ns)         the operator
+    open_secrets(raw, hpke_private, hpke_public, release_public, pool=)  the enclave -> Release
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ PATH = "/v1/secrets"
 ENGINE_API_KEY = "engine-api-key"
 """The secret the agent sends to its engine as `Authorization: Bearer` (relay miners)."""
 SIGNATURE_CONTEXT = b"teeroute/v1 release\x00"
+POOL_SHOWN = 320  # characters of a pool name an error repeats (a real one is at most 317)
 _FIELDS = {"v", "pool", "key_id", "release_key", "issued_ns", "secrets", "signature"}
 
 
@@ -90,10 +97,13 @@ def open_secrets(
     hpke_private: x25519.X25519PrivateKey,
     hpke_public: bytes,
     release_public: bytes,
+    *,
+    pool: str,
 ) -> Release:
     """The release in `raw`, opened inside the enclave, if `release_public` signed it for this
-    enclave key. EnvelopeInvalid / OpenFailed: it cannot be read; ReleaseInvalid: it can, but
-    was not signed by the pinned key for this enclave (the check names which)."""
+    enclave key and for `pool`, the pool the enclave serves. EnvelopeInvalid / OpenFailed: it
+    cannot be read; ReleaseInvalid: it can, but was not signed by the pinned key for this
+    enclave and pool (the check names which: `pool.binding` for another pool)."""
     sealed = SealedRequest.parse(raw)
     if sealed.meta.get("path") != PATH:
         raise EnvelopeInvalid("meta.path", f"expected {PATH}")
@@ -110,6 +120,12 @@ def open_secrets(
         raise ReleaseInvalid("release.key_id", "signed for another enclave key")
     if doc["pool"] != sealed.meta.get("pool"):
         raise ReleaseInvalid("release.pool", "meta.pool is not the signed pool")
+    if not pool or doc["pool"] != pool:
+        wanted = repr(pool[:POOL_SHOWN]) if pool else "no pool"
+        raise ReleaseInvalid(
+            "pool.binding",
+            f"released for {doc['pool'][:POOL_SHOWN]!r}; this enclave serves {wanted}",
+        )
     return Release(doc["pool"], doc["secrets"], doc["issued_ns"])
 
 
