@@ -7,7 +7,10 @@ one usage chunk carrying the billed counts and the cost, then `[DONE]` (OpenRout
 convention; the chunk keeps one choice with an empty delta so strict clients don't crash).
 An error after the 200 is an SSE event with a top-level `error` and `finish_reason: "error"`.
 
-Events are separated by a blank line (`\\n\\n`), as vLLM, SGLang and OpenAI send them.
+Events are separated by a blank line (`\\n\\n`), as vLLM, SGLang and OpenAI send them. Only
+the new bytes of each chunk are searched for it (teeroute.wire.EventSplitter), and an event is
+held back up to MAX_EVENT bytes: a miner that never ends one gets its stream cut, and costs the
+event loop each of its bytes once.
 """
 
 from __future__ import annotations
@@ -16,29 +19,37 @@ from typing import Any
 
 import orjson
 
+from teeroute.wire import EventSplitter, EventTooLarge
 from teeroute_gateway.metering import USAGE_MARK, Usage, as_float, count_deltas
+from teeroute_gateway.upstream import UpstreamError
 
 SEPARATOR = b"\n\n"
 DONE = b"data: [DONE]\n\n"
+MAX_EVENT = 1024 * 1024
+"""Largest server-sent event taken from a miner (bytes). A token's chunk is a few hundred;
+past this the stream is cut (UpstreamError), so a miner cannot make the gateway hold more."""
 
 
 class StreamRelay:
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.pending = b""
         self.counted = 0
         self.final: dict[str, Any] | None = None
         self.done = False
         self.events = 0
+        self._splitter = EventSplitter(MAX_EVENT)
 
     def feed(self, data: bytes) -> bytes:
-        """Bytes to forward now (possibly empty: an event is still incomplete)."""
-        buffer = self.pending + data if self.pending else data
-        cut = buffer.rfind(SEPARATOR)
-        if cut < 0:
-            self.pending = buffer
+        """Bytes to forward now (possibly empty: an event is still incomplete). Raises
+        UpstreamError once the miner's unfinished event passes MAX_EVENT."""
+        try:
+            complete = self._splitter.feed(data)
+        except EventTooLarge as exc:
+            raise UpstreamError(
+                "protocol", f"the miner sent {exc}", before_response=False
+            ) from None
+        if not complete:
             return b""
-        complete, self.pending = buffer[: cut + 2], buffer[cut + 2 :]
         self.counted += count_deltas(complete)
         self.events += 1
         if USAGE_MARK.search(complete) is None and b"[DONE]" not in complete:

@@ -24,6 +24,9 @@ import httptools
 
 HIGH_WATER = 256 * 1024
 """Buffered body bytes at which reading from the miner pauses (the client is slower)."""
+MAX_HEAD = 64 * 1024
+"""Bytes a miner may send before its status line and headers are complete; the parser holds
+an unfinished header whole, so past this the answer is refused (a protocol error)."""
 
 
 class UpstreamError(Exception):
@@ -78,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self.error: UpstreamError | None = None
         self.got_bytes = False
         self.paused = False
+        self.head_bytes = 0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -90,6 +94,13 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError("protocol", f"not an HTTP response: {exc}", self._early()))
             self.abort()
+            return
+        if self._early():  # counted after feeding: a head and its body may share a chunk
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                message = f"the miner's headers are larger than {MAX_HEAD} bytes"
+                self._fail(UpstreamError("protocol", message))
+                self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -177,25 +188,28 @@ class Response:
     async def chunks(self, idle_timeout_s: float) -> AsyncIterator[bytes]:
         conn = self._conn
         loop = asyncio.get_running_loop()
-        while True:
-            while conn.body:
-                yield conn.take()
-            if conn.complete:
-                self._finish()
-                return
-            if conn.error is not None:
-                self.close()
-                raise conn.error
-            conn.waiter = loop.create_future()
-            timer = loop.call_later(idle_timeout_s, _expire, conn.waiter)
-            try:
-                await conn.waiter
-            finally:
-                timer.cancel()
-                conn.waiter = None
-            if not conn.body and not conn.complete and conn.error is None:
-                self.close()
-                raise UpstreamError("timeout", "the miner stopped sending", before_response=False)
+        try:
+            while True:
+                while conn.body:
+                    yield conn.take()
+                if conn.complete:
+                    self._finish()
+                    return
+                if conn.error is not None:
+                    raise conn.error
+                conn.waiter = loop.create_future()
+                timer = loop.call_later(idle_timeout_s, _expire, conn.waiter)
+                try:
+                    await conn.waiter
+                finally:
+                    timer.cancel()
+                    conn.waiter = None
+                if not conn.body and not conn.complete and conn.error is None:
+                    raise UpstreamError(
+                        "timeout", "the miner stopped sending", before_response=False
+                    )
+        finally:  # failed, or given up on (the generator closed early): drop the connection
+            self.close()
 
     async def read(self, idle_timeout_s: float, limit: int) -> bytes:
         parts = []

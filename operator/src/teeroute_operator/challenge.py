@@ -11,6 +11,7 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,13 +22,16 @@ from teeroute.attestation.errors import AttestationError
 from teeroute.attestation.evidence import EvidenceDocument, Trust, verify_document
 from teeroute.attestation.policy import Policy
 from teeroute.attestation.verdict import Verdict
+from teeroute.wire import WireError, aread_capped
 from teeroute_operator.lease import Outcome, Rejected, Unreachable, Verified
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.nonces import NonceBook, NonceRejected
 
 EVIDENCE_PATH = "/v1/attestation"
+EGRESS_CHECK = "egress.url"
 MAX_DOCUMENT_BYTES = 256 * 1024
 KEY_BYTES = 32  # X25519 and Ed25519 public keys
+IDENTITY = {"Accept-Encoding": "identity"}  # a compressed body's size says nothing of its own
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class Target:
     """Stable identity of the endpoint the nonce is issued to (pod uid or pool/endpoint)."""
     url: str
     """The agent's base URL, e.g. http://10.244.0.5:8443."""
+    refused: str | None = None
+    """Why the operator may not call `url` (egress.check_endpoint_url): then nothing is sent
+    and the endpoint is Rejected (check `egress.url`)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,11 @@ class Judge:
     policy: Policy
     trust: Trust
     require_gpu: bool
+    pool: str | None = None
+    """The pool ("<namespace>/<name>") whose endpoint is challenged: evidence binding any
+    other pool, or none, is Rejected (`pool.binding`), so a pool relaying to another pool's
+    enclave is never admitted with its keys nor releases its secrets into it. None: not
+    checked (evidence judged outside any pool); a sweep must always name its pool."""
 
 
 async def challenge(
@@ -53,28 +65,39 @@ async def challenge(
     metrics: Metrics,
     clock: Callable[[], dt.datetime],
 ) -> Outcome:
+    if target.refused is not None:
+        return Rejected(f"{EGRESS_CHECK}: {target.refused}")
     nonce = book.issue(target.key, clock())
     try:
-        response = await client.post(
-            target.url + EVIDENCE_PATH, json={"nonce": base64.b64encode(nonce).decode()}
-        )
-        body = response.content
+        status, body = await fetch_document(client, target.url + EVIDENCE_PATH, nonce)
     except httpx.HTTPError as exc:
         return Unreachable(_transport_reason(exc))
-    if response.status_code >= 500 or response.status_code == 429:
-        return Unreachable(f"agent answered HTTP {response.status_code}")
-    if response.status_code != 200:
-        return Rejected(f"agent answered HTTP {response.status_code} to a valid challenge")
-    if len(body) > MAX_DOCUMENT_BYTES:
-        return Rejected(f"evidence document larger than {MAX_DOCUMENT_BYTES} bytes")
+    except WireError as exc:
+        return Rejected(str(exc))
+    if status >= 500 or status == 429:
+        return Unreachable(f"agent answered HTTP {status}")
+    if status != 200:
+        return Rejected(f"agent answered HTTP {status} to a valid challenge")
     try:
-        doc = EvidenceDocument.parse(response.json())
+        doc = EvidenceDocument.parse(json.loads(body))
         issued_at = book.redeem(_nonce_of(doc), target.key, clock())
     except (ValueError, AttestationError) as exc:  # JSONDecodeError is a ValueError
         return Rejected(_describe(exc))
     except NonceRejected as exc:
         return Rejected(f"nonce: {exc}")
     return await asyncio.to_thread(_judge, doc, judge, issued_at, metrics, clock)
+
+
+async def fetch_document(client: httpx.AsyncClient, url: str, nonce: bytes) -> tuple[int, bytes]:
+    """POST the nonce; the agent's status and, on 200, its document: streamed, never
+    decompressed, given up (WireError) past MAX_DOCUMENT_BYTES, so a miner that answers
+    without end costs the operator at most that plus one network chunk."""
+    payload = {"nonce": base64.b64encode(nonce).decode()}
+    async with client.stream("POST", url, json=payload, headers=IDENTITY) as response:
+        if response.status_code != 200:  # its body is never read
+            return response.status_code, b""
+        body = await aread_capped(response, MAX_DOCUMENT_BYTES, "evidence document")
+        return response.status_code, body
 
 
 def _judge(
@@ -93,6 +116,7 @@ def _judge(
             trust=judge.trust,
             issued_at=issued_at,
             require_gpu=judge.require_gpu,
+            expected_pool=judge.pool,
         )
     except AttestationError as exc:
         return Rejected(_describe(exc))

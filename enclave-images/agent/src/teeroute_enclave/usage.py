@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from teeroute.wire import EventSplitter, EventTooLarge
+
 BYTES_PER_TOKEN = 4
 MAX_TOKENS = 10**9  # as receipts.MAX_TOKENS: a larger count is not believed
 MAX_BODY = 16 * 1024 * 1024
@@ -108,12 +110,6 @@ def model_of(value: Any) -> str | None:
     return model if isinstance(model, str) and model else None
 
 
-def _events_end(data: bytes) -> int:
-    """Where the last complete SSE event in `data` ends (0: there is none)."""
-    lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\n\r\n")
-    return max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
-
-
 def _loads(data: bytes) -> Any:
     try:
         return json.loads(data)
@@ -131,7 +127,7 @@ class StreamMeter:
 
     def __init__(self) -> None:
         self.model: str | None = None
-        self._pending = b""
+        self._events = EventSplitter(MAX_PENDING, crlf=True)  # new bytes searched once
         self._seen_json = False
         self._kept: list[bytes] | None = []  # None: past MAX_KEPT, read as it passes
         self._kept_size = 0
@@ -141,29 +137,23 @@ class StreamMeter:
         self._deltas = 0
 
     def feed(self, piece: bytes) -> bytes:
-        data = self._pending + piece
-        end = _events_end(data)
-        if not end:
-            if len(data) > MAX_PENDING:
-                self._pending = b""
-                self._read(data)
-                return data
-            self._pending = data
-            return b""
-        ready, self._pending = data[:end], data[end:]
+        try:
+            ready = self._events.feed(piece)
+        except EventTooLarge as exc:  # an unfinished event past MAX_PENDING: passed on as is
+            ready = exc.ready + exc.rest
         self._read(ready)
         return ready
 
     def tail(self) -> bytes:
         """Bytes of an unfinished last event (empty for a well-formed stream)."""
-        rest, self._pending = self._pending, b""
+        rest = self._events.take_rest()
         self._read(rest)
         return rest
 
     @property
     def broken_off(self) -> bool:
         """The stream so far stops inside an event."""
-        return bool(self._pending)
+        return self._events.pending_size > 0
 
     @property
     def usage(self) -> tuple[int, int] | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import secrets
 import ssl
 from dataclasses import dataclass, field
@@ -45,11 +46,15 @@ from teeroute.attestation.policy import bind_gateway
 from teeroute.attestation.verdict import Check
 from teeroute.client.errors import GatewayError, GatewayUnreachable
 from teeroute.client.policy import ClientPolicy, allows
+from teeroute.wire import WireError, read_capped
 
 PATH = "/v1/gateway/attestation"
 NONCE_SIZE = 32
 SPKI_HASH_SIZE = 32
 TIMEOUT_S = 30.0
+MAX_DOCUMENT = 1 << 20
+"""Bytes of the gateway's evidence document read (a quote and its chain are a few kB)."""
+IDENTITY = {"Accept-Encoding": "identity"}  # a compressed body's size says nothing of its own
 UNCHECKED_HERE = frozenset({"binding.report_data", "freshness.age"})
 """The verifier's enclave-binding checks: a gateway document is bound by `tls_binding`, and its
 freshness is our own nonce."""
@@ -226,17 +231,26 @@ def attest_gateway(
 def _ask(client: httpx.Client, base: str, nonce: bytes) -> tuple[Any, bytes | None]:
     body = {"nonce": base64.b64encode(nonce).decode("ascii")}
     try:
-        with client.stream("POST", base + PATH, json=body) as answer:
+        with client.stream("POST", base + PATH, json=body, headers=IDENTITY) as answer:
             peer = _peer_certificate(answer)
-            content = answer.read()
+            content = _bounded(answer)
     except httpx.TransportError as exc:
         raise GatewayUnreachable(f"gateway {base}: {type(exc).__name__}: {exc}") from exc
     if answer.status_code != 200:
         raise GatewayError(answer.status_code, content)
     try:
-        return answer.json(), peer
+        return json.loads(content), peer
     except ValueError:
         return None, peer  # judged as a malformed document
+
+
+def _bounded(answer: httpx.Response) -> bytes:
+    """The body up to MAX_DOCUMENT bytes; a longer or compressed one reads as nothing (then
+    judged a malformed document), and the rest of it is never read."""
+    try:
+        return read_capped(answer, MAX_DOCUMENT, "the gateway's evidence document")
+    except WireError:
+        return b""
 
 
 def _peer_certificate(answer: httpx.Response) -> bytes | None:

@@ -38,9 +38,12 @@ from teeroute.client.errors import (
     ResponseInvalid,
 )
 from teeroute.client.session import SEALED_PATHS, SealedClient, SealedResponse
-from teeroute.sealing.errors import SealingError
+from teeroute.sealing.errors import EnvelopeInvalid, SealingError
+from teeroute.wire import EventSplitter, EventTooLarge
 
 MAX_BODY = 8 << 20
+MAX_EVENT = 1 << 20
+"""Largest server-sent event of an opened answer held while it is unfinished (bytes)."""
 IDLE_TIMEOUT_S = 75.0
 LAST_CHUNK = b"0\r\n\r\n"
 DONE = b"data: [DONE]"
@@ -95,15 +98,18 @@ class EventRelay:
 
     def __init__(self, keep_usage: bool) -> None:
         self._keep_usage = keep_usage
-        self._buffer = b""
+        self._events = EventSplitter(MAX_EVENT)
         self._held = b""
 
     def feed(self, data: bytes) -> bytes:
-        self._buffer += data
-        end = self._buffer.rfind(b"\n\n")
-        if end < 0:
+        """Whole events to pass on now; EnvelopeInvalid once an unfinished one passes
+        MAX_EVENT (only the new bytes are searched for an event's end)."""
+        try:
+            complete = self._events.feed(data)
+        except EventTooLarge as exc:
+            raise EnvelopeInvalid("answer.event", str(exc)) from None
+        if not complete:
             return b""
-        complete, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
         out = []
         for event in complete[:-2].split(b"\n\n"):
             if event.strip() == DONE:
@@ -114,7 +120,7 @@ class EventRelay:
 
     def flush(self) -> bytes:
         """What is left once the answer verified: a partial event, then the held [DONE]."""
-        rest, self._buffer, self._held = self._buffer + self._held, b"", b""
+        rest, self._held = self._events.take_rest() + self._held, b""
         return rest
 
 

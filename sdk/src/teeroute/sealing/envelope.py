@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from teeroute.sealing import hpke
 from teeroute.sealing.errors import EnvelopeInvalid, OpenFailed
+from teeroute.wire import EventSplitter, EventTooLarge
 
 VERSION = "v1"
 SEALED_CONTENT_TYPE = "application/vnd.teeroute.sealed+json"
@@ -284,24 +285,21 @@ class FrameReader:
     MAX_EVENT = 4 * MAX_FRAME
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._events = EventSplitter(self.MAX_EVENT)  # scans each byte once, holds a bounded rest
 
     def feed(self, data: bytes) -> Iterator[Event]:
-        self._buffer += data
-        while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                if len(self._buffer) > self.MAX_EVENT:
-                    raise EnvelopeInvalid("frame.size", "an event over the size limit")
-                return
-            raw, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+        try:
+            ready = self._events.feed(data)
+        except EventTooLarge:
+            raise EnvelopeInvalid("frame.size", "an event over the size limit") from None
+        for raw in ready.split(b"\n\n"):
             if raw.strip():
                 yield _parse_event(raw)
 
     @property
     def pending(self) -> bytes:
         """Bytes after the last complete event (non-empty at the end: a cut-off stream)."""
-        return self._buffer
+        return self._events.pending
 
 
 def _parse_event(raw: bytes) -> Event:
