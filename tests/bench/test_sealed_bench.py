@@ -260,7 +260,7 @@ def test_the_ledger_is_read_from_the_gateways_own_schema(tmp_path: Path) -> None
             db.execute(
                 "INSERT INTO ledger_usage VALUES "
                 "(?, 'h', 'a', ?, 'p', 'e', 'u', 1, 1, 1, 1, 0, 1.0, NULL, 200, ?, 0, 0, 0, 0, ?, "
-                "NULL)",
+                "NULL, NULL, '')",
                 (f"r{n}", model, outcome, status),
             )
     assert sorted(ledger.read(path)) == sorted((m, o, s, 1) for m, o, s, _ in ROWS)

@@ -70,7 +70,8 @@ def test_meta_is_what_the_gateway_may_read() -> None:
         "max_tokens": 9,
     }
     assert request_meta(CHAT, body(max_completion_tokens=4))["max_tokens"] == 4
-    assert request_meta(CHAT, body())["max_tokens"] is None
+    assert request_meta(CHAT, body())["max_tokens"] == 4096  # always bounded: the SDK default
+    assert request_meta(CHAT, body(max_tokens=9, n=3))["max_tokens"] == 27  # every choice held
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,20 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from teeroute_gateway.billing import Counted, Counts, Held, bill
 from teeroute_gateway.errors import GatewayError
 from teeroute_gateway.health import BreakerPolicy, HealthBook
-from teeroute_gateway.metering import CLAIM_CAP, cost_nano, settle_usage
+from teeroute_gateway.metering import CLAIM_CAP, Usage, cost_nano
 from teeroute_gateway.requests import CHAT, COMPLETION, parse_request, upstream_body
+from teeroute_gateway.sealed import NO_RECEIPT
 from teeroute_gateway.streaming import StreamRelay
 from tests.gateway.builders import catalog, pool, route
+
+POOL = catalog([pool("p", "1", "2")], route(["p"])).pools["ns/p"]
+
+
+def _plain_bill(reported: Counts, counted: Counted) -> Usage:
+    return bill("plain", reported, counted, NO_RECEIPT, Held(10**12, 10**6, POOL)).usage
 
 
 def chunk(content: str | None, usage: dict[str, int] | None = None) -> bytes:
@@ -34,7 +42,7 @@ def test_relay_forwards_content_and_ends_with_its_own_usage_chunk(size: int) -> 
     out = b"".join(relay.feed(STREAM[i : i + size]) for i in range(0, len(STREAM), size))
     assert out == chunk("") + chunk("Hel") + chunk("lo")  # usage and [DONE] held back
     assert relay.counted == 2
-    usage = settle_usage(5, 2, 99, relay.counted)
+    usage = _plain_bill(Counts(5, 2), Counted(99, relay.counted))
     closing = relay.closing(usage, cost_nano=1500, request_id="gen-1", model="m")
     events = [e for e in closing.split(b"\n\n") if e]
     assert events[-1] == b"data: [DONE]"
@@ -51,7 +59,7 @@ def test_relay_forwards_content_and_ends_with_its_own_usage_chunk(size: int) -> 
 def test_relay_without_upstream_usage_bills_its_own_count() -> None:
     relay = StreamRelay(CHAT)
     relay.feed(chunk("a") + chunk("b") + chunk("c") + b"data: [DONE]\n\n")
-    usage = settle_usage(None, None, 40, relay.counted)
+    usage = _plain_bill(Counts(), Counted(40, relay.counted))
     assert (
         usage.output_tokens,
         usage.output_reported,
@@ -61,7 +69,7 @@ def test_relay_without_upstream_usage_bills_its_own_count() -> None:
 
 
 def test_a_miner_claiming_far_more_than_it_sent_is_capped() -> None:
-    usage = settle_usage(5, 1000, 5, counted_out=10)
+    usage = _plain_bill(Counts(5, 1000), Counted(5, 10))
     assert (usage.output_tokens, usage.output_reported) == (CLAIM_CAP * 10, False)
 
 
@@ -145,3 +153,45 @@ def test_breaker_ejects_on_failure_ratio_over_the_window() -> None:
     outcomes = [True, False] * 5 + [False]
     ejected = [book.finished(entry, ok=ok, now=float(i)) for i, ok in enumerate(outcomes)]
     assert ejected[-1] and not any(ejected[:-1])
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "per_choice", "choices"),
+    [
+        (CHAT, {"max_tokens": 100, "max_completion_tokens": 5}, 5, 1),  # the smaller one
+        (CHAT, {"max_tokens": 7, "max_completion_tokens": 50}, 7, 1),
+        (CHAT, {"n": 3}, None, 3),
+        (COMPLETION, {"n": 2, "best_of": 4}, None, 4),
+        (COMPLETION, {"prompt": ["a", "b", "c"], "n": 2}, None, 6),
+        (COMPLETION, {"prompt": [[1, 2], [3]]}, None, 2),  # a batch of token-id prompts
+        (COMPLETION, {"prompt": [1, 2, 3]}, None, 1),  # one prompt of token ids
+    ],
+)
+def test_the_output_bound_counts_every_completion_and_the_smaller_limit(
+    kind: str, extra: dict[str, object], per_choice: int | None, choices: int
+) -> None:
+    body = {"model": "m", "messages": [{"role": "user"}]} if kind == CHAT else {"model": "m"}
+    body = {"prompt": "p", **body, **extra} if kind == COMPLETION else {**body, **extra}
+    request = parse_request(orjson.dumps(body), kind, None)
+    assert (request.max_tokens, request.choices) == (per_choice, choices)
+
+
+def test_every_limit_field_the_miner_gets_says_the_limit_held_for() -> None:
+    raw = orjson.dumps({"model": "m", "prompt": "p", "max_tokens": 200, "max_completion_tokens": 5})
+    sent = orjson.loads(upstream_body(parse_request(raw, COMPLETION, None), "e", 5))
+    assert (sent["max_tokens"], sent["max_completion_tokens"]) == (5, 5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 0}, "n"),
+        ({"best_of": "2"}, "best_of"),
+        ({"n": 200}, "n"),
+        ({"max_tokens": -1}, "max_tokens"),
+    ],
+)
+def test_bad_completion_counts_are_400_with_the_field(extra: dict[str, object], param: str) -> None:
+    with pytest.raises(GatewayError) as raised:
+        parse_request(orjson.dumps({"model": "m", "prompt": "p", **extra}), COMPLETION, None)
+    assert (raised.value.status, raised.value.param) == (400, param)

@@ -1,8 +1,9 @@
 """POST /v1/chat/completions and /v1/completions: from request to settled bill.
 
     authenticate → read and check the body → resolve models → rate limit → plan candidates
-    → hold the worst-case cost → dispatch (retries before the first byte) → answer (whole
-    or streamed) → settle the hold with the metered usage → count tokens against tpm
+    → hold the worst-case cost (kept alive while the request runs) → dispatch (retries
+    before the first byte) → answer (whole or streamed) → bill (billing.py, one pure
+    decision) → settle the hold with the bill → count tokens against tpm
 
 Errors before the answer starts are OpenAI error bodies with their status; after a stream
 started, an SSE error event. The hold is always settled or released, whatever happens.
@@ -37,6 +38,7 @@ from teeroute_gateway.asgi import (
     respond,
     respond_error,
 )
+from teeroute_gateway.billing import Bill, Counted, Counts, Held, bill
 from teeroute_gateway.catalog import Catalog, PublicModel
 from teeroute_gateway.dispatch import Attempt
 from teeroute_gateway.errors import (
@@ -49,6 +51,7 @@ from teeroute_gateway.errors import (
     Unavailable,
     UpstreamFailed,
 )
+from teeroute_gateway.holds import HoldKeeper
 from teeroute_gateway.ledger import (
     Account,
     BudgetExceeded,
@@ -65,7 +68,6 @@ from teeroute_gateway.metering import (
     count_completion_text,
     display,
     reported_usage,
-    settle_usage,
 )
 from teeroute_gateway.requests import InferenceRequest, parse_request, parse_sealed
 from teeroute_gateway.sealed import NO_RECEIPT, Judgement, Observed, hop_mode, judge
@@ -79,31 +81,50 @@ log = logging.getLogger("teeroute_gateway.requests")
 
 @dataclass(slots=True)
 class Outcome:
-    """What happened, for the ledger, metrics, traces and the log line."""
+    """What happened, for the ledger, metrics, traces and the log line. The bill is decided
+    once (billing.bill) and set whole; None: nothing was served, the hold is released."""
 
     status: int = 0
     outcome: str = "ok"
     candidate: Candidate | None = None
-    usage: Usage | None = None
-    cost_nano: int = 0
+    bill: Bill | None = None
     ttft_ms: float | None = None
     attempts: int = 0
     headers: Headers = field(default_factory=list)
     error: GatewayError | None = None
     receipt: Judgement = NO_RECEIPT
 
+    @property
+    def usage(self) -> Usage | None:
+        return self.bill.usage if self.bill else None
+
+    @property
+    def cost_nano(self) -> int:
+        return self.bill.cost_nano if self.bill else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """The hold of a request in flight and the output bound it covers."""
+
+    hold: Hold
+    per_choice: int
+    """The per-choice limit the miner is sent (sealed by the client: the whole bound)."""
+    output_bound: int
+
 
 class InferenceHandler:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._rng = random.Random()  # noqa: S311  # load balancing, not secrets
+        self._holds = HoldKeeper(services.ledger, services.settings.hold_ttl_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
         started = time.perf_counter()
         rid = "gen-" + os.urandom(12).hex()
         ids: Headers = [(b"x-request-id", rid.encode())]
         try:
-            account, request, models, candidates, max_tokens, hold = await self._prepare(
+            account, request, models, candidates, reserved = await self._prepare(
                 scope, receive, kind, rid
             )
         except GatewayError as exc:
@@ -114,22 +135,25 @@ class InferenceHandler:
             return
         span = tracing.start(self.s.tracer, kind, request.models[0], request.max_tokens)
         result = Outcome(headers=ids)
+        hold = reserved.hold
+        self._holds.keep(hold)  # renewed while the request runs, however long
         try:
-            attempt = await self._dispatch(candidates, request, max_tokens, rid, result)
+            attempt = await self._dispatch(candidates, request, reserved.per_choice, rid, result)
             if attempt is None:
                 await respond_error(send, result.error or UpstreamFailed("no answer"), ids)
             elif attempt.passthrough:
-                await self._passthrough(attempt, request, receive, send, rid, result, hold)
+                await self._passthrough(attempt, request, receive, send, rid, result, reserved)
             elif request.stream and attempt.response.status == 200:
-                await self._stream(attempt, request, receive, send, rid, result, hold)
+                await self._stream(attempt, request, receive, send, rid, result, reserved)
             else:
-                await self._whole(attempt, request, send, rid, result, hold)
+                await self._whole(attempt, request, send, rid, result, reserved)
         finally:
+            self._holds.drop(hold)
             await self._settle(account, request, models[0], hold, rid, result, started, span)
 
     async def _prepare(
         self, scope: Scope, receive: Receive, kind: str, rid: str
-    ) -> tuple[Account, InferenceRequest, list[PublicModel], list[Candidate], int, Hold]:
+    ) -> tuple[Account, InferenceRequest, list[PublicModel], list[Candidate], Reserved]:
         account = await self.s.keys.account(bearer(scope))
         raw = await read_body(scope, receive, self.s.settings.max_body_bytes)
         if envelope.looks_sealed((header(scope, b"content-type") or b"").decode("latin-1")):
@@ -154,9 +178,10 @@ class InferenceHandler:
             allow_unattested=self.s.settings.allow_unattested,
         )
         candidates = sealable(plan(models, request.prefs, request.session_id, context), request)
-        max_tokens = self._max_tokens(request, candidates)
-        hold = await self._reserve(account, request, candidates, max_tokens, rid)
-        return account, request, models, candidates, max_tokens, hold
+        per_choice = self._max_tokens(request, candidates)
+        bound = per_choice * request.choices
+        hold = await self._reserve(account, request, candidates, bound, rid)
+        return account, request, models, candidates, Reserved(hold, per_choice, bound)
 
     def _models(self, catalog: Catalog, names: list[str]) -> list[PublicModel]:
         found = [catalog.models[n] for n in names if n in catalog.models]
@@ -186,6 +211,7 @@ class InferenceHandler:
             )
 
     def _max_tokens(self, request: InferenceRequest, candidates: list[Candidate]) -> int:
+        """The per-choice limit: the client's, else the default within the context left."""
         if request.max_tokens is not None:
             return request.max_tokens
         bound = self.s.settings.default_max_tokens
@@ -200,14 +226,14 @@ class InferenceHandler:
         account: Account,
         request: InferenceRequest,
         candidates: list[Candidate],
-        max_tokens: int,
+        output_bound: int,
         rid: str,
     ) -> Hold:
         amount = max(
-            cost_nano(c.backend.pool, request.input_estimate, max_tokens) for c in candidates
+            cost_nano(c.backend.pool, request.input_estimate, output_bound) for c in candidates
         )
         try:
-            return await self.s.ledger.reserve(account.id, amount, rid)
+            return await self.s.ledger.reserve(account.id, amount, rid, self.s.settings.hold_ttl_s)
         except InsufficientCredit as exc:
             raise PaymentRequired(
                 f"insufficient credit: this request may cost up to {display(amount)} "
@@ -257,7 +283,7 @@ class InferenceHandler:
         send: Send,
         rid: str,
         result: Outcome,
-        hold: Hold,
+        reserved: Reserved,
     ) -> None:
         self.s.dispatcher.succeeded(attempt)
         result.status = attempt.response.status
@@ -266,9 +292,9 @@ class InferenceHandler:
             result.outcome = "upstream_rejected"
             await respond(send, result.status, attempt.body, [JSON, *result.headers])
             return
-        reported = reported_usage(obj)
-        counted = count_completion_text(obj) if reported[1] is None else None
-        usage = self._meter(attempt, request, result, hold, reported, counted, rid)
+        reported = Counts(*reported_usage(obj))
+        ours = Counted(request.input_estimate, count_completion_text(obj))
+        usage = self._bill(attempt, result, reserved, reported, ours, rid)
         if result.receipt.status not in ("", "valid"):
             result.outcome = f"receipt_{result.receipt.status}"
         pool = attempt.candidate.backend.pool
@@ -285,7 +311,7 @@ class InferenceHandler:
         send: Send,
         rid: str,
         result: Outcome,
-        hold: Hold,
+        reserved: Reserved,
     ) -> None:
         result.status = 200
         relay = StreamRelay(request.kind)
@@ -303,9 +329,9 @@ class InferenceHandler:
             error = await self._pump(attempt, relay.feed, send, gone)
         finally:
             watcher.cancel()
-        usage = self._meter(
-            attempt, request, result, hold, reported_usage(relay.reported()), relay.counted, rid
-        )
+        reported = Counts(*reported_usage(relay.reported()))
+        ours = Counted(request.input_estimate, relay.counted)
+        usage = self._bill(attempt, result, reserved, reported, ours, rid)
         if result.receipt.status not in ("", "valid"):
             result.outcome = f"receipt_{result.receipt.status}"
         if gone.is_set():
@@ -329,46 +355,34 @@ class InferenceHandler:
         )
         await send({"type": "http.response.body", "body": closing})
 
-    def _meter(
+    def _bill(
         self,
         attempt: Attempt,
-        request: InferenceRequest,
         result: Outcome,
-        hold: Hold,
-        reported: tuple[int | None, int | None],
-        counted: int | None,
+        reserved: Reserved,
+        reported: Counts,
+        counted: Counted,
         rid: str,
     ) -> Usage:
-        """The usage to bill and its cost: the receipt's when the hop was sealed (and nothing
-        when the receipt is flagged), else the miner's believable counts or ours."""
-        usage = settle_usage(reported[0], reported[1], request.input_estimate, counted)
+        """Judges a sealed hop's receipt, then bills (billing.bill) and notes the bill."""
         hop = attempt.hop
         if hop.mode != "plain":
-            seen = reported if hop.mode == "gateway" else (None, None)
-            observed = Observed(hop.request_bytes, hop.frame_bytes, *seen)
+            seen = reported if hop.mode == "gateway" else Counts()
+            observed = Observed(
+                hop.request_bytes, hop.frame_bytes, seen.input_tokens, seen.output_tokens
+            )
             result.receipt = judge(hop, attempt.candidate.endpoint, rid, observed)
             self.s.metrics.receipts.labels(
                 attempt.candidate.backend.pool.key, result.receipt.status
             ).inc()
-            receipt = result.receipt.receipt
-            if result.receipt.status == "valid" and receipt is not None:
-                usage = Usage(receipt.input_tokens, receipt.output_tokens, True, True)
-            elif result.receipt.status != "valid":
+            if result.receipt.status != "valid":
                 log.warning(
-                    "request %s: receipt %s (%s)",
-                    rid,
-                    result.receipt.status,
-                    result.receipt.check,
+                    "request %s: receipt %s (%s)", rid, result.receipt.status, result.receipt.check
                 )
-        result.usage = usage
         pool = attempt.candidate.backend.pool
-        billable = hop.mode == "plain" or result.receipt.status == "valid"
-        result.cost_nano = (
-            min(cost_nano(pool, usage.input_tokens, usage.output_tokens), hold.amount_nano)
-            if billable
-            else 0
-        )
-        return usage
+        held = Held(reserved.hold.amount_nano, reserved.output_bound, pool)
+        result.bill = bill(hop.mode, reported, counted, result.receipt, held)
+        return result.bill.usage
 
     async def _passthrough(
         self,
@@ -378,9 +392,10 @@ class InferenceHandler:
         send: Send,
         rid: str,
         result: Outcome,
-        hold: Hold,
+        reserved: Reserved,
     ) -> None:
-        """A client-sealed answer: frames and receipt relayed unopened, billed by the receipt."""
+        """A client-sealed answer: frames and receipt relayed unopened, billed by the receipt
+        (by the frames relayed when none came)."""
         result.status = attempt.response.status
         headers = [SSE, (b"cache-control", b"no-cache"), (b"x-teeroute-sealed", b"v1")]
         await send(
@@ -396,7 +411,8 @@ class InferenceHandler:
             error = await self._pump(attempt, _unchanged, send, gone)
         finally:
             watcher.cancel()
-        self._meter(attempt, request, result, hold, (None, None), None, rid)
+        ours = Counted(request.input_estimate, None, attempt.hop.frames)
+        self._bill(attempt, result, reserved, Counts(), ours, rid)
         if gone.is_set():
             result.outcome = "cancelled"
         elif error is not None:
@@ -426,6 +442,7 @@ class InferenceHandler:
                 if not chunk:
                     return None
         except UpstreamError as exc:
+            attempt.response.close()  # `feed` may refuse what the miner still sends: hang up
             return None if gone.is_set() else exc.kind
 
     async def _settle(
@@ -461,6 +478,8 @@ class InferenceHandler:
                         input_reported=usage.input_reported,
                         output_reported=usage.output_reported,
                         cost_nano=result.cost_nano,
+                        claimed_nano=result.bill.claimed_nano if result.bill else None,
+                        bill_reason=result.bill.reason if result.bill else "",
                         latency_ms=elapsed * 1000,
                         ttft_ms=result.ttft_ms,
                         status=result.status,

@@ -5,7 +5,7 @@ million tokens, so one token at price P costs P x 1000 nano-units. Costs round u
 
 Counts keep a flag saying whether the miner reported them (`usage` in its response) or the
 gateway counted them (content deltas of a stream; the size estimate for input). A miner's
-claim above `CLAIM_CAP` x our own count is not believed: the bill uses our count x the cap.
+claim above `CLAIM_CAP` x our own count is not believed (billing.py decides the bill).
 """
 
 from __future__ import annotations
@@ -56,28 +56,6 @@ def reported_usage(obj: Any) -> tuple[int | None, int | None]:
 
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def settle_usage(
-    reported_in: int | None,
-    reported_out: int | None,
-    estimated_in: int,
-    counted_out: int | None,
-) -> Usage:
-    """The counts to bill: the miner's where it reported them and they are believable."""
-    out_reported = reported_out is not None
-    output = reported_out if reported_out is not None else (counted_out or 0)
-    if (
-        reported_out is not None
-        and counted_out is not None
-        and reported_out > CLAIM_CAP * max(counted_out, 1)
-    ):
-        output, out_reported = CLAIM_CAP * max(counted_out, 1), False
-    in_reported = reported_in is not None
-    inputs = reported_in if reported_in is not None else estimated_in
-    if reported_in is not None and reported_in > CLAIM_CAP * max(estimated_in, 1):
-        inputs, in_reported = estimated_in, False
-    return Usage(inputs, output, in_reported, out_reported)
 
 
 def count_completion_text(obj: Any) -> int:

@@ -1,7 +1,9 @@
 """The settlement report's shape and its period bounds, shared by `GET /v1/settlement` and
 `teeroute gateway settlement` so both print the same thing. A row's `flagged` counts the pool's
-requests whose usage receipt was missing, invalid or implausible (sealed mode): settled at
-cost 0, so not in `amount`; a non-zero count means the miner owes an explanation."""
+requests whose usage receipt was missing, invalid or implausible (sealed mode): billed from
+the gateway's own counts (or 0 for an invalid receipt); a non-zero count means the miner owes
+an explanation. `capped` counts requests charged less than their miner claimed (a claim
+above the gateway's count or the held bound), and `underpaid_nano` sums the difference."""
 
 from __future__ import annotations
 
@@ -43,5 +45,8 @@ def settlement_row(row: SettlementRow) -> dict[str, Any]:
         "amount": display(row.amount_nano),
         "amount_nano": row.amount_nano,
         "currency": row.currency,
-        "flagged": row.flagged,  # requests with a missing/invalid usage receipt, billed 0
+        "flagged": row.flagged,  # requests with a missing/invalid usage receipt
+        "capped": row.capped,  # requests charged less than their miner claimed
+        "claimed_nano": row.claimed_nano,
+        "underpaid_nano": row.claimed_nano - row.amount_nano,  # claimed but not charged
     }

@@ -5,15 +5,24 @@ prompt, stream, max tokens, the provider object, a session id); everything else 
 through to the miner untouched. `upstream_body` is the body the miner gets: its own model
 name, usage always requested, a max-token bound always set (the budget hold relies on it),
 and the routing fields removed.
+
+The output bound (teeroute.sealing.bounds): the per-choice limit (the smaller of
+`max_tokens` and `max_completion_tokens` when both are given) times `choices` (n, best_of,
+a batch of prompts). The hold covers the bound, and every limit field the miner gets says
+the per-choice limit held for, so no engine can pick a larger one. A client-sealed request
+carries its bound in `meta.max_tokens` (required: the gateway cannot read the body; the
+enclave enforces it on the opened body).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
+from teeroute.sealing import bounds
 from teeroute.sealing.envelope import SealedRequest
 from teeroute.sealing.errors import SealingError
 from teeroute_gateway.errors import BadRequest
@@ -24,6 +33,7 @@ COMPLETION = "text_completion"
 PATHS = {CHAT: "/v1/chat/completions", COMPLETION: "/v1/completions"}
 ROUTING_FIELDS = ("models", "provider", "session_id", "route", "transforms")
 MAX_MODELS = 8
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -35,7 +45,8 @@ class InferenceRequest:
     """The requested model, then the `models` fallbacks, without repeats."""
     stream: bool
     max_tokens: int | None
-    """What the client asked for (max_tokens or max_completion_tokens); None: unbounded."""
+    """The per-choice limit the client asked for (the smaller of max_tokens and
+    max_completion_tokens; a sealed request: its meta.max_tokens, for all choices)."""
     prefs: ProviderPrefs
     session_id: str | None
     input_estimate: int
@@ -43,6 +54,9 @@ class InferenceRequest:
     sealed: SealedRequest | None = None
     """A client-sealed request: routed by its metadata, forwarded as `raw`, never opened."""
     raw: bytes = b""
+    choices: int = 1
+    """Completions the engine generates (n, best_of, prompts); a sealed request counts them
+    in its meta.max_tokens."""
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -70,10 +84,11 @@ def parse_request(raw: bytes, kind: str, session_header: str | None) -> Inferenc
         body=body,
         models=_models(body),
         stream=stream,
-        max_tokens=_max_tokens(body),
+        max_tokens=_bounded(bounds.asked_max_tokens, body),
         prefs=parse_provider(body.get("provider")),
         session_id=session or None,
         input_estimate=estimate_input_tokens(len(raw)),
+        choices=_bounded(bounds.choices, body, PATHS[kind]),
     )
 
 
@@ -103,7 +118,7 @@ def parse_sealed(raw: bytes, kind: str) -> InferenceRequest:
         body={},
         models=[model],
         stream=stream,
-        max_tokens=_max_tokens({"max_tokens": meta.get("max_tokens")}, "meta."),
+        max_tokens=_sealed_bound(meta.get("max_tokens")),
         prefs=parse_provider(None),
         session_id=None,
         input_estimate=estimate_input_tokens(len(sealed.ciphertext)),
@@ -149,24 +164,34 @@ def _models(body: dict[str, Any]) -> list[str]:
     return names
 
 
-def _max_tokens(body: dict[str, Any], where: str = "") -> int | None:
-    for field in ("max_completion_tokens", "max_tokens"):
-        value = body.get(field)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(f"{where}{field} must be a positive integer", param=where + field)
-        return value
-    return None
+def _bounded(rule: Callable[..., T], *args: Any) -> T:
+    try:
+        return rule(*args)
+    except bounds.BoundInvalid as exc:
+        raise BadRequest(str(exc), param=exc.param) from None
+
+
+def _sealed_bound(value: Any) -> int:
+    """meta.max_tokens: the whole request's output bound, required (the enclave refuses a
+    body asking for more; without it the gateway would hold for less than may come)."""
+    if value is None:
+        raise BadRequest(
+            "a sealed request must carry its output bound in meta.max_tokens",
+            code="sealed_bound_missing",
+            param="meta.max_tokens",
+        )
+    if type(value) is not int or value < 1:
+        raise BadRequest("meta.max_tokens must be a positive integer", param="meta.max_tokens")
+    return value
 
 
 def upstream_body(request: InferenceRequest, model: str, max_tokens: int) -> bytes:
+    """`max_tokens`: the per-choice limit held for; every limit field given says it."""
     body = {k: v for k, v in request.body.items() if k not in ROUTING_FIELDS}
     body["model"] = model
-    if "max_completion_tokens" in body:
-        body["max_completion_tokens"] = max_tokens
-    else:
-        body["max_tokens"] = max_tokens
+    given = [name for name in bounds.LIMIT_FIELDS if body.get(name) is not None]
+    for name in given or ["max_tokens"]:
+        body[name] = max_tokens
     if request.stream:
         options = body.get("stream_options")
         body["stream_options"] = {

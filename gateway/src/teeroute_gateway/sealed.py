@@ -12,8 +12,9 @@ Every request reaches a miner in one of three ways, chosen per candidate by `hop
 An attested endpoint without a usable HPKE key is never sent a plain prompt: under
 `gateway` or `required` it is not a candidate. Sealed answers end with a usage receipt;
 `judge` decides whether it is valid (signed by the attested key, for this request and these
-frames) and plausible (against what the gateway can count), and billing uses only a valid
-receipt. Missing, invalid or implausible receipts are flagged and not billed.
+frames) and plausible (against what the gateway can count). Missing, invalid or implausible
+receipts are flagged; billing.py decides what a request is billed given the verdict (the
+receipt's counts only when valid; the gateway's own counts, or nothing, otherwise).
 """
 
 from __future__ import annotations

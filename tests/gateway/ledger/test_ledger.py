@@ -214,8 +214,8 @@ async def test_settlement_sums_charges_per_pool_within_the_period(ledger: Ledger
 
     end = day + timedelta(days=1)
     assert await ledger.settlement(day, end) == [
-        SettlementRow("pool-a", day, end, 2, 101, 202, 1_500, "USD"),
-        SettlementRow("pool-b", day, end, 1, 10, 20, 300, "USD"),
+        SettlementRow("pool-a", day, end, 2, 101, 202, 1_500, "USD", capped=1, claimed_nano=2_500),
+        SettlementRow("pool-b", day, end, 1, 10, 20, 300, "USD", capped=0, claimed_nano=300),
     ]
     records = await ledger.usage_records(day, end)
     assert [record.request_id for record in records] == ["req-0", "req-1", "req-2"]

@@ -49,7 +49,7 @@ USAGE_TABLE = [
     "request_id", "hold_id", "account_id", "public_model", "pool", "endpoint", "upstream_model",
     "input_tokens", "output_tokens", "input_reported", "output_reported", "cost_nano",
     "latency_ms", "ttft_ms", "status", "outcome", "streamed", "created_at", "charged_nano",
-    "capped", "receipt_status", "receipt",
+    "capped", "receipt_status", "receipt", "claimed_nano", "bill_reason",
 ]  # fmt: skip
 
 
@@ -173,8 +173,8 @@ def test_charged_copies_every_field_but_the_charge() -> None:
     assert (record.charged_nano, record.capped) == (0, False)  # the original is untouched
     with pytest.raises(dataclasses.FrozenInstanceError):
         settled.receipt = None  # type: ignore[misc]
-    assert [field.name for field in dataclasses.fields(UsageRecord)][-4:] == [
-        "charged_nano", "capped", "receipt_status", "receipt"
+    assert [field.name for field in dataclasses.fields(UsageRecord)][-6:] == [
+        "charged_nano", "capped", "receipt_status", "receipt", "claimed_nano", "bill_reason"
     ]  # fmt: skip
 
 
@@ -207,9 +207,9 @@ async def test_settlement_counts_flagged_records_per_pool_within_the_period(
 
     end = day + timedelta(days=1)
     assert await ledger.settlement(day, end) == [
-        SettlementRow("pool-a", day, end, 4, 4, 8, 600, "USD", flagged=2),
-        SettlementRow("pool-b", day, end, 2, 2, 4, 200, "USD", flagged=1),
-        SettlementRow("pool-c", day, end, 1, 1, 2, 50, "USD", flagged=0),
+        SettlementRow("pool-a", day, end, 4, 4, 8, 600, "USD", flagged=2, claimed_nano=600),
+        SettlementRow("pool-b", day, end, 2, 2, 4, 200, "USD", flagged=1, claimed_nano=200),
+        SettlementRow("pool-c", day, end, 1, 1, 2, 50, "USD", flagged=0, claimed_nano=50),
     ]
     assert await ledger.settlement(end, end + timedelta(days=1)) == [
         SettlementRow("pool-a", end, end + timedelta(days=1), 1, 1, 2, 0, "USD", flagged=1),
@@ -219,11 +219,13 @@ async def test_settlement_counts_flagged_records_per_pool_within_the_period(
 
 def test_the_settlement_report_shows_the_flagged_count() -> None:
     start, end = datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC)
-    row = reports.settlement_row(SettlementRow("pool-a", start, end, 5, 10, 20, 1_500, "USD", 2))
+    row = reports.settlement_row(
+        SettlementRow("pool-a", start, end, 5, 10, 20, 1_500, "USD", 2, 1, 1_800)
+    )
     assert row == {
         "pool": "pool-a", "from": start, "to": end, "requests": 5, "input_tokens": 10,
         "output_tokens": 20, "amount": "0.0000015", "amount_nano": 1_500, "currency": "USD",
-        "flagged": 2,
+        "flagged": 2, "capped": 1, "claimed_nano": 1_800, "underpaid_nano": 300,
     }  # fmt: skip
 
 
@@ -251,10 +253,10 @@ OldGateway = Callable[[str, str, int], None]  # (url, request id, cost): settles
 
 
 def _v1_usage(request_id: str, cost: int) -> dict[str, Any]:
-    """The usage an older gateway sends: its UsageRecord has no receipt fields."""
+    """The usage an older gateway sends: its UsageRecord has no receipt or claim fields."""
     record = usage_record(OLD_ACCOUNT, request_id, pool="pool-a", cost_nano=cost)
     old = dataclasses.asdict(record)
-    del old["receipt_status"], old["receipt"]
+    del old["receipt_status"], old["receipt"], old["claimed_nano"], old["bill_reason"]
     old["charged_nano"] = cost  # what a v1 SQLite ledger stores; v1_run computes its own
     return old
 
@@ -359,7 +361,7 @@ async def test_a_first_schema_database_opens_upgraded_while_old_gateways_keep_wr
         day = datetime(2025, 6, 15, tzinfo=UTC)
         end = day + timedelta(days=1)
         assert await ledger.settlement(day, end) == [
-            SettlementRow("pool-a", day, end, 3, 300, 150, 500, "USD", flagged=1)
+            SettlementRow("pool-a", day, end, 3, 300, 150, 500, "USD", flagged=1, claimed_nano=500)
         ]
     finally:
         for opened in ledgers:
@@ -378,4 +380,4 @@ async def test_a_first_schema_database_opens_upgraded_while_old_gateways_keep_wr
             url,
             "SELECT proname FROM pg_proc WHERE proname LIKE 'ledger_v_\\_run' ORDER BY proname",
         )
-        assert functions == [("ledger_v1_run",), ("ledger_v2_run",)]  # both versions callable
+        assert functions == [("ledger_v1_run",), ("ledger_v3_run",)]  # both versions callable

@@ -8,8 +8,12 @@ A sealed request is opened with the enclave's HPKE key and forwarded in clear to
 (on loopback, inside the enclave) with two changes: `"model"` becomes the gateway's
 `X-Teeroute-Upstream-Model` when present (the gateway cannot rewrite a sealed body), and a
 stream gets `stream_options.include_usage = true`, so the engine reports usage for the receipt.
-Also, when `meta.max_tokens` is a number, the engine is asked for at most that many tokens:
-`meta` is what the gateway reserves credit on, and the client authenticated it.
+Also the output bound (teeroute.sealing.bounds): `meta.max_tokens` is what the gateway
+reserved credit for, and the client authenticated it, so it is required, and the engine is
+asked for at most that many tokens in all: the per-choice limit becomes meta.max_tokens divided
+by the completions the body asks for (n, best_of, a batch of prompts), in every limit field.
+A body asking for more completions than meta.max_tokens covers (or without meta.max_tokens)
+is refused, 400 `sealed_envelope_invalid` naming `meta.max_tokens`.
 
 The answer: each piece the engine sends becomes one frame, sealed and passed on at once (a
 stream holds back only an unfinished SSE event, until the read that completes it); then one
@@ -37,7 +41,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from teeroute.sealing import envelope, receipts, secrets
+from teeroute.sealing import bounds, envelope, receipts, secrets
 from teeroute.sealing.errors import OpenFailed, ReleaseInvalid, SealingError
 from teeroute_enclave import proxy, usage
 from teeroute_enclave.keys import EnclaveKeys
@@ -137,15 +141,26 @@ def engine_request(
             **(options if isinstance(options, dict) else {}),
             "include_usage": True,
         }
-    cap = meta.get("max_tokens")
-    if type(cap) is int and cap > 0:
-        limits = [key for key in ("max_tokens", "max_completion_tokens") if key in request]
-        for key in limits:
-            if not (type(request[key]) is int and request[key] <= cap):
-                request[key] = cap
-        if not limits:
-            request["max_tokens"] = cap
+    per_choice = _per_choice(request, meta)
+    limits = [key for key in bounds.LIMIT_FIELDS if key in request]
+    for key in limits or ["max_tokens"]:
+        if not (type(request.get(key)) is int and 0 < request[key] <= per_choice):
+            request[key] = per_choice
     return request
+
+
+def _per_choice(request: dict[str, Any], meta: Mapping[str, Any]) -> int:
+    """The per-choice limit that keeps the whole answer within meta.max_tokens."""
+    cap = meta.get("max_tokens")
+    if type(cap) is not int or cap < 1:
+        raise _invalid("meta.max_tokens", "the output bound the gateway holds for is required")
+    try:
+        count = bounds.choices(request, str(meta.get("path")))
+    except bounds.BoundInvalid as exc:
+        raise SealedRejected(400, "invalid_request", str(exc)) from None
+    if count > cap:
+        raise _invalid("meta.max_tokens", f"too small for the {count} completions asked")
+    return cap // count
 
 
 def _parse(raw: bytes) -> envelope.SealedRequest:

@@ -74,6 +74,11 @@ class Ledger(abc.ABC):
         to set to 0)."""
 
     @abc.abstractmethod
+    async def renew(self, hold: Hold, ttl_s: float = DEFAULT_HOLD_TTL_S) -> bool:
+        """Keep a hold of a request still running for `ttl_s` more from now; False when the
+        hold is gone (settled, released or reaped)."""
+
+    @abc.abstractmethod
     async def release(self, hold: Hold) -> None:
         """Drop the hold without charging (nothing was served)."""
 
@@ -92,8 +97,9 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     async def settlement(self, start: datetime, end: datetime) -> list[SettlementRow]:
-        """Per pool (and currency): requests, tokens, the amount charged and the number of
-        flagged records (receipt_status in FLAGGED_RECEIPTS) in [start, end)."""
+        """Per pool (and currency): requests, tokens, the amount charged, the number of
+        flagged records (receipt_status in FLAGGED_RECEIPTS), of capped ones (charged less
+        than claimed) and what was claimed, in [start, end)."""
 
 
 def new_account(

@@ -56,8 +56,11 @@ class UsageRecord:
     """Everything the gateway knows about a finished request, as metered.
 
     `input_reported`/`output_reported` say whether a count is what upstream reported (True) or
-    what the gateway counted or estimated (False). `charged_nano` and `capped` are set by the
-    ledger on settle: the charge is the cost, capped at the request's hold. `receipt_status` is
+    what the gateway counted or estimated (False). `cost_nano` is the bill (gateway billing.py),
+    `bill_reason` why it is that figure, and `claimed_nano` what the miner's claim (its usage,
+    or its receipt) would have cost uncapped (None: as `cost_nano`; records of older gateways).
+    `charged_nano` and `capped` are set by the ledger on settle: the charge is the cost, capped
+    at the request's hold, and `capped` says the miner got less than it claimed. `receipt_status` is
     one of RECEIPT_STATUSES; `receipt` is the enclave's signed usage receipt as the gateway
     received it (canonical JSON text), stored and returned verbatim, never parsed by the ledger.
     """
@@ -83,6 +86,13 @@ class UsageRecord:
     capped: bool = False
     receipt_status: str = ""
     receipt: str | None = None
+    claimed_nano: int | None = None
+    bill_reason: str = ""
+
+    @property
+    def claimed(self) -> int:
+        """What the miner claimed, in nano-units (the cost where it claimed nothing more)."""
+        return max(self.cost_nano, self.claimed_nano or 0)
 
     def charged(self, charged_nano: int, capped: bool) -> UsageRecord:
         """This record as settled: a copy of every field but these two. It runs on every
@@ -109,3 +119,5 @@ class SettlementRow:
     amount_nano: int
     currency: str
     flagged: int = 0  # records whose receipt_status is in FLAGGED_RECEIPTS (settled at cost 0)
+    capped: int = 0  # records charged less than the miner claimed
+    claimed_nano: int = 0  # what the miners claimed (uncapped); claimed - amount: underpaid

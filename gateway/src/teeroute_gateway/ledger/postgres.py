@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from . import postgres_sql as sql
 from .base import (
@@ -119,6 +119,9 @@ class PostgresLedger(Ledger):
         )
         unpaid = await self._run(sql.insert_unpaid(hold.id, record))
         return unpaid or await self.usage(record.request_id) or record
+
+    async def renew(self, hold: Hold, ttl_s: float = DEFAULT_HOLD_TTL_S) -> bool:
+        return await self._run(sql.renew(hold.id, self._clock() + timedelta(seconds=ttl_s)))
 
     async def release(self, hold: Hold) -> None:
         await completed(self._run(sql.release(hold.id, hold.account_id)))

@@ -1,7 +1,7 @@
 """The PostgreSQL ledger's operations: steps for the batch function, statements for the rest.
 
 Hot operations (reserve, settle, release, account lookups) are Steps: a JSON object for
-`ledger_v2_run` (see postgres_schema) and a decoder of its result. Administration and
+`ledger_v3_run` (see postgres_schema) and a decoder of its result. Administration and
 reporting are plain Statements. Both are run by postgres_session; decoders may raise the
 exception the caller should get (e.g. InsufficientCredit).
 """
@@ -123,13 +123,20 @@ def _known(account_id: str) -> Callable[[Rows], Account]:
 
 def insert_unpaid(hold_id: str, record: UsageRecord) -> Statement[UsageRecord | None]:
     """Record usage whose hold is gone, charging nothing; None if the request is recorded."""
-    unpaid = record.charged(0, record.cost_nano > 0)
+    unpaid = record.charged(0, record.claimed > 0)
     sql: LiteralString = (
         f"INSERT INTO ledger_usage ({USAGE_INSERT_COLUMNS}) VALUES ({USAGE_PLACEHOLDERS}) "  # noqa: S608
         "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
     )
     values = usage_values(hold_id, unpaid, lambda moment: moment)
     return Statement(sql, values, lambda rows: unpaid if rows else None)
+
+
+def renew(hold_id: str, expires_at: datetime) -> Statement[bool]:
+    sql: LiteralString = (
+        "UPDATE ledger_holds SET expires_at = GREATEST(expires_at, %s) WHERE id = %s RETURNING id"
+    )
+    return Statement(sql, (expires_at, hold_id), lambda rows: bool(rows))
 
 
 def expired_holds(now: datetime) -> Statement[list[tuple[str, str]]]:
@@ -157,7 +164,9 @@ def _usage_rows(rows: Rows) -> list[UsageRecord]:
 def settlement(start: datetime, end: datetime) -> Statement[list[SettlementRow]]:
     sql: LiteralString = (
         "SELECT u.pool, a.currency, count(*), sum(u.input_tokens), sum(u.output_tokens), "
-        "sum(u.charged_nano), count(*) FILTER (WHERE u.receipt_status = ANY(%s)) "
+        "sum(u.charged_nano), count(*) FILTER (WHERE u.receipt_status = ANY(%s)), "
+        "count(*) FILTER (WHERE u.capped), "
+        "sum(GREATEST(u.charged_nano, COALESCE(u.claimed_nano, u.cost_nano))) "
         "FROM ledger_usage u JOIN ledger_accounts a ON a.id = u.account_id "
         "WHERE u.created_at >= %s AND u.created_at < %s GROUP BY u.pool, a.currency "
         'ORDER BY u.pool COLLATE "C", a.currency'  # byte order, as SQLite and Python sort

@@ -21,7 +21,8 @@ ACCOUNT_COLUMNS = (
 USAGE_COLUMNS = (
     "request_id, account_id, public_model, pool, endpoint, upstream_model, input_tokens, "
     "output_tokens, input_reported, output_reported, cost_nano, latency_ms, ttft_ms, status, "
-    "outcome, streamed, created_at, charged_nano, capped, receipt_status, receipt"
+    "outcome, streamed, created_at, charged_nano, capped, receipt_status, receipt, "
+    "claimed_nano, bill_reason"
 )
 # What settle inserts besides the columns above.
 USAGE_INSERT_COLUMNS = f"hold_id, {USAGE_COLUMNS}"
@@ -67,6 +68,8 @@ def usage_from_row(row: Row, when: ToDatetime) -> UsageRecord:
         capped=bool(row[18]),
         receipt_status=row[19],
         receipt=row[20],
+        claimed_nano=None if row[21] is None else int(row[21]),
+        bill_reason=row[22],
     )
 
 
@@ -80,11 +83,13 @@ def usage_values(
         r.upstream_model, r.input_tokens, r.output_tokens, r.input_reported, r.output_reported,
         r.cost_nano, r.latency_ms, r.ttft_ms, r.status, r.outcome, r.streamed,
         when(r.created_at), r.charged_nano, r.capped, r.receipt_status, r.receipt,
+        r.claimed_nano, r.bill_reason,
     )  # fmt: skip
 
 
 def settlement_from_row(row: Row, start: datetime, end: datetime) -> SettlementRow:
-    """Decodes (pool, currency, requests, input_tokens, output_tokens, amount_nano, flagged)."""
+    """Decodes (pool, currency, requests, input_tokens, output_tokens, amount_nano, flagged,
+    capped, claimed_nano)."""
     return SettlementRow(
         pool=row[0],
         period_start=start,
@@ -95,6 +100,8 @@ def settlement_from_row(row: Row, start: datetime, end: datetime) -> SettlementR
         amount_nano=int(row[5]),
         currency=row[1],
         flagged=int(row[6]),
+        capped=int(row[7] or 0),
+        claimed_nano=int(row[8] or 0),
     )
 
 

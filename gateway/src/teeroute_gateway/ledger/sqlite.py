@@ -14,7 +14,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -159,6 +159,10 @@ class SqliteLedger(Ledger):
         utc(record.created_at)
         op = partial(ops.settle, hold_id=hold.id, record=record, now=self._clock())
         return await completed(self._write(op))
+
+    async def renew(self, hold: Hold, ttl_s: float = DEFAULT_HOLD_TTL_S) -> bool:
+        expires = self._clock() + timedelta(seconds=ttl_s)
+        return await self._write(partial(ops.renew, hold_id=hold.id, expires_at=expires))
 
     async def release(self, hold: Hold) -> None:
         await completed(self._write(partial(ops.release, hold_id=hold.id)))

@@ -83,7 +83,9 @@ CREATE TABLE IF NOT EXISTS ledger_usage (
     charged_nano INTEGER NOT NULL,
     capped INTEGER NOT NULL,
     receipt_status TEXT NOT NULL DEFAULT '',
-    receipt TEXT
+    receipt TEXT,
+    claimed_nano INTEGER,
+    bill_reason TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS ledger_usage_by_time ON ledger_usage (created_at);
 """
@@ -92,8 +94,12 @@ CREATE INDEX IF NOT EXISTS ledger_usage_by_time ON ledger_usage (created_at);
 ADDED_COLUMNS = (
     ("ledger_usage", "receipt_status", "TEXT NOT NULL DEFAULT ''"),  # sealed mode
     ("ledger_usage", "receipt", "TEXT"),
+    ("ledger_usage", "claimed_nano", "INTEGER"),  # billing: what the miner claimed, uncapped
+    ("ledger_usage", "bill_reason", "TEXT NOT NULL DEFAULT ''"),
 )
 
+# What a record's miner claimed: the cost where an older gateway left claimed_nano NULL.
+CLAIMED = "coalesce(u.claimed_nano, u.cost_nano)"
 # The period an account's spend belongs to now, from the two keys passed as parameters.
 CURRENT_PERIOD = "CASE spend_period WHEN 'day' THEN :day WHEN 'month' THEN :month ELSE '' END"
 
@@ -120,7 +126,8 @@ SELECT_USAGE = f"SELECT {USAGE_COLUMNS} FROM ledger_usage"  # noqa: S608
 SETTLEMENT = (
     "SELECT u.pool, a.currency, count(*), sum(u.input_tokens), sum(u.output_tokens), "  # noqa: S608
     "sum(u.charged_nano), "
-    f"sum(u.receipt_status IN ({', '.join('?' * len(FLAGGED_RECEIPTS))})) "
+    f"sum(u.receipt_status IN ({', '.join('?' * len(FLAGGED_RECEIPTS))})), "
+    f"sum(u.capped), sum(max(u.charged_nano, {CLAIMED})) "
     "FROM ledger_usage u JOIN ledger_accounts a ON a.id = u.account_id "
     "WHERE u.created_at >= ? AND u.created_at < ? GROUP BY u.pool, a.currency "
     "ORDER BY u.pool, a.currency"
@@ -241,7 +248,7 @@ def settle(
         return _settle_unheld(conn, hold_id, record)
     account_id, held = taken
     charged = min(record.cost_nano, held)
-    settled = record.charged(charged, record.cost_nano > held)
+    settled = record.charged(charged, record.claimed > charged)
     if not _insert_usage(conn, hold_id, settled):  # this request was settled on another hold
         _charge(conn, account_id, held, 0, now)
         return usage(conn, record.request_id) or settled
@@ -256,9 +263,18 @@ def _settle_unheld(conn: sqlite3.Connection, hold_id: str, record: UsageRecord) 
     log.warning(
         "request %s settled after its hold was gone: recorded, not charged", record.request_id
     )
-    unpaid = record.charged(0, record.cost_nano > 0)
+    unpaid = record.charged(0, record.claimed > 0)
     _insert_usage(conn, hold_id, unpaid)
     return unpaid
+
+
+def renew(conn: sqlite3.Connection, hold_id: str, expires_at: datetime) -> bool:
+    """Move a hold's expiry (never earlier); whether the hold is still there."""
+    cursor = conn.execute(
+        "UPDATE ledger_holds SET expires_at = max(expires_at, ?) WHERE id = ?",
+        (to_us(expires_at), hold_id),
+    )
+    return cursor.rowcount == 1
 
 
 def release(conn: sqlite3.Connection, hold_id: str) -> None:

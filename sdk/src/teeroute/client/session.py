@@ -31,6 +31,7 @@ from teeroute.client.attest import (
     Clock,
     VerifiedEnclave,
     auth_headers,
+    bounded_body,
     passed_headers,
     utc_now,
 )
@@ -42,11 +43,14 @@ from teeroute.client.errors import (
     ResponseInvalid,
 )
 from teeroute.client.policy import ClientPolicy
-from teeroute.sealing import envelope, receipts
+from teeroute.sealing import bounds, envelope, receipts
+from teeroute.wire import raw_pieces
 
 SEALED_PATHS = ("/v1/chat/completions", "/v1/completions")
 KEY_UNAVAILABLE = "sealed_key_unavailable"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0)
+MAX_CLEAR = 8 << 20
+"""Bytes read of an answer in clear: the gateway's own error, or its model list."""
 """Reads may wait long: an engine thinking before its first token sends nothing meanwhile."""
 
 
@@ -57,7 +61,9 @@ def normalize_gateway(url: str) -> str:
 
 
 def request_meta(path: str, body: bytes) -> dict[str, Any]:
-    """What the gateway may read of a request: path, model, stream flag, max_tokens."""
+    """What the gateway may read of a request: path, model, stream flag and the output bound
+    (teeroute.sealing.bounds), always set: the gateway holds credit for it and the enclave
+    refuses a body asking for more (the SDK default per choice when the body sets none)."""
     if path not in SEALED_PATHS:
         raise InvalidRequest("path", f"sealed mode serves {', '.join(SEALED_PATHS)}")
     try:
@@ -69,14 +75,16 @@ def request_meta(path: str, body: bytes) -> dict[str, Any]:
     model = doc.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model", "a request names its model")
-    limit = doc.get("max_tokens")
-    if limit is None:
-        limit = doc.get("max_completion_tokens")
+    try:
+        per_choice = bounds.asked_max_tokens(doc) or bounds.DEFAULT_MAX_TOKENS
+        count = bounds.choices(doc, path)
+    except bounds.BoundInvalid as exc:
+        raise InvalidRequest(exc.param, str(exc)) from None
     return {
         "path": path,
         "model": model,
         "stream": doc.get("stream") is True,
-        "max_tokens": limit if type(limit) is int else None,
+        "max_tokens": bounds.output_bound(per_choice, count),
     }
 
 
@@ -173,7 +181,9 @@ class SealedResponse:
             raise RuntimeError("a sealed response can be read once")
         self._consumed = True
         try:
-            for piece in self._http.iter_bytes():
+            if self._http.headers.get("content-encoding", "identity") != "identity":
+                raise ResponseInvalid("response.encoding", "a compressed sealed answer")
+            for piece in raw_pieces(self._http):  # network pieces, never inflated
                 for plain in self._reader.feed(piece):
                     if plain:
                         yield plain
@@ -260,7 +270,7 @@ class SealedClient:
     def _read_clear(self, answer: httpx.Response) -> bytes:
         """An answer that is not sealed: the gateway's own error (or a refused clear one)."""
         try:
-            return answer.read()
+            return bounded_body(answer, MAX_CLEAR)
         except httpx.TransportError as exc:
             raise GatewayUnreachable.of(self.gateway_url, exc) from exc
         finally:
@@ -285,6 +295,7 @@ class SealedClient:
             headers={
                 "Content-Type": envelope.SEALED_CONTENT_TYPE,
                 "Accept": "text/event-stream",
+                "Accept-Encoding": "identity",
                 **auth_headers(api_key),
             },
         )
@@ -294,10 +305,14 @@ class SealedClient:
             raise GatewayUnreachable.of(self.gateway_url, exc) from exc
 
     def get(self, path: str, api_key: str | None = None) -> httpx.Response:
-        """A plain (unsealed) GET to the gateway, e.g. /v1/models: no content is involved."""
+        """A plain (unsealed) GET to the gateway, e.g. /v1/models: no content is involved. Its
+        body is read up to MAX_CLEAR bytes (a longer or compressed one reads as empty)."""
+        headers = {**auth_headers(api_key or self.api_key), "Accept-Encoding": "identity"}
         try:
-            return self._http.get(
-                self.gateway_url + path, headers=auth_headers(api_key or self.api_key)
-            )
+            with self._http.stream("GET", self.gateway_url + path, headers=headers) as answer:
+                body = bounded_body(answer, MAX_CLEAR)
         except httpx.TransportError as exc:
             raise GatewayUnreachable.of(self.gateway_url, exc) from exc
+        return httpx.Response(
+            answer.status_code, headers=answer.headers, content=body, request=answer.request
+        )
