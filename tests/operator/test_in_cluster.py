@@ -125,7 +125,7 @@ def test_in_cluster_operator_reconciles_with_its_own_credentials(
         ("patch", "endpointslices", "discovery.k8s.io", True),
         ("create", "pods", "", False),
         ("delete", "pods", "", False),
-        ("get", "secrets", "", True),  # a pool's spec.secrets, for attested enclaves only
+        ("get", "secrets", "", False),  # granted by name, per miner namespace, if at all
         ("list", "secrets", "", False),
         ("watch", "secrets", "", False),
         ("create", "secrets", "", False),

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import logging
 import random
 import time
@@ -45,6 +47,7 @@ from teeroute_gateway.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
+    Unauthorized,
     Unavailable,
 )
 from teeroute_gateway.inference import InferenceHandler
@@ -146,7 +149,7 @@ class GatewayApp:
 
     async def _challenge(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self.services
-        await s.keys.account(bearer(scope))
+        account = await s.keys.account(bearer(scope))
         name, nonce = challenges.parse_challenge(
             await read_body(scope, receive, challenges.MAX_DOCUMENT)
         )
@@ -155,6 +158,7 @@ class GatewayApp:
             raise NotFound(
                 f"the model {name} does not exist", code="model_not_found", param="model"
             )
+        await challenges.charge(s.limiter, account.id, model)
         targets = challenges.sealable_endpoints(model, dt.datetime.now(dt.UTC), self._rng)
         answer = await challenges.challenge(s.dispatcher, targets, nonce)
         await respond(send, 200, orjson.dumps({"model": name, **answer}))
@@ -207,8 +211,24 @@ class GatewayApp:
         await respond(send, 200, b'{"status":"ready"}')
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = generate_latest(self.services.metrics.registry)
+        s = self.services
+        _require_scrape_token(s.settings.metrics_token_sha256, bearer(scope))
+        body = generate_latest(s.metrics.registry)
         await respond(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+
+
+def _require_scrape_token(expected_sha256: str, given: str | None) -> None:
+    """/metrics with `metricsTokenSha256` set: the bearer token must hash to it (constant
+    time); Unauthorized (401) otherwise."""
+    if not expected_sha256:
+        return
+    digest = hashlib.sha256((given or "").encode()).hexdigest()
+    if given is None or not hmac.compare_digest(digest, expected_sha256):
+        raise Unauthorized(
+            "/metrics needs Authorization: Bearer <the metrics token>",
+            code="invalid_metrics_token",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
 
 
 async def _last_word(send: Send, error: GatewayError) -> None:
@@ -253,6 +273,8 @@ def _record(record: Any) -> dict[str, Any]:
         "streamed",
         "created_at",
         "receipt_status",
+        "claimed_nano",
+        "bill_reason",
     )
     found = {f: getattr(record, f) for f in fields}
     found["receipt"] = _json_or_text(record.receipt)

@@ -4,6 +4,12 @@ A client that seals its prompts trusts neither the gateway nor the operator: it 
 nonce, and the gateway only carries it to each admitted enclave of the model (the agent's
 `POST /v1/attestation`) and carries the evidence documents back. The client verifies them
 itself (chain, signature, its own policy, report_data = sha512(its nonce || keys)).
+
+Each call makes up to MAX_ENDPOINTS enclaves produce fresh evidence (a hardware report each),
+so it is charged to the calling key like a request (`charge`): against the Route's request
+limits for that key (shared with inference on the route), and against a per-key ceiling of
+CHALLENGES_PER_MINUTE across models that holds even where the Route sets no limit. Over
+either, the answer is 429 `rate_limit_error` with Retry-After, and no enclave is asked.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import orjson
 
 from teeroute_gateway.catalog import Endpoint, Pool, PublicModel
 from teeroute_gateway.dispatch import Dispatcher
-from teeroute_gateway.errors import BadRequest
+from teeroute_gateway.errors import BadRequest, RateLimited, Unavailable
+from teeroute_gateway.limits import LimiterUnavailable, Limits, RateLimiter
 from teeroute_gateway.requests import json_object
 from teeroute_gateway.upstream import UpstreamError
 
@@ -28,6 +35,32 @@ MAX_ENDPOINTS = 16
 TIMEOUT_S = 5.0
 MAX_DOCUMENT = 256 * 1024
 NONCE_BYTES = 32
+CHALLENGES_PER_MINUTE = 30
+"""Per API key, across models: fresh-evidence calls a minute, whatever the Routes allow (a
+client verifying before each sealed request reuses the evidence for the enclave's key)."""
+
+
+async def charge(limiter: RateLimiter, account_id: str, model: PublicModel) -> None:
+    """Count one challenge against the key's limits; RateLimited (429) when over one."""
+    rl = model.spec.rate_limits
+    route = Limits(rpm=rl.requests_per_minute, tpm=rl.tokens_per_minute)
+    scopes = [(f"{account_id}|attestations", Limits(rpm=CHALLENGES_PER_MINUTE), "attestations")]
+    if not route.unlimited:
+        scopes.append((f"{account_id}|{model.route_key}", route, model.name))
+    for scope, limits, what in scopes:
+        try:
+            decision = await limiter.admit(scope, limits)
+        except LimiterUnavailable:
+            raise Unavailable(
+                "rate limits cannot be checked right now", code="limiter_unavailable"
+            ) from None
+        if not decision.allowed:
+            wait = max(1, int(decision.retry_after_s + 0.999))
+            raise RateLimited(
+                f"rate limit of {decision.limit} {decision.reason} per minute reached on {what}",
+                code=f"rate_limit_{decision.reason}",
+                headers={"Retry-After": str(wait)},
+            )
 
 
 def parse_challenge(raw: bytes) -> tuple[str, str]:

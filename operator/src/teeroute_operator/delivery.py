@@ -1,4 +1,5 @@
-"""The I/O of secret release: read a pool's Secrets (once per sweep; nothing is kept longer),
+"""The I/O of secret release: read a pool's Secrets (once per sweep; nothing is kept longer;
+only for a pool that pins measurements, and only Secrets that name the pool: release.py),
 and POST them to an enclave agent's `/v1/secrets`, signed by the operator's release key and
 sealed to the HPKE key of the evidence the operator has just verified (docs/sealed-mode.md,
 section 4).
@@ -12,18 +13,25 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 
-from teeroute.api.minerpool import PoolSecret
+from teeroute.api.minerpool import MinerPool
 from teeroute.kube import ApiError, Kube, paths
 from teeroute.sealing.envelope import SEALED_CONTENT_TYPE
 from teeroute.sealing.errors import SealingError
 from teeroute.sealing.secrets import PATH, Signer, seal_secrets
+from teeroute.wire import WireError, aread_capped
+from teeroute_operator import release
 from teeroute_operator.release import Loaded, NoSecrets, SecretSet, SecretVersion, Unavailable
 
+Obj = dict[str, Any]
 RELEASED = 204
+MAX_REFUSAL = 4096
+"""Bytes of an agent's refusal read for its error type (a miner may answer without end)."""
 REFUSALS = {
     "secret_release_disabled": "the agent pins no release key",
     "release_refused": "the agent refused the release's signature",
@@ -32,41 +40,73 @@ REFUSALS = {
 """The agent's refusals of a release (its error `type`), and what they mean."""
 
 
-async def load(kube: Kube, namespace: str, wanted: Sequence[PoolSecret]) -> SecretSet:
-    """The pool's secrets: each Secret is read once (`get`); a missing Secret or key, or one
-    the operator may not read, makes the whole set unavailable. Other apiserver errors raise
-    (the sweep is retried, the leases carry the endpoints meanwhile)."""
+async def load(kube: Kube, pool: MinerPool) -> SecretSet:
+    """The pool's secrets, after the pool's and each Secret's consent (release.py): nothing
+    is read for a pool that pins no measurement; each Secret is read once (`get`) and must
+    name the pool in its release-to annotation. A missing Secret or key, one the operator may
+    not read, or one not offered to the pool makes the whole set unavailable. Other apiserver
+    errors raise (the sweep is retried, the leases carry the endpoints meanwhile)."""
+    wanted = pool.spec.secrets
     if not wanted:
         return NoSecrets()
-    read: dict[str, dict[str, object]] = {}
+    unpinned = release.pinning_problem(pool.spec.attestation.allowed_measurements)
+    if unpinned is not None:
+        return Unavailable(unpinned)
+    read: dict[str, Obj] = {}
     values: dict[str, str] = {}
     versions = []
     for entry in wanted:
         ref = entry.secret_key_ref
         if ref.name not in read:
-            try:
-                read[ref.name] = await kube.get(
-                    f"{paths.collection('v1', 'Secret', namespace)}/{ref.name}"
-                )
-            except ApiError as exc:
-                if exc.status in (403, 404):
-                    what = "not found" if exc.not_found else f"not readable (HTTP {exc.status})"
-                    return Unavailable(f'Secret "{ref.name}" {what} (secret {entry.name})')
-                raise
-        secret = read[ref.name]
-        data = secret.get("data") or {}
-        if not isinstance(data, dict) or ref.key not in data:
-            return Unavailable(f'Secret "{ref.name}" has no key "{ref.key}" (secret {entry.name})')
-        try:
-            values[entry.name] = base64.b64decode(str(data[ref.key]), validate=True).decode()
-        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
-            return Unavailable(
-                f'key "{ref.key}" of Secret "{ref.name}" is not UTF-8 text (secret {entry.name})'
-            )
-        meta = secret.get("metadata") or {}
+            found = await _read(kube, pool, ref.name, entry.name)
+            if isinstance(found, Unavailable):
+                return found
+            read[ref.name] = found
+        value = _value(read[ref.name], ref.name, ref.key, entry.name)
+        if isinstance(value, Unavailable):
+            return value
+        values[entry.name] = value
+        meta = read[ref.name].get("metadata") or {}
         version = str(meta.get("resourceVersion", "")) if isinstance(meta, dict) else ""
         versions.append(SecretVersion(entry.name, ref.name, ref.key, version))
     return Loaded(tuple(versions), values)
+
+
+async def _read(kube: Kube, pool: MinerPool, name: str, entry: str) -> Obj | Unavailable:
+    """Secret `name` of the pool's namespace, if it may be read and is offered to the pool."""
+    namespace = pool.metadata.namespace
+    try:
+        secret: Obj = await kube.get(f"{paths.collection('v1', 'Secret', namespace)}/{name}")
+    except ApiError as exc:
+        if exc.not_found:
+            return Unavailable(f'{release.FOUND_CHECK}: Secret "{name}" not found (secret {entry})')
+        if exc.status == 403:
+            return Unavailable(
+                f'{release.READABLE_CHECK}: the operator may not read Secret "{name}" '
+                f"(HTTP 403; grant it `get` on that Secret by name) (secret {entry})"
+            )
+        raise
+    meta = secret.get("metadata") or {}
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    problem = release.opt_in_problem(
+        name, annotations if isinstance(annotations, dict) else None, pool.metadata.name
+    )
+    return secret if problem is None else Unavailable(f"{problem} (secret {entry})")
+
+
+def _value(secret: Obj, name: str, key: str, entry: str) -> str | Unavailable:
+    data = secret.get("data") or {}
+    if not isinstance(data, dict) or key not in data:
+        return Unavailable(
+            f'{release.FOUND_CHECK}: Secret "{name}" has no key "{key}" (secret {entry})'
+        )
+    try:
+        return base64.b64decode(str(data[key]), validate=True).decode()
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        return Unavailable(
+            f'{release.FOUND_CHECK}: key "{key}" of Secret "{name}" is not UTF-8 text '
+            f"(secret {entry})"
+        )
 
 
 async def deliver(
@@ -89,24 +129,33 @@ async def deliver(
     except (binascii.Error, ValueError) as exc:
         return f"cannot seal to the attested key ({type(exc).__name__})"
     try:
-        response = await client.post(
-            agent_url.rstrip("/") + PATH,
-            content=body,
-            headers={"Content-Type": SEALED_CONTENT_TYPE},
-        )
+        status, answer = await _post(client, agent_url.rstrip("/") + PATH, body)
     except httpx.TimeoutException:
         return "the agent timed out"
     except httpx.HTTPError as exc:
         return f"the agent could not be reached ({type(exc).__name__})"
-    if response.status_code != RELEASED:
-        return _refusal(response)
+    if status != RELEASED:
+        return _refusal(status, answer)
     return None
 
 
-def _refusal(response: httpx.Response) -> str:
-    status = f"HTTP {response.status_code}"
+async def _post(client: httpx.AsyncClient, url: str, body: bytes) -> tuple[int, bytes]:
+    """The agent's status and, when it refused, its error body: read up to MAX_REFUSAL bytes
+    (a longer one is no refusal we know, and is left unread)."""
+    headers = {"Content-Type": SEALED_CONTENT_TYPE, "Accept-Encoding": "identity"}
+    async with client.stream("POST", url, content=body, headers=headers) as response:
+        if response.status_code == RELEASED:
+            return RELEASED, b""
+        try:
+            return response.status_code, await aread_capped(response, MAX_REFUSAL, "refusal")
+        except WireError:
+            return response.status_code, b""
+
+
+def _refusal(status_code: int, answer: bytes) -> str:
+    status = f"HTTP {status_code}"
     try:
-        kind = response.json()["error"]["type"]
+        kind = json.loads(answer)["error"]["type"]
     except (ValueError, KeyError, TypeError):
         kind = None
     if isinstance(kind, str) and kind in REFUSALS:

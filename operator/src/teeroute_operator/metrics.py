@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from teeroute_operator import scrape
 
 
 class Metrics:
@@ -70,5 +72,6 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 metric.remove(namespace, pool)
 
-    def serve(self, port: int) -> None:
-        start_http_server(port, registry=self.registry)
+    def serve(self, port: int, token: str | None = None) -> None:
+        """Serve /metrics on `port`; with a `token`, only to `Authorization: Bearer <token>`."""
+        scrape.serve(self.registry, port, token)

@@ -13,13 +13,23 @@ key it pins; the agent accepts releases signed by that key alone): an enclave pi
 key, or none, would refuse the release, or take one from whoever holds that other key, so it is
 failed before anything is sent, and so is every enclave when the operator has no release key.
 
+Two consents come before any Secret is read or released, each a named check:
+- `secrets.measurementsPinned`: the pool pins the enclave's code (`attestation.
+  allowedMeasurements`); without it any enclave, including one built to print what it is
+  given, would verify, so nothing is read.
+- `secrets.optIn`: the Secret names the pool in its `teeroute.dev/release-to` annotation
+  (pool names of its namespace, comma-separated): whoever can write a MinerPool cannot make
+  the operator hand out a Secret its owner did not offer to that pool.
+A Secret the operator may not read (its RBAC grant, see docs/sealed-mode.md section 4) fails
+`secrets.readable`; one missing, or missing the key, `secrets.found`.
+
 Values travel only in `Loaded.values`, which never prints (repr) and never compares.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from teeroute.sealing.secrets import Signer
@@ -96,6 +106,41 @@ def fingerprint(hpke_key_sha256: str, versions: Collection[SecretVersion]) -> st
     for v in sorted(versions, key=lambda v: v.name):
         lines.append(f"{v.name}\x00{v.secret}\x00{v.key}\x00{v.resource_version}")
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+RELEASE_TO = "teeroute.dev/release-to"
+"""Annotation on a Secret: the pools of its namespace it may be released to (comma-separated
+names; no wildcard)."""
+PINNED_CHECK = "secrets.measurementsPinned"
+OPT_IN_CHECK = "secrets.optIn"
+READABLE_CHECK = "secrets.readable"
+FOUND_CHECK = "secrets.found"
+
+
+def pinning_problem(allowed_measurements: Sequence[str]) -> str | None:
+    """Why a pool allowing these measurements may not be given secrets; None when it may."""
+    if allowed_measurements:
+        return None
+    return (
+        f"{PINNED_CHECK}: the pool pins no measurement (attestation.allowedMeasurements is "
+        "empty), so an enclave running any code would get its secrets; nothing was read"
+    )
+
+
+def opted_in_pools(annotations: Mapping[str, str] | None) -> frozenset[str]:
+    """The pools a Secret with these annotations may be released to."""
+    value = (annotations or {}).get(RELEASE_TO, "")
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
+
+
+def opt_in_problem(secret: str, annotations: Mapping[str, str] | None, pool: str) -> str | None:
+    """Why Secret `secret` (with these annotations) may not go to pool `pool`; None: it may."""
+    if pool in opted_in_pools(annotations):
+        return None
+    return (
+        f'{OPT_IN_CHECK}: Secret "{secret}" does not name pool "{pool}" in its '
+        f"{RELEASE_TO} annotation"
+    )
 
 
 NO_RELEASE_KEY = f"the operator has no release key ({SETTING} is unset)"

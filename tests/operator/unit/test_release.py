@@ -22,7 +22,9 @@ from teeroute_operator.release import (
     Unavailable,
     decide,
     fingerprint,
+    opt_in_problem,
     pin_problem,
+    pinning_problem,
 )
 
 KEY_A, KEY_B = "a" * 64, "b" * 64
@@ -147,3 +149,44 @@ def test_an_operator_without_a_release_key_releases_nothing(pinned: bytes) -> No
 @pytest.mark.parametrize("pinned", [b"", OTHER.public], ids=["pins-none", "pins-other"])
 def test_a_pool_without_secrets_needs_no_release_key(signer: Signer | None, pinned: bytes) -> None:
     assert decide(KEY_A, NoSecrets(), set(), signer=signer, pinned=pinned) == Keep("")
+
+
+# Consent before release (issue 14, hole 7): the pool pins its enclaves' code, and each
+# Secret names the pool it is offered to.
+
+
+@pytest.mark.parametrize(
+    ("allowed", "ok"),
+    [([], False), (["ab" * 48], True), (["ab" * 48, "cd" * 48], True)],
+)
+def test_secrets_go_only_to_a_pool_that_pins_measurements(allowed: list[str], ok: bool) -> None:
+    problem = pinning_problem(allowed)
+    assert (problem is None) is ok
+    if problem is not None:
+        assert problem.startswith("secrets.measurementsPinned: ")
+
+
+@pytest.mark.parametrize(
+    ("annotations", "ok"),
+    [
+        (None, False),
+        ({}, False),
+        ({"teeroute.dev/release-to": ""}, False),
+        ({"teeroute.dev/release-to": "relay"}, True),
+        ({"teeroute.dev/release-to": "other, relay"}, True),
+        ({"teeroute.dev/release-to": "relay-2"}, False),  # names, not prefixes
+        ({"teeroute.dev/release-to": "*"}, False),  # no wildcard
+        ({"teeroute.dev/release-to": "ns/relay"}, False),  # the Secret's own namespace only
+        ({"teeroute.dev/pool": "relay"}, False),  # another annotation
+    ],
+)
+def test_a_secret_goes_only_to_the_pools_it_names(
+    annotations: dict[str, str] | None, ok: bool
+) -> None:
+    problem = opt_in_problem("provider", annotations, "relay")
+    assert (problem is None) is ok
+    if problem is not None:
+        assert problem == (
+            'secrets.optIn: Secret "provider" does not name pool "relay" in its '
+            "teeroute.dev/release-to annotation"
+        )
