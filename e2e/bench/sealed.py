@@ -42,6 +42,8 @@ from sealedbench import client, floor, kinds, ledger, load, miner, modes, report
 from sealedbench.kinds import KINDS, Kind
 from sealedbench.modes import MODES, Mode
 
+from teeroute_gateway import gateway_key
+
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_VALID_FOR = dt.timedelta(hours=24)
 WARMUP_CONNECTIONS = load.MAX_CONNECTIONS  # fills the gateway's pool of agent connections
@@ -259,10 +261,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     with Fleet(work) as fleet:
         engine = targets.start_simulator(fleet, args.load_core)
         chips = miner.chip_dir(work / "chips")
-        agent, agent_url = miner.start_agent(fleet, chips, engine.url, args.load_core)
+        # the agent answers only the gateway, whose key it pins (docs/sealed-mode.md section 8)
+        signing = work / "gateway-key.pem"
+        pinned = gateway_key.public_b64(gateway_key.create(signing))
+        agent, agent_url = miner.start_agent(fleet, chips, engine.url, args.load_core, pinned)
         lease = miner.verified_lease(agent_url, chips, LEASE_VALID_FOR)
         gateway, url, key = start_gateway(
-            fleet, work, modes.gateway_config(lease), args.target_core
+            fleet, work, modes.gateway_config(lease, str(signing)), args.target_core
         )
         print(f"engine, agent and gateway (pid {gateway.pid}) ready; probing", flush=True)
         enclave = client.Enclave.from_lease(lease)

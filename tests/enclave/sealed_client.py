@@ -1,5 +1,7 @@
 """The client half of sealed mode, for the agent's tests: the enclave's keys from its
-evidence, a request sealed with `teeroute.sealing.envelope`, the answer opened frame by frame."""
+evidence, a request sealed with `teeroute.sealing.envelope`, the answer opened frame by frame.
+The agents started here pin the tests' gateway key, and requests are sent as the gateway
+sends them, with its authorization (`tests.gateway_key`), unless a test gives its own."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from typing import Any
 
 import httpx
 
-from teeroute.sealing import envelope, hpke
+from teeroute.sealing import envelope, gateway_auth, hpke
 from teeroute.sealing.receipts import Receipt, verify_receipt
+from tests import gateway_key
 
 from .test_agent_proxy import free_port, running
 
@@ -117,12 +120,13 @@ def stream_sealed(
 ) -> Iterator[tuple[SealedAnswer, Iterator[bytes]]]:
     """The answer as it arrives: the iterator yields each frame's plaintext when it opens."""
     start = time.monotonic()
+    body = sealed.to_bytes() if content is None else content
+    headers = {**SEALED_HEADERS, **(headers or {})}
+    if gateway_auth.HEADER not in headers:
+        key_id = gateway_key.hpke_key_id(agent)
+        headers.update(gateway_key.header("POST", path, body, key_id))
     with httpx.stream(
-        "POST",
-        f"{agent}{path}",
-        content=sealed.to_bytes() if content is None else content,
-        headers={**SEALED_HEADERS, **(headers or {})},
-        timeout=60,
+        "POST", f"{agent}{path}", content=body, headers=headers, timeout=60
     ) as response:
         answer = SealedAnswer(response.status_code, response.headers)
         if response.headers.get(envelope.SEALED_HEADER) != envelope.VERSION:
@@ -182,6 +186,7 @@ def agent_process(chips: Path, engine_url: str, log: Path, **settings: str) -> I
         "TEEROUTE_SIMULATED_DIR": str(chips),
         "TEEROUTE_AGENT_PORT": str(port),
         "TEEROUTE_ENGINE_URL": engine_url,
+        **gateway_key.PINNED,
         **{f"TEEROUTE_AGENT_{name.upper()}": value for name, value in settings.items()},
     }
     url = f"http://127.0.0.1:{port}"

@@ -1,7 +1,8 @@
 """The agent as the pod's front door: a real engine simulator and a real agent process on
 loopback, the official openai SDK against the agent, and the engine's own answers to compare.
 Streams are relayed as they arrive, a client that leaves closes the engine connection, and the
-agent's own errors keep its JSON shape."""
+agent's own errors keep its JSON shape. The agents pin the tests' gateway key and are called as
+the gateway calls them, with its authorization (`tests.gateway_key`)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ import openai
 import pytest
 
 from teeroute.attestation.providers import SimulatedProvider, code_measurement
+from teeroute.sealing import gateway_auth
 from teeroute_enclave import proxy
 from teeroute_enclave.__main__ import PACKAGE as AGENT
+from teeroute_enclave.gateway_auth import Callers
 from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.server import AgentServer
 from teeroute_engine_sim.generation import natural_length, request_digest
+from tests import gateway_key
 
 from .test_agent import chip_dir, serve  # noqa: F401 - a fixture, used by name
 
@@ -109,6 +113,7 @@ def agent_process(chips: Path, engine_url: str, log: Path) -> Iterator[str]:
         "TEEROUTE_SIMULATED_DIR": str(chips),
         "TEEROUTE_AGENT_PORT": str(port),
         "TEEROUTE_ENGINE_URL": engine_url,
+        **gateway_key.PINNED,
     }
     url = f"http://127.0.0.1:{port}"
     with running([sys.executable, "-m", "teeroute_enclave"], env, f"{url}/healthz", log):
@@ -132,14 +137,22 @@ def agent(
         yield url
 
 
-def sdk(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="not-checked", max_retries=0, timeout=60)
+def sdk(url: str, as_gateway: bool = True) -> openai.OpenAI:
+    """The openai SDK against an agent as the gateway (each request signed for that agent's
+    key); `as_gateway=False` for a bare engine, which has no evidence and checks nothing."""
+    auth = gateway_key.signed_for(url) if as_gateway else None
+    client = httpx.Client(auth=auth, timeout=60)
+    return openai.OpenAI(
+        base_url=f"{url}/v1", api_key="not-checked", max_retries=0, http_client=client
+    )
 
 
 def test_chat_completion_through_the_agent_equals_the_engines(agent: str, engine: str) -> None:
     messages: Any = [{"role": "user", "content": "hello"}]
     answers = [
-        sdk(url).chat.completions.create(model=MODEL, messages=messages, max_tokens=8, seed=1)
+        sdk(url, url == agent).chat.completions.create(
+            model=MODEL, messages=messages, max_tokens=8, seed=1
+        )
         for url in (agent, engine)
     ]
     relayed, direct = (answer.model_dump(exclude={"id", "created"}) for answer in answers)
@@ -149,7 +162,7 @@ def test_chat_completion_through_the_agent_equals_the_engines(agent: str, engine
 
 def test_text_completion_through_the_agent_equals_the_engines(agent: str, engine: str) -> None:
     answers = [
-        sdk(url).completions.create(model=MODEL, prompt=PROMPT, max_tokens=8)
+        sdk(url, url == agent).completions.create(model=MODEL, prompt=PROMPT, max_tokens=8)
         for url in (agent, engine)
     ]
     relayed, direct = (answer.model_dump(exclude={"id", "created"}) for answer in answers)
@@ -235,6 +248,7 @@ def test_a_body_over_8_mib_is_refused_with_413(agent: str) -> None:
         f"{agent}/v1/completions",
         content=body,
         headers={"Content-Type": "application/json"},
+        auth=gateway_key.signed_for(agent),
         timeout=60,
     )
     assert answer.status_code == 413
@@ -255,6 +269,8 @@ def test_bad_body_framing_gets_the_agents_json_error(
 ) -> None:
     connection = http.client.HTTPConnection(agent.removeprefix("http://"), timeout=10)
     connection.putrequest("POST", "/v1/chat/completions", skip_accept_encoding=True)
+    signed = gateway_key.header("POST", "/v1/chat/completions", b"{}", "")  # well formed
+    connection.putheader(gateway_auth.HEADER, signed[gateway_auth.HEADER])
     for name, value in headers:
         connection.putheader(name, value)
     connection.endheaders(b"{}")
@@ -266,9 +282,13 @@ def test_bad_body_framing_gets_the_agents_json_error(
 
 def test_an_http_1_0_client_gets_the_stream_until_the_connection_closes(agent: str) -> None:
     body = b'{"model": "sim-model", "prompt": "hi", "max_tokens": 3, "stream": true}'
+    (signed,) = gateway_key.header(
+        "POST", "/v1/completions", body, gateway_key.hpke_key_id(agent)
+    ).items()
     request = (
         b"POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        b"%s: %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (signed[0].encode(), signed[1].encode(), len(body), body)
     )
     host, port = agent.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
@@ -309,7 +329,11 @@ def in_process_agent(
     def start(engine_url: str, timeout_s: float) -> str:
         keys = EnclaveKeys.generate()
         provider = SimulatedProvider(chip_dir, "node-a", code_measurement(AGENT))
-        servers.append(AgentServer(("127.0.0.1", 0), provider, keys, engine_url, timeout_s))
+        callers = Callers([gateway_key.PUBLIC])
+        server = AgentServer(
+            ("127.0.0.1", 0), provider, keys, engine_url, timeout_s, callers=callers
+        )
+        servers.append(server)
         return str(serve(servers[-1]))
 
     yield start
@@ -322,12 +346,14 @@ def test_an_engine_that_never_answers_is_504(
 ) -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (backlog), never answers
         url = in_process_agent(f"http://127.0.0.1:{silent.getsockname()[1]}", 0.5)
-        answer = httpx.get(f"{url}/v1/models", timeout=10)
+        answer = httpx.get(f"{url}/v1/models", auth=gateway_key.signed_for(url), timeout=10)
     assert (answer.status_code, answer.json()["error"]["type"]) == (504, "engine_timeout")
 
 
 def test_no_engine_configured_is_503(in_process_agent: Callable[[str, float], str]) -> None:
-    answer = httpx.post(f"{in_process_agent('', 1)}/v1/chat/completions", json={}, timeout=10)
+    url = in_process_agent("", 1)
+    signed = gateway_key.signed_for(url)
+    answer = httpx.post(f"{url}/v1/chat/completions", json={}, auth=signed, timeout=10)
     assert (answer.status_code, answer.json()["error"]["type"]) == (503, "engine_unavailable")
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from teeroute.sealing import envelope, hpke
 from teeroute.sealing.receipts import Receipt
+from teeroute_enclave.sealed import engine_request
+from tests import gateway_key
 
 from .sealed_client import (
     EnclaveKeys,
@@ -163,6 +165,45 @@ def test_meta_max_tokens_caps_what_the_engine_generates(agent: str, keys: Enclav
     sealed, opener = seal(keys, TEXT, body, meta=meta)
     receipt = post_sealed(agent, TEXT, sealed, opener).verified_receipt(keys, sealed)
     assert receipt.output_tokens == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "bound", "limits"),
+    [
+        (CHAT, {"n": 3, "max_tokens": 100}, 30, {"max_tokens": 10}),
+        (TEXT, {"n": 2, "best_of": 4, "max_tokens": 100}, 40, {"max_tokens": 10}),
+        (TEXT, {"prompt": ["a", "b"], "max_tokens": 100}, 10, {"max_tokens": 5}),
+        (TEXT, {"prompt": ["a", "b"]}, 10, {"max_tokens": 5}),
+        (
+            CHAT,
+            {"max_tokens": 100, "max_completion_tokens": 3},
+            50,
+            {"max_tokens": 50, "max_completion_tokens": 3},
+        ),
+    ],
+)
+def test_meta_max_tokens_bounds_all_the_completions_the_body_asks_for(
+    path: str, body: dict[str, Any], bound: int, limits: dict[str, int]
+) -> None:
+    forwarded = engine_request(body, {"path": path, "max_tokens": bound}, None)
+    assert {k: forwarded[k] for k in limits} == limits
+
+
+@pytest.mark.parametrize(
+    ("body", "meta"),
+    [
+        ({"model": MODEL, "prompt": PROMPT}, {"max_tokens": None}),  # no bound: unheld output
+        ({"model": MODEL, "prompt": PROMPT, "n": 5}, {"max_tokens": 2}),  # 5 answers, 2 held
+        ({"model": MODEL, "prompt": [PROMPT] * 3}, {"max_tokens": 2}),
+    ],
+)
+def test_a_sealed_body_asking_for_more_than_its_bound_is_refused(
+    agent: str, keys: EnclaveKeys, body: dict[str, Any], meta: dict[str, Any]
+) -> None:
+    sealed, opener = seal(keys, TEXT, body, meta={**meta_for(TEXT, body), **meta})
+    status, kind, message = refused(post_sealed(agent, TEXT, sealed, opener))
+    assert (status, kind) == (400, "sealed_envelope_invalid")
+    assert message.startswith("meta.max_tokens")
 
 
 def test_sealed_frames_arrive_as_the_engine_sends_them(agent: str, keys: EnclaveKeys) -> None:
@@ -383,13 +424,13 @@ def test_an_agent_requiring_sealing_refuses_plain_completions(
     tmp_path: Path,
 ) -> None:
     with agent_process(chip_dir, engine, tmp_path / "agent.log", require_sealed="true") as agent:
-        plain = httpx.post(
-            f"{agent}{TEXT}", json={"model": MODEL, "prompt": "hi", "max_tokens": 2}, timeout=10
-        )
+        signed = gateway_key.signed_for(agent)
+        body = {"model": MODEL, "prompt": "hi", "max_tokens": 2}
+        plain = httpx.post(f"{agent}{TEXT}", json=body, auth=signed, timeout=10)
         keys = enclave_keys(agent)
         sealed, opener = seal(keys, TEXT, {"model": MODEL, "prompt": "hi", "max_tokens": 2})
         answer = post_sealed(agent, TEXT, sealed, opener)
-        models = httpx.get(f"{agent}/v1/models", timeout=10)
+        models = httpx.get(f"{agent}/v1/models", auth=signed, timeout=10)
     assert (plain.status_code, plain.json()["error"]["type"]) == (403, "sealing_required")
     assert (answer.status, answer.finished) == (200, True)
     assert models.status_code == 200
@@ -398,7 +439,10 @@ def test_an_agent_requiring_sealing_refuses_plain_completions(
 def test_plain_requests_still_work_by_default(agent: str) -> None:
     start = time.monotonic()
     answer = httpx.post(
-        f"{agent}{TEXT}", json={"model": MODEL, "prompt": "hi", "max_tokens": 2}, timeout=10
+        f"{agent}{TEXT}",
+        json={"model": MODEL, "prompt": "hi", "max_tokens": 2},
+        auth=gateway_key.signed_for(agent),
+        timeout=10,
     )
     assert answer.status_code == 200 and answer.json()["choices"]
     assert time.monotonic() - start < 10

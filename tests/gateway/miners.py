@@ -1,6 +1,7 @@
 """Real confidential miners for the gateway's sealed-mode tests: the enclave agent on the
 simulated TEE in front of an engine simulator, both real processes on loopback, and the lease
-an operator would write after verifying the agent's evidence (with its attested keys)."""
+an operator would write after verifying the agent's evidence (with its attested keys). The
+agents pin the tests' gateway key, which the gateways of `procs.py` hold."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import httpx
 from teeroute.attestation import simulated
 from teeroute.attestation.evidence import EvidenceDocument, Trust, verify_document
 from teeroute.attestation.policy import Policy
+from tests import gateway_key
 
 from .procs import Proc, free_port, started
 
@@ -39,6 +41,7 @@ def agent(chips: Path, engine_url: str, log: Path, **env: str) -> Iterator[Proc]
         "TEEROUTE_SIMULATED_DIR": str(chips),
         "TEEROUTE_AGENT_PORT": str(port),
         "TEEROUTE_ENGINE_URL": engine_url,
+        **gateway_key.PINNED,
         **env,
     }
     with started([sys.executable, "-m", "teeroute_enclave"], port, log, "/healthz", settings) as p:

@@ -1,5 +1,9 @@
 """Real processes for the gateway's HTTP tests: engine simulators and `teeroute gateway serve`
-on free loopback ports, a config file written for them, and keys made with the real CLI."""
+on free loopback ports, a config file written for them, and keys made with the real CLI.
+
+Every gateway started here holds the tests' gateway key (`tests.gateway_key`, which the
+agents of `miners.py` pin), as a deployment's gateway holds its own: a config without
+`gatewayKeyFile` gets that key (`with_gateway_key`)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from tests import gateway_key
 
 START_TIMEOUT_S = 30
 CLI = [sys.executable, "-m", "teeroute.cli"]
@@ -92,6 +98,7 @@ def engine(tmp: Path, name: str, *flags: str) -> Iterator[Proc]:
 
 @contextmanager
 def gateway(config: Path, name: str = "gateway") -> Iterator[Proc]:
+    with_gateway_key(config)
     port = free_port()
     argv = [*CLI, "gateway", "serve", "--config", str(config), "--port", str(port)]
     with started(argv, port, config.parent / f"{name}.log", "/readyz") as proc:
@@ -175,4 +182,15 @@ def write_config(
         }
     )
     path.write_text(yaml.safe_dump_all(docs))
-    return path
+    return with_gateway_key(path)
+
+
+def with_gateway_key(config: Path) -> Path:
+    """The config with `gatewayKeyFile` set to the tests' gateway key (written beside it),
+    unless it names a key file of its own."""
+    docs = list(yaml.safe_load_all(config.read_text()))
+    spec = next(d for d in docs if d.get("kind") == "GatewayConfig").setdefault("spec", {})
+    if "gatewayKeyFile" not in spec:
+        spec["gatewayKeyFile"] = str(gateway_key.write_pem(config.with_name("gateway-key.pem")))
+        config.write_text(yaml.safe_dump_all(docs))
+    return config

@@ -68,6 +68,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         "LD_PRELOAD": libfaketime(),
         "FAKETIME": f"-{BEHIND_S}",
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        # the gateway's authorization would be stale first (60 s window): widen its window
+        # so that these requests reach the sealed request's own clock check
+        "TEEROUTE_AGENT_GATEWAY_AUTH_WINDOW_S": "600",
     }
     with (
         engine(tmp, "e0") as eng,

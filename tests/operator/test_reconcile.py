@@ -26,6 +26,7 @@ CHILDREN = (
     ("apis/apps/v1", "deployments"),
     ("api/v1", "services"),
     ("apis/policy/v1", "poddisruptionbudgets"),
+    ("apis/networking.k8s.io/v1", "networkpolicies"),
 )
 
 
@@ -63,18 +64,24 @@ def test_examples_land_on_their_pools_with_status_and_columns(
             lambda n=name: pool_ready(kube, namespace, n), timeout_s=60, what=f"{name} to be Ready"
         )
 
-    pods = kube.get(f"/api/v1/namespaces/{namespace}/pods")["items"]
+    def live_pods(name: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = kube.get(
+            f"/api/v1/namespaces/{namespace}/pods", labelSelector=f"teeroute.dev/pool={name}"
+        )["items"]
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def counted(name: str) -> list[dict[str, Any]] | None:
+        """The pool's pods, once they and its status agree (separate objects, each
+        eventually consistent)."""
+        body, mine = pool(kube, namespace, name), live_pods(name)
+        status = body["status"]
+        counts = (status["desiredReplicas"], status["readyReplicas"], status["attestedReplicas"])
+        agreed = len(mine) == body["spec"]["replicas"] and counts == (len(mine), len(mine), 0)
+        return mine if agreed and condition(body, "Degraded").get("status") == "False" else None
+
     for name, node_pool in EXAMPLES.items():
-        mine = [p for p in pods if p["metadata"]["labels"].get("teeroute.dev/pool") == name]
-        assert len(mine) == pool(kube, namespace, name)["spec"]["replicas"]
+        mine = wait_for(lambda n=name: counted(n), what=f"{name}'s pods and status to agree")
         assert {POOL_OF_NODE[p["spec"]["nodeName"]] for p in mine} == {node_pool}
-        status = pool(kube, namespace, name)["status"]
-        assert (status["desiredReplicas"], status["readyReplicas"], status["attestedReplicas"]) == (
-            len(mine),
-            len(mine),
-            0,
-        )
-        assert condition(pool(kube, namespace, name), "Degraded")["status"] == "False"
 
     table = kubectl("-n", namespace, "get", "minerpools").stdout.split("\n")
     assert table[0].split() == [
@@ -273,23 +280,28 @@ def test_deleting_a_pool_removes_its_children_and_its_route_goes_not_ready(
         timeout_s=30,
         what="the garbage collector to remove every child",
     )
-    ready = wait_for(
+    route = wait_for(
         lambda: (
-            (c := condition(kube.get(f"{API}/{namespace}/routes/to-doomed"), "Ready")).get("status")
-            == "False"
-            and c
+            (r := kube.get(f"{API}/{namespace}/routes/to-doomed"))
+            and condition(r, "Ready").get("status") == "False"
+            and r
         ),
         timeout_s=30,
         what="the route to turn not Ready",
     )
+    ready = condition(route, "Ready")
     assert ready["reason"] == "PoolNotFound"
     assert "doomed" in ready["message"]
-    route = kube.get(f"{API}/{namespace}/routes/to-doomed")
     assert route["status"]["eligibleBackends"] == 0
-    pods = kube.get(
-        f"/api/v1/namespaces/{namespace}/pods", labelSelector="teeroute.dev/pool=doomed"
-    )["items"]
-    assert all(p["metadata"].get("deletionTimestamp") for p in pods)
+
+    # The garbage collector deletes the pods after their ReplicaSet: wait for it.
+    def pods_going() -> bool:
+        pods = kube.get(
+            f"/api/v1/namespaces/{namespace}/pods", labelSelector="teeroute.dev/pool=doomed"
+        )["items"]
+        return all(p["metadata"].get("deletionTimestamp") for p in pods)
+
+    wait_for(pods_going, timeout_s=30, what="every pod of the deleted pool to be deleted")
 
 
 def test_route_follows_price_and_tee_constraints(

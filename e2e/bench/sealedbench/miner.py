@@ -32,8 +32,9 @@ def chip_dir(directory: Path) -> Path:
 
 
 def start_agent(
-    fleet: Fleet, chips: Path, engine_url: str, core: int | None
+    fleet: Fleet, chips: Path, engine_url: str, core: int | None, gateway_keys: str = ""
 ) -> tuple[Service, str]:
+    """The agent, answering the gateway whose public key(s) `gateway_keys` names."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEEROUTE_")}
     env |= {
@@ -42,6 +43,7 @@ def start_agent(
         "TEEROUTE_SIMULATED_DIR": str(chips),
         "TEEROUTE_AGENT_PORT": str(port),
         "TEEROUTE_ENGINE_URL": engine_url,
+        "TEEROUTE_AGENT_GATEWAY_KEYS": gateway_keys,
     }
     service = fleet.start("agent", [sys.executable, "-m", "teeroute_enclave"], core=core, env=env)
     url = f"http://127.0.0.1:{port}"

@@ -70,15 +70,15 @@ def expect(mode: Mode, stream: bool) -> str:
     return "[DONE]" if stream else '"usage"'
 
 
-def gateway_config(lease: dict[str, Any]) -> str:
+def gateway_config(lease: dict[str, Any], gateway_key_file: str = "") -> str:
     """One pool (the agent, with the lease an operator would write) and one Route per mode.
-    The SQLite ledger and rate limits (far above the load) are on, as in gatewaybench."""
+    The SQLite ledger and rate limits (far above the load) are on, as in gatewaybench; the
+    gateway signs each request to the agent with `gateway_key_file` (absolute) when given."""
+    settings = {"ledger": "sqlite:///ledger.db", "rateLimiter": "memory"}
+    if gateway_key_file:
+        settings["gatewayKeyFile"] = gateway_key_file
     docs: list[dict[str, Any]] = [
-        {
-            "apiVersion": "teeroute.dev/v1alpha1",
-            "kind": "GatewayConfig",
-            "spec": {"ledger": "sqlite:///ledger.db", "rateLimiter": "memory"},
-        },
+        {"apiVersion": "teeroute.dev/v1alpha1", "kind": "GatewayConfig", "spec": settings},
         {
             "apiVersion": "teeroute.dev/v1alpha1",
             "kind": "MinerPool",

@@ -2,6 +2,9 @@
 
     teeroute gateway serve [--config FILE] [--host H] [--port P] [--workers N]
     teeroute gateway settlement --config FILE [--from DATE] [--to DATE]
+    teeroute gateway gateway-key --out FILE a new gateway key (Ed25519, PKCS#8 PEM, mode 0600)
+                                            for `gatewayKeyFile`; prints what agents pin
+    teeroute gateway gateway-key --show FILE the public half of an existing one
     teeroute keys create --credit AMOUNT [--config FILE] [--name NAME]
                          [--spend-limit AMOUNT --period day|month]
     teeroute keys admin                     a new admin key (stdout) and its hash (stderr)
@@ -13,6 +16,7 @@ happen inside the handlers so that `teeroute --help` stays quick.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -34,6 +38,15 @@ def register(commands: Any) -> None:
     )
     settle.add_argument("--to", dest="end", metavar="DATE", help="exclusive end (default: now)")
     settle.set_defaults(handler=_settlement)
+    key = sub.add_parser(
+        "gateway-key", help="the key that authorizes the gateway's requests to enclave agents"
+    )
+    which = key.add_mutually_exclusive_group(required=True)
+    which.add_argument("--out", type=Path, metavar="FILE", help="write a new key (0600)")
+    which.add_argument(
+        "--show", type=Path, metavar="FILE", help="show an existing key's public half"
+    )
+    key.set_defaults(handler=_gateway_key)
 
     keys = commands.add_parser("keys", help="API keys and their prepaid credit")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
@@ -70,6 +83,12 @@ def _keys_admin(args: argparse.Namespace) -> int:
     from teeroute_gateway.keys_cli import admin_key
 
     return admin_key()
+
+
+def _gateway_key(args: argparse.Namespace) -> int:
+    from teeroute_gateway.keys_cli import gateway_key
+
+    return gateway_key(args.out, args.show)
 
 
 def _settlement(args: argparse.Namespace) -> int:

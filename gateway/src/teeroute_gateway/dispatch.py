@@ -10,6 +10,11 @@ except where the gateway sealed the request itself and the enclave refused that 
 (421: its key changed; a stale or replayed `sealed_at`: its clock is off), which are the
 endpoint's failures.
 
+Every request carries `teeroute-gateway-auth`, signed by the gateway key (`gatewayKeyFile`)
+for this method, path and body to the candidate's attested HPKE key: enclave agents answer
+no one else (teeroute.sealing.gateway_auth). An agent refusing it (401/403
+`gateway_auth_*`: it pins another key, or its clock is off) is the endpoint's failure too.
+
 Every attempt is reported to the HealthBook (which may eject the endpoint) and counted.
 """
 
@@ -22,7 +27,9 @@ from typing import Any
 
 import orjson
 
-from teeroute.sealing import envelope
+from teeroute.sealing import envelope, gateway_auth
+from teeroute_gateway import gateway_key
+from teeroute_gateway.catalog import Endpoint
 from teeroute_gateway.errors import (
     GatewayError,
     UpstreamFailed,
@@ -83,6 +90,9 @@ class Dispatcher:
         self.metrics = metrics
         self.settings = settings
         self._origins: dict[str, Origin] = {}
+        key_file = settings.gateway_key_file
+        self.gateway_key = None if key_file is None else gateway_key.load(key_file)
+        """Signs each request to a miner; None: requests go unsigned (agents refuse them)."""
 
     async def attempt(
         self,
@@ -108,11 +118,13 @@ class Dispatcher:
         endpoint = candidate.endpoint
         hop, body, headers = outgoing(candidate, request, max_tokens)
         headers += b"X-Request-Id: %s\r\n" % request_id.encode()
+        origin = self.origin(endpoint.url)
+        headers += self._authorization(origin, PATHS[request.kind], body, endpoint)
         entry = self.health.started(endpoint.key, endpoint.pool)
         sent = time.perf_counter()
         try:
             response = await self.upstream.request(
-                self.origin(endpoint.url),
+                origin,
                 b"POST",
                 PATHS[request.kind],
                 headers,
@@ -130,10 +142,27 @@ class Dispatcher:
                     upstream_status_error(response.status, _message(peek, response.status))
                 )
             await self._read(found, request)
+            if response.status in (401, 403) and _refused_us(found.body):
+                raise UpstreamError("auth", "the enclave refused the gateway's authorization")
         except UpstreamError as exc:
             self._failed(entry, candidate, exc.kind)
             raise _Failed(_as_error(exc)) from None
         return found
+
+    def _authorization(self, origin: Origin, path: bytes, body: bytes, endpoint: Endpoint) -> bytes:
+        """The `teeroute-gateway-auth` header line for this request to this endpoint's
+        attested key (an unattested endpoint has none: no agent would take it)."""
+        if self.gateway_key is None:
+            return b""
+        value = gateway_auth.sign(
+            self.gateway_key,
+            "POST",
+            (origin.base_path.encode() + path).decode(),
+            body,
+            endpoint.hpke_key_sha256,
+            time.time_ns() // 1_000_000,
+        )
+        return b"%s: %s\r\n" % (gateway_auth.HEADER.encode(), value.encode())
 
     async def _read(self, found: Attempt, request: InferenceRequest) -> None:
         response = found.response
@@ -229,7 +258,7 @@ def outgoing(
         "path": PATHS[request.kind].decode(),
         "model": candidate.model.name,
         "stream": request.stream,
-        "max_tokens": max_tokens,
+        "max_tokens": max_tokens * request.choices,  # the whole bound held for
     }
     sealed, opener = envelope.seal_request(public, meta, body)
     hop = Hop("gateway", sealed, opener, request_bytes=len(body))
@@ -251,6 +280,12 @@ def _error_type(body: bytes) -> str | None:
         return None
     kind = error.get("type") if isinstance(error, dict) else None
     return kind if isinstance(kind, str) else None
+
+
+def _refused_us(body: bytes) -> bool:
+    """Whether an agent's error refuses the gateway's authorization (not the client)."""
+    kind = _error_type(body)
+    return kind is not None and kind.startswith("gateway_auth_")
 
 
 def _message(body: bytes, status: int) -> str:

@@ -1,4 +1,5 @@
-"""`teeroute keys create|admin` and `teeroute gateway settlement`: the ledger from the shell.
+"""`teeroute keys create|admin`, `teeroute gateway settlement`: the ledger from the shell;
+`teeroute gateway gateway-key`: the key that authorizes the gateway's requests to agents.
 
 They open the same ledger the gateway uses (the config file's, or TEEROUTE_GATEWAY_LEDGER
 without --config). A new key is printed alone on stdout, once; details go to stderr, so
@@ -13,11 +14,13 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import TypeVar
 
 import orjson
 
 from teeroute.errors import TeerouteError
+from teeroute_gateway import gateway_key as keyfile
 from teeroute_gateway import reports
 from teeroute_gateway.ledger import Ledger, SettlementRow, hash_key, open_ledger, to_nano
 from teeroute_gateway.metering import display
@@ -80,6 +83,23 @@ def admin_key() -> int:
         "(or TEEROUTE_GATEWAY_ADMIN_KEY_SHA256):\n" + hash_key(key),
         file=sys.stderr,
     )
+    return 0
+
+
+def gateway_key(out: Path | None, show: Path | None) -> int:
+    """A new gateway key written to `out`, or the one in `show`: its public half, as the
+    operator (TEEROUTE_OPERATOR_GATEWAY_KEYS) and remote agents (TEEROUTE_AGENT_GATEWAY_KEYS)
+    take it (several, comma-separated, during a rotation)."""
+    if out is not None:
+        public = keyfile.create(out)
+        print(f"wrote a new gateway key to {out}; set gatewayKeyFile to it", file=sys.stderr)
+    elif show is not None:
+        public = keyfile.load(show).public_key().public_bytes_raw()
+    else:
+        raise UsageError("give --out FILE or --show FILE")
+    encoded = keyfile.public_b64(public)
+    print(f"TEEROUTE_OPERATOR_GATEWAY_KEYS={encoded}")
+    print(f"TEEROUTE_AGENT_GATEWAY_KEYS={encoded}")
     return 0
 
 

@@ -8,6 +8,15 @@ only the Service. All are owned by the pool, so deleting it deletes them.
 
 `release_key` is the operator's release public key (raw 32 bytes; empty: it has none): the
 agents pin it (TEEROUTE_AGENT_RELEASE_KEY) and accept secret releases signed by it alone.
+`gateway_keys` are the gateway's public keys (TEEROUTE_OPERATOR_GATEWAY_KEYS, as given): the
+agents pin them (TEEROUTE_AGENT_GATEWAY_KEYS) and answer inference to requests they signed
+alone; empty: the agents answer no inference. A pool with `sealing: required` starts its
+agents refusing plain requests (TEEROUTE_AGENT_REQUIRE_SEALED).
+
+A pool run by the operator also gets a NetworkPolicy (`build_network_policy`): its pods take
+connections on the agent's port only from the gateway's and the operator's pods. It is defence
+in depth (a namespace editor can delete it, and only a CNI that enforces NetworkPolicies
+applies it); the gateway's signed authorization is what the agent checks.
 """
 
 from __future__ import annotations
@@ -36,6 +45,15 @@ memory) for the engine to read: a memory-backed emptyDir, never on the node's di
 creates the directory itself (0700, its own), inside the volume."""
 RELEASE_KEY_ENV = "TEEROUTE_AGENT_RELEASE_KEY"
 """The agent's pinned release key: base64 of the operator's raw Ed25519 public key."""
+GATEWAY_KEYS_ENV = "TEEROUTE_AGENT_GATEWAY_KEYS"
+"""The gateway keys the agent pins: standard base64 of raw Ed25519 keys, comma-separated."""
+REQUIRE_SEALED_ENV = "TEEROUTE_AGENT_REQUIRE_SEALED"
+GATEWAY_LABEL = {"app.kubernetes.io/name": "teeroute-gateway"}
+OPERATOR_LABEL = {"app.kubernetes.io/name": "teeroute-operator"}
+"""The pods allowed to reach an agent (`build_network_policy`), in any namespace."""
+POOL_ENV = "TEEROUTE_AGENT_POOL"
+"""The pool the agent serves, "<namespace>/<name>": bound into its evidence (the sweeper
+admits it to this pool only) and the only pool whose secret releases it accepts."""
 
 _RESTRICTED = {
     "allowPrivilegeEscalation": False,
@@ -52,6 +70,11 @@ def labels(pool: MinerPool) -> dict[str, str]:
         "app.kubernetes.io/managed-by": MANAGED_BY,
         POOL_LABEL: pool.metadata.name,
     }
+
+
+def pool_identity(pool: MinerPool) -> str:
+    """What an agent of the pool binds into its evidence: "<namespace>/<name>"."""
+    return f"{pool.metadata.namespace}/{pool.metadata.name}"
 
 
 def selector(pool: MinerPool) -> dict[str, str]:
@@ -78,10 +101,34 @@ def _metadata(pool: MinerPool) -> Obj:
     }
 
 
-def children(pool: MinerPool, *, release_key: bytes) -> list[Obj]:
+def children(pool: MinerPool, *, release_key: bytes, gateway_keys: str = "") -> list[Obj]:
     if pool.spec.endpoints is not None:
         return [build_service(pool)]
-    return [build_deployment(pool, release_key=release_key), build_service(pool), build_pdb(pool)]
+    return [
+        build_deployment(pool, release_key=release_key, gateway_keys=gateway_keys),
+        build_service(pool),
+        build_pdb(pool),
+        build_network_policy(pool),
+    ]
+
+
+def build_network_policy(pool: MinerPool) -> Obj:
+    """Ingress to the pool's pods: the agent's port, from the gateway's and the operator's
+    pods (any namespace) only; everything else, the engine's port included, is denied."""
+    peers = [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(labels)}}
+        for labels in (GATEWAY_LABEL, OPERATOR_LABEL)
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(pool),
+        "spec": {
+            "podSelector": {"matchLabels": selector(pool)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": AGENT_PORT}]}],
+        },
+    }
 
 
 def build_service(pool: MinerPool) -> Obj:
@@ -107,7 +154,7 @@ def build_pdb(pool: MinerPool) -> Obj:
     }
 
 
-def build_deployment(pool: MinerPool, *, release_key: bytes) -> Obj:
+def build_deployment(pool: MinerPool, *, release_key: bytes, gateway_keys: str = "") -> Obj:
     spec = pool.spec
     gpus = spec.resources.gpus if spec.resources else 0
     return {
@@ -131,7 +178,7 @@ def build_deployment(pool: MinerPool, *, release_key: bytes) -> Obj:
                     "labels": labels(pool),
                     "annotations": {"teeroute.dev/tee": spec.tee.type},
                 },
-                "spec": _pod_spec(pool, gpus, release_key),
+                "spec": _pod_spec(pool, gpus, release_key, gateway_keys),
             },
         },
     }
@@ -147,7 +194,7 @@ def _operated(pool: MinerPool) -> tuple[Images, Placement]:
     return pool.spec.images, pool.spec.placement
 
 
-def _pod_spec(pool: MinerPool, gpus: int, release_key: bytes) -> Obj:
+def _pod_spec(pool: MinerPool, gpus: int, release_key: bytes, gateway_keys: str) -> Obj:
     images, placement = _operated(pool)
     where = profiles.scheduling(
         placement, pool.spec.tee.type, gpu=gpus > 0 or pool.spec.tee.gpu.required
@@ -164,7 +211,7 @@ def _pod_spec(pool: MinerPool, gpus: int, release_key: bytes) -> Obj:
         },
         "nodeSelector": where.node_selector,
         "tolerations": where.tolerations,
-        "containers": [_agent(pool, images, release_key)],
+        "containers": [_agent(pool, images, release_key, gateway_keys)],
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
             {"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
@@ -191,13 +238,14 @@ def _field_env(name: str, path: str) -> Obj:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def _agent(pool: MinerPool, images: Images, release_key: bytes) -> Obj:
+def _agent(pool: MinerPool, images: Images, release_key: bytes, gateway_keys: str) -> Obj:
     health = {"httpGet": {"path": "/healthz", "port": "agent"}}
     env = [
         _field_env("POD_NAME", "metadata.name"),
         _field_env("POD_NAMESPACE", "metadata.namespace"),
         _field_env("NODE_NAME", "spec.nodeName"),
         {"name": "TEEROUTE_POOL", "value": pool.metadata.name},
+        {"name": POOL_ENV, "value": pool_identity(pool)},
         {"name": "TEEROUTE_TEE", "value": pool.spec.tee.type},
         {"name": "TEEROUTE_AGENT_PORT", "value": str(AGENT_PORT)},
         {"name": "TEEROUTE_ENGINE_URL", "value": engine_url(pool)},
@@ -209,6 +257,11 @@ def _agent(pool: MinerPool, images: Images, release_key: bytes) -> Obj:
     if release_key:
         # A public key: the agent opens only releases signed by its private half.
         env.append({"name": RELEASE_KEY_ENV, "value": base64.b64encode(release_key).decode()})
+    if gateway_keys:
+        # Public keys: the agent answers inference only to requests their private halves signed.
+        env.append({"name": GATEWAY_KEYS_ENV, "value": gateway_keys})
+    if pool.spec.sealing == "required":
+        env.append({"name": REQUIRE_SEALED_ENV, "value": "true"})
     return {
         "name": "agent",
         "image": images.agent,

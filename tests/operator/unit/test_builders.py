@@ -32,9 +32,9 @@ def containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
 
 
-def test_operator_pool_gets_deployment_service_and_pdb_owned_by_it() -> None:
+def test_operator_pool_gets_deployment_service_pdb_and_network_policy_owned_by_it() -> None:
     kinds = [c["kind"] for c in children(make())]
-    assert kinds == ["Deployment", "Service", "PodDisruptionBudget"]
+    assert kinds == ["Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"]
     for child in children(make()):
         assert child["metadata"]["ownerReferences"] == [
             {

@@ -15,6 +15,7 @@ from teeroute.attestation.providers import (
     code_measurement,
 )
 from teeroute.sealing import envelope
+from teeroute_enclave.gateway_auth import Callers
 from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.replay import ReplayGuard
 from teeroute_enclave.secrets_store import SecretStore
@@ -45,6 +46,19 @@ def provider(settings: AgentSettings) -> Provider:
     return found
 
 
+def callers(settings: AgentSettings) -> str:
+    """Whom inference is answered, for the start line."""
+    if settings.agent_allow_any_caller:
+        return (
+            "inference answered to ANY caller (TEEROUTE_AGENT_ALLOW_ANY_CALLER: development "
+            "only, the gateway's billing can be bypassed)"
+        )
+    keys = settings.gateway_keys
+    if not keys:
+        return "inference refused (no TEEROUTE_AGENT_GATEWAY_KEYS)"
+    return "inference for gateway keys " + ", ".join(envelope.key_id(k)[:16] for k in keys)
+
+
 def main() -> int:
     try:
         settings = AgentSettings()
@@ -57,7 +71,7 @@ def main() -> int:
     except (ProviderError, ValueError) as exc:
         print(f"agent: cannot start: {exc}", file=sys.stderr)
         return 2
-    keys = EnclaveKeys.generate(release_public=settings.agent_release_key)
+    keys = EnclaveKeys.generate(release_public=settings.agent_release_key, pool=settings.agent_pool)
     server = AgentServer(
         (ALL_ADDRESSES, settings.agent_port),
         chosen,
@@ -67,6 +81,11 @@ def main() -> int:
         engine_health=settings.engine_health,
         secrets=SecretStore(settings.agent_secrets_dir),
         replay=ReplayGuard(settings.agent_replay_window_s),
+        callers=Callers(
+            settings.gateway_keys,
+            settings.agent_gateway_auth_window_s,
+            allow_any=settings.agent_allow_any_caller,
+        ),
     )
     plain = "refused" if settings.agent_require_sealed else "allowed"
     release = (
@@ -74,9 +93,10 @@ def main() -> int:
         if keys.release_public
         else "secret releases refused (no TEEROUTE_AGENT_RELEASE_KEY)"
     )
+    pool = f"pool {keys.pool}" if keys.pool else "no pool (TEEROUTE_AGENT_POOL)"
     print(
         f"agent: {chosen.tee} evidence on :{settings.agent_port}, keys {keys.fingerprint()}, "
-        f"plain requests {plain}, {release}",
+        f"{pool}, plain requests {plain}, {release}, {callers(settings)}",
         file=sys.stderr,
         flush=True,
     )

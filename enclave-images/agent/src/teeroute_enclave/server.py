@@ -9,18 +9,27 @@
     POST /v1/completions       likewise
     GET  /v1/models            forwarded
     POST /v1/secrets           a sealed secret release from the operator, signed by the release
-                               key the agent pins -> 204 (`secrets_store`)
+                               key the agent pins for the pool it serves -> 204 (`secrets_store`)
+
+Everything forwarded to the engine (the completions, sealed or plain, and the model list) is
+answered only to the gateway: a `teeroute-gateway-auth` header signed by a gateway key the
+agent pins, for this request to this enclave (`gateway_auth`). Evidence, /healthz and secret
+releases are not: evidence is public, a release is signed by the operator's release key.
 
 Every request forwarded to the engine carries `Authorization: Bearer <engine-api-key>` once
 that secret was released, and never the caller's Authorization.
 
 The agent's own errors are JSON `{"error": {"message", "type"}}`: 400 (bad request; sealed:
 `sealed_envelope_invalid`, `sealed_open_failed`, `sealed_request_stale`, `secrets_invalid`),
-403 `sealing_required` (a plain completion when TEEROUTE_AGENT_REQUIRE_SEALED is set), 403
-`secret_release_disabled` (no TEEROUTE_AGENT_RELEASE_KEY) or `release_refused` (not signed by
-it), 404, 409 `release_stale` (a release not newer than the one applied) or
-`sealed_request_replayed` (`replay`), 411 (chunked request body), 413 (body over 4 KiB for
-attestation, 64 KiB for secrets, 8 MiB for the engine), 421 `sealed_key_mismatch` (sealed to
+401 `gateway_auth_missing`, `gateway_auth_invalid`, `gateway_auth_stale` or
+`gateway_auth_replayed` and 403 `gateway_auth_disabled` (no gateway key pinned) for a request
+to the engine that the gateway did not authorize (`gateway_auth`), 403 `sealing_required` (a
+plain completion when TEEROUTE_AGENT_REQUIRE_SEALED is set), 403
+`secret_release_disabled` (no TEEROUTE_AGENT_RELEASE_KEY or TEEROUTE_AGENT_POOL) or
+`release_refused` (not signed by that key, or for another pool: check `pool.binding`), 404,
+409 `release_stale` (a release not newer than the one applied) or `sealed_request_replayed`
+(`replay`), 411 (chunked request body), 413 (body over 4 KiB for attestation, 64 KiB for
+secrets, 8 MiB for the engine), 421 `sealed_key_mismatch` (sealed to
 another enclave's key), 500 `secrets_unwritable`, 502, 503 or 504 (the engine broke off, is
 unavailable, timed out; 503 also: evidence unavailable, `replay_cache_full`). The engine's own
 answers, errors included, pass through unchanged (sealed, when the request was). Bodies and
@@ -44,6 +53,7 @@ import datetime as dt
 import json
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Generator, Iterable
@@ -51,9 +61,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from teeroute.attestation.providers import Provider, ProviderError
-from teeroute.sealing import envelope
+from teeroute.sealing import envelope, gateway_auth
 from teeroute_enclave import proxy, sealed
 from teeroute_enclave.documents import evidence_document
+from teeroute_enclave.gateway_auth import Callers
 from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.replay import ReplayGuard
 from teeroute_enclave.secrets_store import MAX_RELEASE, SecretRejected, SecretStore, StaleRelease
@@ -85,6 +96,7 @@ class AgentServer(ThreadingHTTPServer):
         secrets: SecretStore | None = None,
         engine_health: bool = True,
         replay: ReplayGuard | None = None,
+        callers: Callers | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.provider = provider
@@ -95,6 +107,8 @@ class AgentServer(ThreadingHTTPServer):
         self.secrets = secrets or SecretStore()
         self.engine_health = engine_health
         self.replay = ReplayGuard() if replay is None else replay  # an empty guard is falsy
+        self.callers = Callers() if callers is None else callers
+        """Whom inference is answered: by default no one (no gateway key pinned)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -125,7 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.command == "POST" and path in sealed.SEALED_PATHS:
             self._inference(path)
         elif proxy.forwarded(self.command, path):
-            self._forward(path)
+            body = self._authorized()
+            if body is not None:
+                self._forward(path, body)
         else:
             self._error(404, "not_found", f"no route {self.command} {path}")
 
@@ -152,17 +168,36 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, document)
 
     def _inference(self, path: str) -> None:
+        body = self._authorized()
+        if body is None:
+            return
         if envelope.looks_sealed(self.headers.get("Content-Type", "")):
-            self._sealed(path)
+            self._sealed(path, body)
         elif self.server.require_sealed:
             self._error(403, "sealing_required", "this enclave serves sealed requests only")
         else:
-            self._forward(path)
+            self._forward(path, body)
 
-    def _forward(self, path: str) -> None:
+    def _authorized(self) -> bytes | None:
+        """The request's body if the gateway authorized this request (`gateway_auth`); else
+        None, the refusal sent. A request without the header is refused unread."""
+        callers, value = self.server.callers, self.headers.get(gateway_auth.HEADER)
+        try:
+            callers.precheck(value)
+            body = self._body(proxy.MAX_BODY)
+            key_id = self.server.keys.hpke_key_id
+            callers.check(value, self.command, self.path, body, key_id, time.time())
+        except gateway_auth.Refused as exc:
+            self._error(exc.status, exc.kind, exc.message)
+            return None
+        except proxy.RequestError as exc:
+            self._error(exc.status, exc.kind, str(exc))
+            return None
+        return body
+
+    def _forward(self, path: str, body: bytes) -> None:
         server = self.server
         try:
-            body = self._body(proxy.MAX_BODY)
             with proxy.forward(
                 server.engine_url,
                 self.command,
@@ -178,12 +213,12 @@ class _Handler(BaseHTTPRequestHandler):
         except proxy.ProxyError as exc:
             self._error(exc.status, exc.kind, str(exc))
 
-    def _sealed(self, path: str) -> None:
+    def _sealed(self, path: str, raw: bytes) -> None:
         server = self.server
         try:
             opened = sealed.open_sealed(
                 server.keys,
-                self._body(proxy.MAX_BODY),
+                raw,
                 path,
                 server.replay,
                 request_id=self.headers.get(sealed.REQUEST_ID_HEADER),
@@ -214,6 +249,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _release_secrets(self) -> None:
         if not self.server.keys.release_public:
             message = "this agent pins no release key (TEEROUTE_AGENT_RELEASE_KEY)"
+            self._error(403, "secret_release_disabled", message)
+            return
+        if not self.server.keys.pool:  # no pool's secrets are for an enclave serving none
+            message = "pool.binding: this agent serves no pool (TEEROUTE_AGENT_POOL)"
             self._error(403, "secret_release_disabled", message)
             return
         try:

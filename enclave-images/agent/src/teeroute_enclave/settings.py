@@ -7,8 +7,11 @@ import binascii
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from teeroute.attestation.evidence import POOL_PATTERN
+from teeroute.sealing import gateway_auth
 
 RELEASE_KEY_SIZE = 32
 
@@ -50,6 +53,33 @@ class AgentSettings(BaseSettings):
     whose signed secret releases this agent accepts. It is bound into the agent's evidence, so
     the operator sees which key the enclave pins. Unset: every release is refused."""
 
+    agent_pool: Annotated[str, Field(pattern=f"{POOL_PATTERN}|^$")] = ""
+    """The MinerPool this enclave serves, "<namespace>/<name>" (the operator sets it on the
+    pods it runs; a remote miner sets it to the pool whose `endpoints` list it). It is bound
+    into the agent's evidence, so a verifier sees which pool's enclave it challenged, and the
+    agent accepts only secret releases signed for this pool: one pool's enclave cannot be
+    passed off as another's, nor be given another pool's secrets. Unset: the evidence names
+    no pool (the operator admits it to no pool) and every release is refused."""
+
+    agent_gateway_keys: str = ""
+    """Comma-separated standard base64 of the gateway's raw Ed25519 public keys (several
+    during a rotation; the operator sets it on the pods it runs from its own
+    TEEROUTE_OPERATOR_GATEWAY_KEYS). Inference is answered only to requests one of them
+    signed for this enclave (`teeroute-gateway-auth`, docs/sealed-mode.md section 8). Unset:
+    no inference is answered at all (fail closed), unless agent_allow_any_caller."""
+
+    agent_gateway_auth_window_s: int = Field(default=60, ge=1, le=600)
+    """How far a gateway authorization's time may be from the enclave's clock, either way
+    (seconds); its nonce is remembered that long, so it is taken once."""
+
+    agent_allow_any_caller: bool = False
+    """DEVELOPMENT ONLY: answer inference to anyone who reaches the port, without a gateway
+    authorization. Whoever reaches the pod is then served (bypassing the gateway's billing,
+    and spending a relay's released upstream key); never set it on a miner serving a real
+    gateway. The agent says so at start, and refuses to start with it while serving a pool
+    (agent_pool): such an agent is admitted to no pool and given no secrets, so a namespace
+    editor who adds it to an operator's Deployment gets pods that do not start."""
+
     simulated_dir: Path = Path("/etc/teeroute/simulated-tee")
     """Simulated TEE only: the directory with `<node>.key` and `<node>.crt`."""
 
@@ -78,6 +108,26 @@ class AgentSettings(BaseSettings):
         if len(raw) != RELEASE_KEY_SIZE:
             raise ValueError(f"expected {RELEASE_KEY_SIZE} bytes (a raw Ed25519 public key)")
         return raw
+
+    @model_validator(mode="after")
+    def _development_serves_no_pool(self) -> AgentSettings:
+        if self.agent_allow_any_caller and self.agent_pool:
+            raise ValueError(
+                "agent_allow_any_caller is for development agents serving no pool "
+                "(unset agent_pool, or pin the gateway's keys instead)"
+            )
+        return self
+
+    @field_validator("agent_gateway_keys")
+    @classmethod
+    def _gateway_keys(cls, value: str) -> str:
+        gateway_auth.parse_keys(value)  # ValueError says what is wrong
+        return value
+
+    @property
+    def gateway_keys(self) -> tuple[bytes, ...]:
+        """The pinned gateway keys, raw."""
+        return gateway_auth.parse_keys(self.agent_gateway_keys)
 
     @field_validator("agent_secrets_dir", mode="before")
     @classmethod
