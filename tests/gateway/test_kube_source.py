@@ -1,14 +1,15 @@
 """The cluster source against the sandbox's real apiserver: the test plays the operator
-(writes the attested EndpointSlice, the pods' verdicts and the external leases) and checks
+(writes the attested EndpointSlice and the external leases, with admission records signed by
+a key of its own that the source pins) and checks
 what inventory the gateway is handed, as objects change, as time passes, while the watch
 times out and reconnects, and while the apiserver is out of reach."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,9 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from teeroute import admission
+from teeroute import admission, admission_record
 from teeroute.admission import AdmittedEndpoint, build_slice, rfc3339
+from teeroute.admission_record import AdmissionRecord
 from teeroute.kube import ClusterConfig, Kube, paths
 from teeroute.kube.client import ADDED, DELETED, MODIFIED, SYNCED, ApiError, _WatchState
 from teeroute.kube.config import from_kubeconfig
@@ -36,6 +39,8 @@ API = "teeroute.dev/v1alpha1"
 MEASUREMENT = "ab" * 48
 SIMULATED_TEE_IP = "10.244.250.7"  # a listed address; nothing needs to listen there
 Obj = dict[str, Any]
+OPERATOR = ed25519.Ed25519PrivateKey.generate()
+OPERATOR_KEY = OPERATOR.public_key().public_bytes_raw()
 
 
 def now() -> dt.datetime:
@@ -92,43 +97,52 @@ def route(name: str, model: str, pools: list[str]) -> Obj:
     }
 
 
-def miner_pod(name: str, expires_in_s: float) -> Obj:
-    """A miner pod that stays Pending (no node matches): no process runs for it, it never
-    gets an IP, and it goes away at once when deleted."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {"app.kubernetes.io/name": "teeroute-miner", admission.POOL_LABEL: "llama"},
-            "annotations": verdict(expires_in_s),
-        },
-        "spec": {
-            "nodeSelector": {"teeroute.dev/test": "no-such-node"},
-            "containers": [{"name": "agent", "image": "registry.invalid/none:0"}],
-        },
-    }
+def signed(
+    pool_key: str,
+    endpoint: str,
+    url: str,
+    expires_in_s: float,
+    tee: str,
+    key: ed25519.Ed25519PrivateKey = OPERATOR,
+) -> str:
+    """An admission record as the operator signs it."""
+    record = AdmissionRecord(
+        pool=pool_key,
+        endpoint=endpoint,
+        url=url,
+        tee=tee,
+        measurement=MEASUREMENT,
+        chip_id=f"chip-{endpoint}",
+        hpke_public_key=base64.b64encode(b"\x11" * 32).decode(),
+        signing_public_key=base64.b64encode(b"\x22" * 32).decode(),
+        attested_at=now() - dt.timedelta(seconds=20),
+        expires_at=now() + dt.timedelta(seconds=expires_in_s),
+        pod_uid=f"uid-{endpoint}",
+    )
+    return admission_record.sign(record, key.sign)
 
 
-def verdict(expires_in_s: float) -> dict[str, str]:
-    return {
-        admission.ATTESTED_AT: later(-20),
-        admission.EXPIRES_AT: later(expires_in_s),
-        admission.TEE: "simulated",
-        admission.MEASUREMENT: MEASUREMENT,
-        admission.CHIP_ID: "chip-1",
-        admission.HPKE_KEY: "11" * 32,
-        admission.SIGNING_KEY: "22" * 32,
-    }
+def records_patch(tokens: list[str]) -> Obj:
+    notes = {admission_record.RECORDS_ANNOTATION: admission_record.dump_list(tokens)}
+    return {"metadata": {"annotations": notes}}
+
+
+def pod_record(ns: str, pool: str, pod: str, expires_in_s: float, **options: Any) -> str:
+    url = f"http://{SIMULATED_TEE_IP}:8443"
+    return signed(f"{ns}/{pool}", pod, url, expires_in_s, "simulated", **options)
 
 
 def attested_slice(ns: str, pool: str, pod: str, expires_in_s: float) -> Obj:
     expiry = now() + dt.timedelta(seconds=expires_in_s)
     entry = AdmittedEndpoint(SIMULATED_TEE_IP, 8443, expiry, pod=pod)
-    return build_slice(namespace=ns, pool=pool, port=8443, endpoints=[entry])
+    obj = build_slice(namespace=ns, pool=pool, port=8443, endpoints=[entry])
+    obj["metadata"]["annotations"] |= records_patch([pod_record(ns, pool, pod, expires_in_s)])[
+        "metadata"
+    ]["annotations"]
+    return obj
 
 
-def lease(name: str, url: str, expires_in_s: float, **extra: str) -> Obj:
+def lease(ns: str, name: str, url: str, expires_in_s: float, **extra: str) -> Obj:
     return {
         "name": name,
         "url": url,
@@ -137,6 +151,7 @@ def lease(name: str, url: str, expires_in_s: float, **extra: str) -> Obj:
         "tee": "tdx",
         "measurement": MEASUREMENT,
         "chipId": f"chip-{name}",
+        "admissionRecord": signed(f"{ns}/ext", name, url, expires_in_s, "tdx"),
         **extra,
     }
 
@@ -178,7 +193,9 @@ class RunningSource:
 
     async def _main(self) -> None:
         kube = Kube(self.config, field_manager="teeroute-gateway-test")
-        self.source = KubeSource(kube, on_change=self.delivered.append, **self.options)
+        self.source = KubeSource(
+            kube, on_change=self.delivered.append, operator_key=OPERATOR_KEY, **self.options
+        )
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.ensure_future(self.source.run())
         self._started.set()
@@ -261,14 +278,12 @@ def test_inventory_follows_the_attested_objects(
         {
             "status": {
                 "endpoints": [
-                    lease("m1", "https://m1.example:8443/", 300),
-                    lease("m2", "https://m2.example", 300, chipChanged="chip-a -> chip-b"),
+                    lease(ns, "m1", "https://m1.example:8443/", 300),
+                    {**lease(ns, "m2", "https://m2.example", 300), "admissionRecord": ""},
                 ]
             }
         },
     )
-    pod_path = f"{collection('v1', 'Pod', ns)}/llama-p1"
-    kube.post(collection("v1", "Pod", ns), miner_pod("llama-p1", 300))
     kube.post(
         collection("discovery.k8s.io/v1", "EndpointSlice", ns),
         attested_slice(ns, "llama", "llama-p1", 300),
@@ -285,27 +300,27 @@ def test_inventory_follows_the_attested_objects(
             and source.routes(ns) == {"llama"}
         ),
         timeout_s=10,
-        what="the first inventory with both pools' endpoints",
+        what="the first inventory with both pools' signed endpoints",
     )
     pod_endpoint = source.endpoints(f"{ns}/llama")[in_cluster]
     assert pod_endpoint.url == f"http://{SIMULATED_TEE_IP}:8443"
     assert pod_endpoint.tee == "simulated"
     assert pod_endpoint.attested_at is not None
-    assert pod_endpoint.chip_id == "chip-1"
+    assert pod_endpoint.chip_id == "chip-llama-p1"
     assert source.endpoints(f"{ns}/ext")[external].url == "https://m1.example:8443"
 
-    # The pod's verdict runs out: not admitted, whatever the slice says; renewed: back.
-    kube.patch(pod_path, {"metadata": {"annotations": {admission.EXPIRES_AT: later(-1)}}})
-    wait_for(lambda: not keys(source, f"{ns}/llama"), timeout_s=5, what="the expired pod gone")
-    kube.patch(pod_path, {"metadata": {"annotations": {admission.EXPIRES_AT: later(300)}}})
+    # The operator re-signs it with an expiry in the past: not admitted; renewed: back.
+    path = slice_path(ns, "llama")
+    kube.patch(path, records_patch([pod_record(ns, "llama", "llama-p1", -1)]))
+    wait_for(lambda: not keys(source, f"{ns}/llama"), timeout_s=5, what="the expired record gone")
+    kube.patch(path, records_patch([pod_record(ns, "llama", "llama-p1", 300)]))
     wait_for(lambda: keys(source, f"{ns}/llama") == {in_cluster}, timeout_s=5, what="it back")
 
-    # The slice's expiry annotation in the past: not admitted.
-    expiry = json.dumps({SIMULATED_TEE_IP: later(-1)})
-    kube.patch(slice_path(ns, "llama"), {"metadata": {"annotations": {admission.EXPIRY: expiry}}})
-    wait_for(lambda: not keys(source, f"{ns}/llama"), timeout_s=5, what="the expired entry gone")
-    expiry = json.dumps({SIMULATED_TEE_IP: later(300)})
-    kube.patch(slice_path(ns, "llama"), {"metadata": {"annotations": {admission.EXPIRY: expiry}}})
+    # A record signed by any other key is not routed.
+    forged = pod_record(ns, "llama", "llama-p1", 300, key=ed25519.Ed25519PrivateKey.generate())
+    kube.patch(path, records_patch([forged]))
+    wait_for(lambda: not keys(source, f"{ns}/llama"), timeout_s=5, what="the forged record out")
+    kube.patch(path, records_patch([pod_record(ns, "llama", "llama-p1", 300)]))
     wait_for(lambda: keys(source, f"{ns}/llama") == {in_cluster}, timeout_s=5, what="it back")
 
     # The slice deleted: gone.
@@ -332,7 +347,6 @@ def test_expired_attestation_leaves_the_inventory_without_any_change(
 ) -> None:
     ns = namespace
     kube.post(collection(API, "MinerPool", ns), in_cluster_pool("llama"))
-    kube.post(collection("v1", "Pod", ns), miner_pod("llama-p1", 300))
     kube.post(
         collection("discovery.k8s.io/v1", "EndpointSlice", ns),
         attested_slice(ns, "llama", "llama-p1", 4),
@@ -489,10 +503,10 @@ def test_gateway_rbac_lets_the_source_watch_and_nothing_more(
         ("teeroute.dev", "routes"),
         ("teeroute.dev", "minerpools"),
         ("discovery.k8s.io", "endpointslices"),
-        ("", "pods"),
     ]:
         assert all(allowed(v, group, resource) for v in ("get", "list", "watch"))
         assert not any(allowed(v, group, resource) for v in ("create", "patch", "delete"))
+    assert not allowed("list", "", "pods")  # nothing on a pod is trusted, so none is read
     assert not allowed("patch", "teeroute.dev", "minerpools", "status")
     assert not allowed("get", "", "secrets")
     assert not allowed("get", "", "configmaps")
@@ -578,7 +592,6 @@ def test_unreachable_apiserver_keeps_the_last_objects_and_expiry_still_applies(
         )
         kube.post(collection(API, "MinerPool", ns), in_cluster_pool("llama"))
         kube.post(collection(API, "Route", ns), route("llama", "llama", ["llama"]))
-        kube.post(collection("v1", "Pod", ns), miner_pod("llama-p1", 300))
         kube.post(
             collection("discovery.k8s.io/v1", "EndpointSlice", ns),
             attested_slice(ns, "llama", "llama-p1", 12),

@@ -19,6 +19,7 @@ from teeroute_sandbox.cluster import Sandbox
 from teeroute_sandbox.restclient import KubeRest
 from teeroute_sandbox.simtee import SimulatedVendor
 from teeroute_sandbox.testing import wait_for
+from tests import gateway_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,10 +30,21 @@ def vendor(sandbox: Sandbox) -> SimulatedVendor:
 
 
 class OperatorProcess:
-    def __init__(self, sandbox: Sandbox, log: Path, metrics_port: int = 0) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        log: Path,
+        metrics_port: int = 0,
+        kubeconfig: Path | None = None,
+        **settings: str,
+    ) -> None:
+        """`kubeconfig`: whose credentials it runs with (default: the sandbox admin's);
+        `settings`: more of its environment (TEEROUTE_OPERATOR_… variables)."""
         self.sandbox = sandbox
         self.log = log
         self.metrics_port = metrics_port
+        self.kubeconfig = kubeconfig or sandbox.kubeconfig
+        self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
         self.release_key_file = log.with_name("release-key.pem")
         self.release_public = (
@@ -47,13 +59,19 @@ class OperatorProcess:
         trust.root_pem()  # made once per sandbox
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.sandbox.kubeconfig),
+            "KUBECONFIG": str(self.kubeconfig),
             "TEEROUTE_OPERATOR_LIVENESS_PORT": "0",
             "TEEROUTE_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "TEEROUTE_OPERATOR_RESYNC_SECONDS": "5",
             "TEEROUTE_OPERATOR_TRUST_DIR": str(trust.trust_dir),
             "TEEROUTE_OPERATOR_ALLOW_SIMULATED_TEE": "true",
             "TEEROUTE_OPERATOR_RELEASE_KEY_FILE": str(self.release_key_file),
+            # remote miners in these tests are agents on the sandbox's loopback, over http
+            "TEEROUTE_OPERATOR_EXTERNAL_SCHEMES": "https,http",
+            "TEEROUTE_OPERATOR_EXTERNAL_ALLOW_LOOPBACK": "true",
+            # its pods' agents answer the tests' gateways (tests.gateway_key) and no one else
+            "TEEROUTE_OPERATOR_GATEWAY_KEYS": gateway_key.PUBLIC_B64,
+            **self.settings,
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

@@ -146,7 +146,8 @@ def test_three_simulated_miners_are_attested_and_listed(
     attested = admission.parse_time(notes[admission.ATTESTED_AT])
     assert expires is not None and attested is not None
     assert dt.timedelta(0) < expires - attested <= dt.timedelta(seconds=MAX_AGE_S)
-    assert events(kube, namespace, "Attested")
+    # Events are posted apart from the verdicts (kopf's queue): wait for them.
+    wait_for(lambda: events(kube, namespace, "Attested"), what="the Attested Event")
 
     body = urllib.request.urlopen(
         f"http://127.0.0.1:{sweeping_operator.metrics_port}/metrics", timeout=5
@@ -169,13 +170,18 @@ def test_bad_evidence_leaves_at_once_and_returns_when_fixed(
             timeout_s=INTERVAL_S + 5,
             what="the miner with bad evidence to leave the EndpointSlice",
         )
-        failure = wait_for(
-            lambda: status_of(kube, namespace, "flaky").get("lastAttestationFailure"),
-            what="the pool to report why",
+        status = wait_for(
+            lambda: (
+                (found := status_of(kube, namespace, "flaky")).get("lastAttestationFailure")
+                and found.get("attestedReplicas") == 2
+                and found
+            ),
+            what="the pool to report why, with 2 attested",
         )
-        assert "measurement" in failure
-        assert status_of(kube, namespace, "flaky")["attestedReplicas"] == 2
-        assert events(kube, namespace, "AttestationFailed")
+        assert "measurement" in status["lastAttestationFailure"]
+        wait_for(
+            lambda: events(kube, namespace, "AttestationFailed"), what="the AttestationFailed Event"
+        )
     finally:
         bad.unlink()
     wait_for(
@@ -244,8 +250,9 @@ def agent_outside(sandbox: Sandbox, directory: Path, **settings: str) -> Iterato
 
 
 @pytest.fixture
-def external_agent(sandbox: Sandbox, tmp_path: Path) -> Iterator[str]:
-    with agent_outside(sandbox, tmp_path) as url:
+def external_agent(sandbox: Sandbox, namespace: str, tmp_path: Path) -> Iterator[str]:
+    """A remote miner's agent serving the pool `remote` of the test's namespace."""
+    with agent_outside(sandbox, tmp_path, TEEROUTE_AGENT_POOL=f"{namespace}/remote") as url:
         yield url
 
 

@@ -26,7 +26,7 @@ from teeroute_gateway.ledger import open_ledger
 from teeroute_gateway.limits import open_limiter
 from teeroute_gateway.metrics import GatewayMetrics, PoolHealthCollector
 from teeroute_gateway.services import Services
-from teeroute_gateway.settings import GatewaySettings
+from teeroute_gateway.settings import ENV_PREFIX, GatewaySettings, operator_public_key
 from teeroute_gateway.sources import file as file_source
 from teeroute_gateway.tracing import make_tracer
 from teeroute_gateway.upstream import UpstreamPool
@@ -109,8 +109,19 @@ class Lifecycle:
         from teeroute.kube.config import load_config
         from teeroute_gateway.sources.kube import KubeSource
 
+        operator_key = operator_public_key(settings.operator_key)
+        if operator_key is None:
+            raise ValueError(
+                f"cluster mode needs {ENV_PREFIX}OPERATOR_KEY (operatorKey): the operator's "
+                "public key, whose signed admission records are the only endpoints routed"
+            )
         self._kube = Kube(load_config(), field_manager="teeroute-gateway")
-        return KubeSource(self._kube, on_change=services.update, namespaces=settings.namespaces)
+        return KubeSource(
+            self._kube,
+            on_change=services.update,
+            operator_key=operator_key,
+            namespaces=settings.namespaces,
+        )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -138,7 +149,7 @@ def _admitted(services: Services) -> dict[str, int]:
 
 async def _reap(services: Services) -> None:
     while True:
-        await asyncio.sleep(REAP_EVERY_S)
+        await asyncio.sleep(min(REAP_EVERY_S, services.settings.hold_ttl_s / 2))
         try:
             freed = await services.ledger.reap()
         except Exception:

@@ -5,6 +5,8 @@ files and UPPER_SNAKE in the environment."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -54,6 +56,21 @@ class GatewaySettings(BaseModel):
     namespaces: list[str] = Field(default_factory=list)
     """Cluster mode: namespaces whose Routes and MinerPools to serve; empty: all."""
 
+    operator_key: str = ""
+    """Cluster mode: the operator's public key (standard base64 of its raw 32-byte Ed25519
+    key, as `teeroute operator release-key` prints it). Only endpoints in admission records
+    this key signed are routed (docs/threat-model.md); pods, labels and EndpointSlice entries
+    are never trusted on their own. Required in cluster mode: the gateway refuses to start
+    without it."""
+
+    gateway_key_file: Path | None = None
+    """The gateway key: an Ed25519 private key, PKCS#8 PEM, unencrypted (`teeroute gateway
+    gateway-key --out FILE` writes one), e.g. mounted from a Secret; an absolute path. Every
+    request to a miner carries `teeroute-gateway-auth` signed by it, for that enclave's
+    attested HPKE key (docs/sealed-mode.md section 8); enclave agents pin its public half
+    (TEEROUTE_AGENT_GATEWAY_KEYS, set by the operator from TEEROUTE_OPERATOR_GATEWAY_KEYS) and
+    answer inference to no one else. Unset: requests go unsigned, and agents refuse them."""
+
     allow_unattested: bool = False
     """Route to static endpoints listed without evidence (tee `none`). Only for local
     development and benchmarks against a plain engine: nothing is attested then."""
@@ -66,6 +83,10 @@ class GatewaySettings(BaseModel):
 
     default_max_tokens: int = Field(default=4096, ge=1)
     """Output bound sent upstream when a request sets none (the budget hold needs one)."""
+
+    hold_ttl_s: float = Field(default=900.0, ge=1)
+    """Seconds a request's credit hold lives unless renewed; a running request renews it
+    every third of that, so only holds of a gateway that stopped expire (and are freed)."""
 
     max_attempts: int = Field(default=3, ge=1, le=10)
     """Endpoints tried per request before the client gets an error (retries happen only
@@ -85,6 +106,11 @@ class GatewaySettings(BaseModel):
         default_factory=list
     )
     """SHA-256 (hex) of admin keys for /v1/miners and /v1/settlement (`teeroute keys admin`)."""
+
+    metrics_token_sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
+    """SHA-256 (hex) of the token /metrics requires: when set, a scrape without
+    `Authorization: Bearer <token>` gets 401 (compared in constant time); e.g.
+    `printf %s "$TOKEN" | sha256sum`. Empty: /metrics is open to whoever reaches the port."""
 
     access_log: bool = False
     """One structured (JSON) log line per request: ids, model, pool, status, token counts,
@@ -119,10 +145,19 @@ class GatewaySettings(BaseModel):
     tls_key_file: Path | None = None
     """The private key of `tlsCertFile` (PEM, unencrypted); given together with it."""
 
-    @field_validator("simulated_chip_dir", "tls_cert_file", "tls_key_file", mode="before")
+    @field_validator(
+        "simulated_chip_dir", "tls_cert_file", "tls_key_file", "gateway_key_file", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("operator_key")
+    @classmethod
+    def _raw_ed25519(cls, value: str) -> str:
+        if value and operator_public_key(value) is None:
+            raise ValueError("operatorKey: expected the standard base64 of a 32-byte Ed25519 key")
+        return value
 
     @model_validator(mode="after")
     def _attestation(self) -> GatewaySettings:
@@ -158,3 +193,12 @@ def attestation_problem(settings: GatewaySettings) -> str:
     if not settings.simulated_node:
         return "tee simulated needs simulatedNode (whose chip key in simulatedChipDir signs)"
     return ""
+
+
+def operator_public_key(text: str) -> bytes | None:
+    """The raw 32 bytes of `operatorKey`, or None when it is not one."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == 32 else None

@@ -27,7 +27,11 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if signer is None:
-        log.warning("%s is unset: no pool's secrets will be released", release_key.SETTING)
+        log.warning(
+            "%s is unset: no pool's secrets will be released, and no admission record is "
+            "signed, so no gateway routes to any endpoint",
+            release_key.SETTING,
+        )
     kopf.run(
         registry=build_registry(settings, signer),
         standalone=not settings.peering,

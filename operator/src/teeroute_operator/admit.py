@@ -1,4 +1,4 @@
-"""Which pods to challenge, under which policy, and which of them to list (pure)."""
+"""Which pods to challenge, under which policy, and who may re-admit a changed chip (pure)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import datetime as dt
 from typing import Any
 
 from teeroute import admission
-from teeroute.admission import AdmittedEndpoint
 from teeroute.api.common import parse_duration
 from teeroute.api.minerpool import MinerPool
 from teeroute.attestation.policy import HARDWARE_TEES, Policy
-from teeroute_operator.lease import Record
 
 Obj = dict[str, Any]
 
@@ -21,6 +19,12 @@ def pool_policy(pool: MinerPool, allow_simulated: bool) -> Policy:
     tee = pool.spec.tee.type
     allowed = {tee} if tee in HARDWARE_TEES or (tee == "simulated" and allow_simulated) else set()
     spec = pool.spec.attestation
+    tdx = Policy.from_mapping(
+        {
+            "tdx": spec.tdx.model_dump(by_alias=True),
+            "allowUncheckedCollateral": spec.allow_unchecked_collateral,
+        }
+    )
     return Policy(
         allowed_tee=frozenset(allowed),
         allowed_measurements=(
@@ -31,6 +35,9 @@ def pool_policy(pool: MinerPool, allow_simulated: bool) -> Policy:
         minimum_tcb=dict(spec.minimum_tcb) if spec.minimum_tcb else None,
         debug_forbidden=spec.debug_forbidden,
         max_age=max_age(pool),
+        register_pins=tdx.register_pins,
+        accepted_tcb_statuses=tdx.accepted_tcb_statuses,
+        allow_unchecked_collateral=tdx.allow_unchecked_collateral,
     )
 
 
@@ -53,32 +60,10 @@ def challengeable(pod: Obj) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def record_of(pod: Obj) -> Record:
-    return Record.from_annotations((pod.get("metadata") or {}).get("annotations") or {})
-
-
-def slice_endpoints(pods: list[Obj], port: int, now: dt.datetime) -> list[AdmittedEndpoint]:
-    """Endpoints for the pool's EndpointSlice: challengeable pods with an unexpired lease."""
-    found = []
-    for pod in pods:
-        record = record_of(pod)
-        if not challengeable(pod) or not record.admitted(now) or record.expires_at is None:
-            continue
-        found.append(
-            AdmittedEndpoint(
-                address=pod["status"]["podIP"],
-                port=port,
-                expires_at=record.expires_at,
-                pod=pod["metadata"]["name"],
-                node=(pod.get("spec") or {}).get("nodeName") or "",
-            )
-        )
-    return found
-
-
 def readmit_map(pool_annotations: dict[str, str]) -> dict[str, str]:
-    """External endpoints to re-admit after a chip change, from the pool's annotation
-    `teeroute.dev/readmit-chip: "<endpoint>=<chip id>,…"`."""
+    """Endpoints (pods by name, external endpoints by theirs) to re-admit after a chip
+    change, from the MinerPool's annotation `teeroute.dev/readmit-chip: "<name>=<chip id>,…"`.
+    Only the pool's own annotation counts: a pod editor cannot make this decision."""
     raw = pool_annotations.get(admission.READMIT, "")
     pairs = (item.partition("=") for item in raw.split(",") if "=" in item)
     return {name.strip(): chip.strip() for name, _, chip in pairs}

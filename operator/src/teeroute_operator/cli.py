@@ -2,12 +2,15 @@
 
     teeroute operator release-key --out FILE    a new release key (Ed25519, PKCS#8 PEM, mode
                                                 0600; never over an existing file); prints
-                                                its public half, as agents pin it
+                                                its public half, as agents and gateways
+                                                pin it
     teeroute operator release-key --show FILE   print the public half of an existing key
 
-The operator reads the file named by TEEROUTE_OPERATOR_RELEASE_KEY_FILE; remote miners set the
-printed value as TEEROUTE_AGENT_RELEASE_KEY on their agents (the operator sets it on the pods
-it runs). Heavy imports happen inside the handler, so `teeroute --help` stays quick.
+The operator reads the file named by TEEROUTE_OPERATOR_RELEASE_KEY_FILE: the key signs every
+secret release and every admission record. Remote miners set the printed value as
+TEEROUTE_AGENT_RELEASE_KEY on their agents (the operator sets it on the pods it runs); gateways
+pin it as TEEROUTE_GATEWAY_OPERATOR_KEY. Heavy imports happen inside the handler, so
+`teeroute --help` stays quick.
 """
 
 from __future__ import annotations
@@ -40,5 +43,7 @@ def _release_key(args: argparse.Namespace) -> int:
         print(f"wrote a new release key to {args.out}", file=sys.stderr)
     else:
         public = release_key.load(args.show).public
-    print(f"{RELEASE_KEY_ENV}={release_key.public_b64(public)}")
+    public_b64 = release_key.public_b64(public)
+    print(f"{RELEASE_KEY_ENV}={public_b64}")
+    print(f"TEEROUTE_GATEWAY_OPERATOR_KEY={public_b64}")
     return 0

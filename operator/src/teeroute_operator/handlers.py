@@ -18,7 +18,8 @@ import kopf
 
 from teeroute.kube import Kube, load_config
 from teeroute.sealing.secrets import Signer
-from teeroute_operator import builders, reconcile
+from teeroute_operator import builders, egress, reconcile
+from teeroute_operator.leases import LeaseBook
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.settings import OperatorSettings
 from teeroute_operator.sweeper import Sweeper
@@ -30,6 +31,7 @@ CHILD_RESOURCES = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
     ("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
     ("", "v1", "pods"),
 )
 Obj = dict[str, Any]
@@ -45,15 +47,19 @@ def build_registry(settings: OperatorSettings, signer: Signer | None) -> kopf.Op
     """`signer`: the operator's release key (release_key.load), None when it has none."""
     registry = kopf.OperatorRegistry()
     release_key = signer.public if signer else b""
-    kube, sweeper = _register_lifecycle(registry, settings, signer)
-    _register_pools(registry, settings, kube, release_key)
+    leases = LeaseBook(signer)
+    kube, sweeper = _register_lifecycle(registry, settings, signer, leases)
+    _register_pools(registry, settings, kube, release_key, leases)
     _register_sweeps(registry, settings, sweeper)
     _register_routes(registry, settings, kube)
     return registry
 
 
 def _register_lifecycle(
-    registry: kopf.OperatorRegistry, settings: OperatorSettings, signer: Signer | None
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    signer: Signer | None,
+    leases: LeaseBook,
 ) -> tuple[KubeRef, SweeperRef]:
     state: dict[str, Any] = {}
     operator = settings
@@ -72,12 +78,20 @@ def _register_lifecycle(
             signer=signer,
             concurrency=operator.attestation_concurrency,
             timeout_s=operator.attestation_timeout_seconds,
+            egress_allow=egress.allow_of(operator),
             after_sweep=lambda ns, name: reconcile.reconcile_pool(
-                state["kube"], ns, name, emit, release_key=release_key
+                state["kube"],
+                ns,
+                name,
+                emit,
+                release_key=release_key,
+                leases=leases,
+                gateway_keys=operator.gateway_keys,
             ),
+            leases=leases,
         )
         if operator.metrics_port:
-            metrics.serve(operator.metrics_port)
+            metrics.serve(operator.metrics_port, token=operator.metrics_token())
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:
@@ -111,7 +125,11 @@ def _register_sweeps(
 
 
 def _register_pools(
-    registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: KubeRef, release_key: bytes
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    kube: KubeRef,
+    release_key: bytes,
+    leases: LeaseBook,
 ) -> None:
     @kopf.on.resume(GROUP, VERSION, "minerpools", registry=registry)
     @kopf.on.create(GROUP, VERSION, "minerpools", registry=registry)
@@ -119,12 +137,28 @@ def _register_pools(
     @kopf.timer(GROUP, VERSION, "minerpools", interval=settings.resync_seconds, registry=registry)
     async def pool_changed(*, namespace: str | None, name: str, **_: Any) -> None:
         if namespace:
-            await reconcile.reconcile_pool(kube(), namespace, name, emit, release_key=release_key)
+            await reconcile.reconcile_pool(
+                kube(),
+                namespace,
+                name,
+                emit,
+                release_key=release_key,
+                leases=leases,
+                gateway_keys=settings.gateway_keys,
+            )
 
     async def child_changed(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         pool = labels.get(builders.POOL_LABEL)
         if namespace and pool:
-            await reconcile.reconcile_pool(kube(), namespace, pool, emit, release_key=release_key)
+            await reconcile.reconcile_pool(
+                kube(),
+                namespace,
+                pool,
+                emit,
+                release_key=release_key,
+                leases=leases,
+                gateway_keys=settings.gateway_keys,
+            )
 
     for group, version, plural in CHILD_RESOURCES:
         kopf.on.event(group, version, plural, labels=MANAGED, registry=registry)(child_changed)

@@ -1,16 +1,19 @@
 """What one endpoint's attestation record becomes after a challenge (pure).
 
-The record is the verdict of the last challenge, kept on the pod as annotations. Admission
-is a lease that runs until `expires_at` (the challenge's issue time + the policy's maximum
-evidence age):
+The record is the verdict of the operator's last challenge, kept in its own memory
+(leases.LeaseBook; shown on the pod's annotations for people, never read back). Admission is a
+lease that runs until `expires_at` (the challenge's issue time + the policy's maximum evidence
+age):
 
 - evidence that verifies renews the lease;
 - evidence that fails verification ends it at once (and says which checks failed);
 - an endpoint that could not be reached keeps its lease until it runs out: a dropped
-  packet must not take a healthy miner out, but nothing unverified is ever extended;
+  packet must not take a healthy miner out, but nothing unverified is ever extended, and the
+  lease never outlives the last verified challenge + the pool's current maxEvidenceAge;
 - evidence from a different chip than the one first admitted (relay, or the pod's
   evidence coming from another machine) ends the lease and pins the old chip until an
-  administrator re-admits the new one by annotating the pod with its id;
+  whoever may edit the MinerPool re-admits the new one (its annotation
+  `teeroute.dev/readmit-chip: "<pod or endpoint name>=<chip id>"`; a pod editor cannot);
 - verified evidence whose enclave did not get the pool's secrets (check `secrets.release`)
   grants nothing: a new enclave (another HPKE key) stays out, and the enclave holding the
   lease keeps it only until it runs out, unrenewed.
@@ -177,11 +180,12 @@ def next_record(
 ) -> Transition:
     if isinstance(outcome, Unreachable):
         failure = f"unreachable: {outcome.reason}"
-        if previous.expires_at is not None and previous.expires_at <= now:
+        expires = _capped(previous, max_age)
+        if expires is not None and expires <= now:
             message = f"evidence expired without a refresh ({failure})"
             record = replace(previous, expires_at=None, failure=message)
             return Transition(record, _warn("AttestationExpired", message))
-        return Transition(replace(previous, failure=failure), None)
+        return Transition(replace(previous, expires_at=expires, failure=failure), None)
     if isinstance(outcome, Rejected):
         failure = f"rejected: {outcome.reason}"
         record = replace(previous, expires_at=None, failure=failure)
@@ -190,6 +194,14 @@ def next_record(
     if isinstance(outcome, ReleaseFailed):
         return _release_failed(previous, outcome, now)
     return _verified(previous, outcome, now=now, max_age=max_age, readmit_chip=readmit_chip)
+
+
+def _capped(previous: Record, max_age: dt.timedelta) -> dt.datetime | None:
+    """The lease's expiry, never later than its last verification + the current max age (a
+    pool whose maxEvidenceAge was shortened shortens the leases it already granted)."""
+    if previous.expires_at is None or previous.attested_at is None:
+        return None
+    return min(previous.expires_at, previous.attested_at + max_age)
 
 
 def chip_blocked(previous: Record, outcome: Verified, readmit_chip: str = "") -> bool:
@@ -222,8 +234,8 @@ def _verified(
     if chip_blocked(previous, outcome, readmit_chip):
         changed = f"{_short(pinned)} -> {_short(outcome.chip_id)}"
         message = (
-            f"chip identity changed ({changed}); annotate the pod "
-            f"{admission.READMIT}={outcome.chip_id} to re-admit it"
+            f"chip identity changed ({changed}); to re-admit it, annotate the MinerPool "
+            f"{admission.READMIT}: <name>={outcome.chip_id}"
         )
         record = replace(previous, expires_at=None, chip_changed=changed, failure=message)
         event = None if previous.chip_changed == changed else _warn("ChipChanged", message)

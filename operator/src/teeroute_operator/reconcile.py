@@ -17,6 +17,7 @@ from teeroute.api.route import Route
 from teeroute.kube import Kube, paths
 from teeroute_operator import builders, endpointslice
 from teeroute_operator.conditions import is_true
+from teeroute_operator.leases import LeaseBook
 from teeroute_operator.routes import route_status
 from teeroute_operator.status import Observed, pool_status
 
@@ -29,6 +30,7 @@ _MANAGED_KINDS = (
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
     ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 
 
@@ -37,9 +39,18 @@ def _now() -> dt.datetime:
 
 
 async def reconcile_pool(
-    kube: Kube, namespace: str, name: str, emit: EventSink, *, release_key: bytes
+    kube: Kube,
+    namespace: str,
+    name: str,
+    emit: EventSink,
+    *,
+    release_key: bytes,
+    leases: LeaseBook,
+    gateway_keys: str = "",
 ) -> None:
-    """`release_key`: the operator's release public key (empty: none), pinned by the agents."""
+    """`release_key`: the operator's release public key (empty: none), pinned by the agents;
+    `gateway_keys`: the gateway's public keys (empty: none), likewise.
+    `leases`: the operator's own leases (shared with the sweeper)."""
     async with _locks[("MinerPool", namespace, name)]:
         path = f"{paths.collection('teeroute.dev/v1alpha1', 'MinerPool', namespace)}/{name}"
         body = await kube.get_or_none(path)
@@ -50,22 +61,25 @@ async def reconcile_pool(
         except ValidationError as exc:
             emit(body, "Warning", "InvalidSpec", _first_error(exc))
             return
-        wanted = builders.children(pool, release_key=release_key)
+        wanted = builders.children(pool, release_key=release_key, gateway_keys=gateway_keys)
         for child in wanted:
             await _apply(kube, body, child, emit)
         await _prune(kube, pool, wanted)
+        pods = await kube.list(
+            paths.collection("v1", "Pod", namespace),
+            labelSelector=f"{builders.POOL_LABEL}={name}",
+        )
+        now = _now()
+        if pool.spec.endpoints is None:
+            await endpointslice.publish(kube, pool, pods, now, leases)
         seen = Observed(
             deployment=await kube.get_or_none(
                 f"{paths.collection('apps/v1', 'Deployment', namespace)}/{name}"
             ),
-            pods=await kube.list(
-                paths.collection("v1", "Pod", namespace),
-                labelSelector=f"{builders.POOL_LABEL}={name}",
-            ),
-            now=_now(),
+            pods=pods,
+            now=now,
+            attested=frozenset(leases.admitted((namespace, name), now)),
         )
-        if pool.spec.endpoints is None:
-            await endpointslice.publish(kube, pool, seen.pods, seen.now)
         await _publish(kube, path, body, pool_status(pool, seen, body.get("status") or {}), emit)
 
 

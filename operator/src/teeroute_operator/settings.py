@@ -4,10 +4,14 @@ TEEROUTE_OPERATOR_NAMESPACES=miners,staging)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from teeroute.sealing import gateway_auth
+
+Scheme = Literal["https", "http"]
 
 
 class OperatorSettings(BaseSettings):
@@ -63,14 +67,68 @@ class OperatorSettings(BaseSettings):
     (TEEROUTE_AGENT_RELEASE_KEY) and accept releases signed by it alone. Unset: no pool's
     `secrets` are released (each release fails, naming this setting)."""
 
-    @field_validator("namespaces", mode="before")
+    gateway_keys: str = ""
+    """The gateway's public key(s), standard base64 of raw Ed25519 keys, comma-separated
+    (several during a rotation; `teeroute gateway gateway-key` prints them). The agents of the
+    pods the operator runs pin them (TEEROUTE_AGENT_GATEWAY_KEYS) and answer inference only
+    to requests they signed (docs/sealed-mode.md section 8). Unset: those agents answer no
+    inference at all (fail closed)."""
+
+    external_schemes: Annotated[list[Scheme], NoDecode] = Field(
+        default_factory=lambda: list[Scheme](["https"]), min_length=1
+    )
+    """URL schemes an external endpoint (MinerPool `endpoints[].url`) may use, comma-separated:
+    `https` by default; add `http` only where miners sit on a network the operator trusts
+    (a test cluster). An endpoint with another scheme is rejected (check `egress.url`)."""
+
+    external_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    """Hosts an external endpoint may name, comma-separated patterns: `*` (any public DNS
+    name or public IP address), `*.miners.example` (names under it), `miner.example` (that
+    name), `203.0.113.0/24` (addresses). Private, shared and reserved addresses match only a
+    pattern that names them; link-local and cloud metadata addresses never match. Narrow it
+    to your miners' domains so pool authors cannot use the operator to probe other hosts."""
+
+    external_allow_loopback: bool = False
+    """Let external endpoints name loopback addresses (127.0.0.0/8, ::1, localhost): only
+    for single-machine test clusters, where the operator and the miners share a host."""
+
+    metrics_token_file: Path | None = None
+    """A file holding the token /metrics requires (`Authorization: Bearer <token>`, compared
+    in constant time; 401 without it), e.g. mounted from a Secret. Unset: /metrics is open to
+    whoever reaches its port."""
+
+    @field_validator("namespaces", "external_schemes", "external_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [n.strip() for n in value.split(",") if n.strip()]
         return value
 
-    @field_validator("release_key_file", mode="before")
+    @field_validator("gateway_keys")
+    @classmethod
+    def _gateway_keys(cls, value: str) -> str:
+        gateway_auth.parse_keys(value)  # ValueError says what is wrong
+        return value
+
+    @field_validator("release_key_file", "metrics_token_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("metrics_token_file")
+    @classmethod
+    def _token_readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not _read_token(value):
+            raise ValueError(f"{value}: not a readable file holding a token")
+        return value
+
+    def metrics_token(self) -> str | None:
+        """The token /metrics requires (None: none)."""
+        return _read_token(self.metrics_token_file) if self.metrics_token_file else None
+
+
+def _read_token(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None

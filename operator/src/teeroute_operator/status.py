@@ -1,9 +1,9 @@
 """What a MinerPool's status should say, from what its children report (pure).
 
-Counts come from the Deployment and its pods; a pod counts as attested while its
-`teeroute.dev/attestation-expires-at` annotation (written by the attestation sweeper) is in the
-future. Conditions: Ready (every desired miner ready), Progressing (a rollout is under way),
-Degraded (something keeps miners from running, with the reason).
+Counts come from the Deployment and its pods; a pod counts as attested while the operator's
+own lease on it (leases.LeaseBook, never the pod's annotations) is unexpired. Conditions:
+Ready (every desired miner ready), Progressing (a rollout is under way), Degraded (something
+keeps miners from running, with the reason).
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ class Observed:
     deployment: Obj | None
     pods: list[Obj]
     now: dt.datetime
+    attested: frozenset[str] = frozenset()
+    """Uids of the pods the operator holds an unexpired lease on."""
 
-
-def attested(pod: Obj, now: dt.datetime) -> bool:
-    """The sweeper's lease on the pod is unexpired (an unreadable one admits nothing)."""
-    return Record.from_annotations((pod.get("metadata") or {}).get("annotations") or {}).admitted(
-        now
-    )
+    def is_attested(self, pod: Obj) -> bool:
+        return (pod.get("metadata") or {}).get("uid") in self.attested
 
 
 def pool_status(pool: MinerPool, seen: Observed, previous: Obj) -> Obj:
@@ -44,7 +42,7 @@ def pool_status(pool: MinerPool, seen: Observed, previous: Obj) -> Obj:
         return _external_status(pool, seen, previous)
     live = [p for p in seen.pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     ready = sum(1 for p in live if _pod_ready(p))
-    attested_count = sum(1 for p in live if _pod_ready(p) and attested(p, seen.now))
+    attested_count = sum(1 for p in live if _pod_ready(p) and seen.is_attested(p))
     conditions = _set_all(previous, _conditions(pool, seen, live, ready, desired), seen, pool)
     return {
         "observedGeneration": generation,

@@ -2,6 +2,12 @@
 ready endpoint with a fresh nonce, record the verdicts on the pods, and publish the pool's
 EndpointSlice with the attested, unexpired endpoints only.
 
+Leases are the operator's own (leases.LeaseBook): decided from its challenges alone, never read
+back from pods, and published as admission records signed with its key, which is what gateways
+route on. Only pods that are the pool's own (ownership.pool_pods) are challenged; a chip
+re-admission is read from the MinerPool, never from a pod; an enclave key that already holds a
+lease elsewhere is refused (check admission.duplicate-key).
+
 A pool with `secrets` releases them to each enclave whose evidence just verified and pins the
 operator's release key, signed by that key and sealed to the HPKE key in that evidence
 (release.py decides when, delivery.py does it); an endpoint whose secrets could not be
@@ -25,11 +31,10 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from teeroute import admission
 from teeroute.api.minerpool import MinerPool
 from teeroute.kube import ApiError, Kube, paths
 from teeroute.sealing.secrets import Signer
-from teeroute_operator import admit, builders, delivery, endpointslice, release
+from teeroute_operator import admit, builders, delivery, egress, endpointslice, ownership, release
 from teeroute_operator.challenge import Judge, Target, challenge
 from teeroute_operator.lease import (
     RELEASE_CHECK,
@@ -43,6 +48,7 @@ from teeroute_operator.lease import (
     chip_blocked,
     next_record,
 )
+from teeroute_operator.leases import DUPLICATE_KEY_CHECK, Lease, LeaseBook
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.nonces import NonceBook
 from teeroute_operator.trust import TrustStore
@@ -87,11 +93,16 @@ class Sweeper:
         timeout_s: float = 5.0,
         clock: Callable[[], dt.datetime] = _utcnow,
         after_sweep: Callable[[str, str], Awaitable[None]] | None = None,
+        leases: LeaseBook | None = None,
+        egress_allow: egress.EgressAllow | None = None,
     ) -> None:
         """`signer`: the operator's release key (None: it has none, so no pool's secrets are
         released). `after_sweep(namespace, pool)` runs after an external pool's sweep (to
-        refresh its conditions from the new leases)."""
+        refresh its conditions from the new leases). `leases`: the book shared with the
+        reconciler (a new one by default)."""
         self.kube = kube
+        self.leases = leases if leases is not None else LeaseBook(signer)
+        self.egress = egress_allow or egress.EgressAllow()  # which endpoint URLs it may call
         self.signer = signer
         self.trust = trust
         self.metrics = metrics
@@ -99,6 +110,7 @@ class Sweeper:
         self.clock = clock
         self.after_sweep = after_sweep
         self.book = NonceBook(ttl=dt.timedelta(seconds=timeout_s * 2))
+        self._deadline_s = timeout_s * 2
         self._released: dict[tuple[str, str], dict[str, str]] = {}
         """Per pool: endpoint key -> fingerprint of the secrets delivered to it."""
         self._slots = asyncio.Semaphore(concurrency)
@@ -126,6 +138,7 @@ class Sweeper:
             await stopped.wait(max(0.0, wait - (time.monotonic() - started)))
         self.metrics.forget_pool(namespace, name)
         self._released.pop((namespace, name), None)
+        self.leases.forget((namespace, name))
 
     async def sweep(self, namespace: str, name: str) -> SweepResult | None:
         body = await self.kube.get_or_none(
@@ -138,7 +151,7 @@ class Sweeper:
         except ValidationError:
             return SweepResult(0, 0, RETRY)  # its reconcile reports the invalid spec
         started = time.perf_counter()
-        secrets = await delivery.load(self.kube, namespace, pool.spec.secrets)  # this sweep's
+        secrets = await delivery.load(self.kube, pool)  # this sweep's
         if pool.spec.endpoints is not None:
             result = await self._sweep_external(body, pool, secrets)
             self.metrics.sweep_seconds.labels(namespace, name).observe(
@@ -149,16 +162,19 @@ class Sweeper:
             paths.collection("v1", "Pod", namespace),
             labelSelector=f"{builders.POOL_LABEL}={name}",
         )
+        await endpointslice.recover(self.kube, self.leases, pool, pods, self.clock())
+        own = await ownership.pool_pods(self.kube, pool, pods)
         judge = self._judge(pool)
-        targets = [p for p in pods if admit.challengeable(p)]
+        readmit = admit.readmit_map(body["metadata"].get("annotations") or {})
+        targets = [p for p in own if admit.challengeable(p)]
         attended = await asyncio.gather(
             *(
                 self._attend(
                     body,
                     pool,
                     _pod_target(p),
-                    admit.record_of(p),
-                    _annotations(p).get(admission.READMIT, ""),
+                    self._pod_record(pool, p),
+                    readmit.get(p["metadata"]["name"], ""),
                     judge,
                     secrets,
                     f"pod {p['metadata']['name']}",
@@ -167,9 +183,10 @@ class Sweeper:
             )
         )
         self._keep_released(pool, {p["metadata"]["uid"] for p in targets})
+        self.leases.keep(_pool_key(pool), {p["metadata"]["uid"] for p in own})
         updated = {p["metadata"]["uid"]: p for p in pods}
         for pod, done in zip(targets, attended, strict=True):
-            updated[pod["metadata"]["uid"]] = await self._record(body, pool, pod, done)
+            updated[pod["metadata"]["uid"]] = await self._record(body, pool, pod, done, readmit)
         admitted = await self.publish(body, pool, list(updated.values()))
         self.metrics.sweep_seconds.labels(namespace, name).observe(time.perf_counter() - started)
         return SweepResult(len(targets), admitted, admit.interval(pool))
@@ -180,18 +197,18 @@ class Sweeper:
         """External endpoints: the same challenge and lease, kept in the pool's status
         (status.endpoints) since a URL does not fit an EndpointSlice."""
         endpoints = pool.spec.endpoints or []
-        previous = {e.get("name"): e for e in (body.get("status") or {}).get("endpoints") or []}
+        self._recover_external(body, pool)
         readmit = admit.readmit_map(body["metadata"].get("annotations") or {})
         judge = self._judge(pool)
-        records = []
-        for endpoint in endpoints:
-            before = previous.get(endpoint.name) or {}
-            records.append(
-                Record.from_status(before) if before.get("url") == endpoint.url else Record()
-            )
         targets = [
-            Target(key=f"{pool.metadata.uid}/{e.name}", url=e.url.rstrip("/")) for e in endpoints
+            Target(
+                key=f"{pool.metadata.uid}/{e.name}",
+                url=e.url.rstrip("/"),
+                refused=egress.check_endpoint_url(e.url, self.egress),
+            )
+            for e in endpoints
         ]
+        records = [self.leases.record(_pool_key(pool), t.key, t.url) for t in targets]
         attended = await asyncio.gather(
             *(
                 self._attend(
@@ -208,9 +225,12 @@ class Sweeper:
             )
         )
         self._keep_released(pool, {t.key for t in targets})
+        self.leases.keep(_pool_key(pool), {t.key for t in targets})
         now = self.clock()
         entries = []
-        for endpoint, record, done in zip(endpoints, records, attended, strict=True):
+        for endpoint, target, record, done in zip(
+            endpoints, targets, records, attended, strict=True
+        ):
             after = self._transition(
                 body,
                 pool,
@@ -219,7 +239,12 @@ class Sweeper:
                 readmit.get(endpoint.name, ""),
                 f"endpoint {endpoint.name}",
             )
-            entries.append(after.to_status(endpoint.name, endpoint.url))
+            lease = Lease(after, endpoint.name, target.url)
+            self.leases.put(_pool_key(pool), target.key, lease)
+            token = self.leases.token(_pool_key(pool), lease) if after.admitted(now) else None
+            entries.append(
+                {**after.to_status(endpoint.name, endpoint.url), "admissionRecord": token or ""}
+            )
         admitted = sum(1 for e in entries if Record.from_status(e).admitted(now))
         path = (
             f"{paths.collection(POOLS, 'MinerPool', pool.metadata.namespace)}/{pool.metadata.name}"
@@ -246,6 +271,10 @@ class Sweeper:
         outcome = await self._bounded(target, judge)
         if not isinstance(outcome, Verified) or chip_blocked(record, outcome, readmit):
             return Attended(outcome, None)
+        holder = self.leases.holder(outcome.hpke_key, self.clock())
+        if holder is not None and holder != (_pool_key(pool), target.key):
+            self.metrics.failed_checks.labels(outcome.tee, DUPLICATE_KEY_CHECK).inc()
+            return Attended(Rejected(_duplicate(holder)), None)
         memory = self._released.setdefault(_pool_key(pool), {})
         known = {memory.get(target.key, ""), record.secrets_released} - {""}
         decision = release.decide(
@@ -287,6 +316,23 @@ class Sweeper:
         self.metrics.failed_checks.labels(outcome.tee, RELEASE_CHECK).inc()
         return Attended(ReleaseFailed(reason, outcome.hpke_key), None)
 
+    def _recover_external(self, body: Obj, pool: MinerPool) -> None:
+        """After a restart: take back the external leases this operator had signed."""
+        key = _pool_key(pool)
+        if self.leases.recovered(key):
+            return
+        entries = [
+            e for e in (body.get("status") or {}).get("endpoints") or [] if isinstance(e, dict)
+        ]
+        declared = {e.name: e.url.rstrip("/") for e in pool.spec.endpoints or []}
+
+        def exists(record: Any) -> str | None:
+            ok = declared.get(record.endpoint) == record.url
+            return f"{pool.metadata.uid}/{record.endpoint}" if ok else None
+
+        tokens = [e.get("admissionRecord") for e in entries if e.get("admissionRecord")]
+        self.leases.recover(key, tokens, self.clock(), exists)
+
     def _keep_released(self, pool: MinerPool, keys: set[str]) -> None:
         """Forget what was delivered to endpoints that are gone."""
         memory = self._released.get(_pool_key(pool), {})
@@ -297,33 +343,52 @@ class Sweeper:
             policy=admit.pool_policy(pool, self.trust.allow_simulated),
             trust=self.trust.current(),
             require_gpu=pool.spec.tee.gpu.required,
+            pool=f"{pool.metadata.namespace}/{pool.metadata.name}",
         )
 
     async def _bounded(self, target: Target, judge: Judge) -> Outcome:
+        """One challenge in a slot, within an overall deadline: httpx's timeout is per read,
+        so a peer dribbling a byte at a time would otherwise hold the slot for hours."""
         async with self._slots:
             started = time.perf_counter()
-            outcome = await challenge(
-                self._http, target, judge, self.book, self.metrics, self.clock
-            )
+            try:
+                async with asyncio.timeout(self._deadline_s):
+                    outcome: Outcome = await challenge(
+                        self._http, target, judge, self.book, self.metrics, self.clock
+                    )
+            except TimeoutError:
+                outcome = Unreachable(f"no complete answer within {self._deadline_s:g} s")
             self.metrics.challenge_seconds.observe(time.perf_counter() - started)
         return outcome
 
     async def publish(self, body: Obj, pool: MinerPool, pods: list[Obj]) -> int:
         """Write the pool's EndpointSlice from the pods' records, as of now."""
-        count = await endpointslice.publish(self.kube, pool, pods, self.clock())
+        count = await endpointslice.publish(self.kube, pool, pods, self.clock(), self.leases)
         self.metrics.attested.labels(pool.metadata.namespace, pool.metadata.name).set(count)
         return count
 
-    async def _record(self, body: Obj, pool: MinerPool, pod: Obj, attended: Attended) -> Obj:
+    def _pod_record(self, pool: MinerPool, pod: Obj) -> Record:
+        target = _pod_target(pod)
+        return self.leases.record(_pool_key(pool), target.key, target.url)
+
+    async def _record(
+        self, body: Obj, pool: MinerPool, pod: Obj, attended: Attended, readmit: dict[str, str]
+    ) -> Obj:
+        """Keep the pod's next record in the book, and show it on the pod's annotations (for
+        people: nothing reads them back)."""
         meta = pod["metadata"]
         annotations = meta.get("annotations") or {}
+        target = _pod_target(pod)
         after = self._transition(
             body,
             pool,
-            admit.record_of(pod),
+            self._pod_record(pool, pod),
             attended,
-            annotations.get(admission.READMIT, ""),
+            readmit.get(meta["name"], ""),
             f"pod {meta['name']}",
+        )
+        self.leases.put(
+            _pool_key(pool), target.key, Lease(after, meta["name"], target.url, target.key)
         )
         patch = after.to_annotations()
         if all(annotations.get(k) == v for k, v in patch.items()):
@@ -382,8 +447,12 @@ def _pool_key(pool: MinerPool) -> tuple[str, str]:
     return (pool.metadata.namespace, pool.metadata.name)
 
 
-def _annotations(pod: Obj) -> dict[str, str]:
-    return (pod.get("metadata") or {}).get("annotations") or {}
+def _duplicate(holder: tuple[tuple[str, str], str]) -> str:
+    (namespace, name), _ = holder
+    return (
+        f"{DUPLICATE_KEY_CHECK}: this enclave key already holds a lease in pool "
+        f"{namespace}/{name} (one enclave serves one endpoint of one pool)"
+    )
 
 
 def _pod_target(pod: Obj) -> Target:

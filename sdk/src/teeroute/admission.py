@@ -23,7 +23,9 @@ SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 POOL_LABEL = f"{PREFIX}pool"
 EXPIRY = f"{PREFIX}attestation-expiry"
 
-# Pod annotations: the verdict of the last challenge, written by the sweeper.
+# Pod annotations: the verdict of the last challenge, written by the sweeper for people to
+# read. Nothing routes on them (a namespace editor can write them): routers take endpoints from
+# the operator's signed admission records (teeroute.admission_record).
 ATTESTED_AT = f"{PREFIX}attested-at"
 EXPIRES_AT = f"{PREFIX}attestation-expires-at"
 TEE = f"{PREFIX}attested-tee"
@@ -42,7 +44,8 @@ HPKE key and the Secrets' names and versions); absent when the pool has none."""
 FAILURE = f"{PREFIX}attestation-failure"
 CHIP_CHANGED = f"{PREFIX}chip-changed"
 READMIT = f"{PREFIX}readmit-chip"
-"""Set by an administrator to the new chip id to re-admit an endpoint whose chip changed."""
+"""On the MinerPool (never a pod: a pod editor must not make this decision):
+`"<pod or endpoint name>=<chip id>,…"` re-admits an endpoint whose chip changed."""
 
 VERDICT_ANNOTATIONS = (
     ATTESTED_AT,

@@ -79,26 +79,6 @@ def test_only_ready_running_pods_with_an_ip_are_challenged(candidate: Any, expec
     assert admit.challengeable(candidate) is expected
 
 
-def lease(seconds: int) -> dict[str, str]:
-    return {admission.EXPIRES_AT: admission.rfc3339(NOW + dt.timedelta(seconds=seconds))}
-
-
-def test_slice_lists_ready_pods_with_unexpired_leases_only() -> None:
-    pods = [
-        pod("fresh", "10.0.0.1", annotations=lease(30)),
-        pod("expired", "10.0.0.2", annotations=lease(-1)),
-        pod("never", "10.0.0.3"),
-        pod("unready", "10.0.0.4", ready=False, annotations=lease(30)),
-        pod(
-            "moved",
-            "10.0.0.5",
-            annotations={**lease(30), admission.CHIP_CHANGED: "a -> b"},
-        ),
-    ]
-    listed = admit.slice_endpoints(pods, 8443, NOW)
-    assert [(e.address, e.pod, e.port) for e in listed] == [("10.0.0.1", "fresh", 8443)]
-
-
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

@@ -20,9 +20,10 @@ def test_a_new_key_is_private_to_its_owner_and_its_public_half_is_printed(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
     out = capsys.readouterr().out.strip()
-    name, _, value = out.partition("=")
-    assert name == "TEEROUTE_AGENT_RELEASE_KEY"
-    assert base64.b64decode(value, validate=True) == release_key.load(path).public
+    printed = dict(line.partition("=")[::2] for line in out.splitlines())
+    assert set(printed) == {"TEEROUTE_AGENT_RELEASE_KEY", "TEEROUTE_GATEWAY_OPERATOR_KEY"}
+    for value in printed.values():
+        assert base64.b64decode(value, validate=True) == release_key.load(path).public
 
     assert cli.main(["operator", "release-key", "--show", str(path)]) == 0
     assert capsys.readouterr().out.strip() == out

@@ -8,17 +8,19 @@ from typing import Any
 from teeroute.api import MinerPool, Route
 from teeroute_operator.conditions import set_condition
 from teeroute_operator.routes import route_status
-from teeroute_operator.status import Observed, attested, pool_status
+from teeroute_operator.status import Observed, pool_status
 
 from ..cases import valid_pool, valid_route
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 
 
-def pod(ready: bool = True, expires: str | None = None, **status: Any) -> dict[str, Any]:
+def pod(
+    ready: bool = True, expires: str | None = None, uid: str = "", **status: Any
+) -> dict[str, Any]:
     annotations = {"teeroute.dev/attestation-expires-at": expires} if expires else {}
     return {
-        "metadata": {"annotations": annotations},
+        "metadata": {"annotations": annotations, "uid": uid},
         "status": {"conditions": [{"type": "Ready", "status": str(ready)}], **status},
     }
 
@@ -45,16 +47,16 @@ def test_ready_when_every_desired_miner_is() -> None:
     assert conditions(status)["Ready"]["status"] == "True"
 
 
-def test_attested_counts_only_unexpired_verdicts_on_ready_pods() -> None:
-    later, earlier = "2026-11-24T12:05:00Z", "2026-11-24T11:55:00Z"
+def test_attested_counts_only_ready_pods_the_operator_holds_a_lease_on() -> None:
+    forged = "2099-01-01T00:00:00Z"  # a pod editor's annotation: not a lease
     pods = [
-        pod(expires=later),
-        pod(expires=earlier),
-        pod(ready=False, expires=later),
-        pod(expires="garbage"),
+        pod(uid="a"),
+        pod(uid="b", expires=forged),
+        pod(ready=False, uid="c"),
+        pod(uid="d"),
     ]
-    assert pool_status(pool(4), Observed(None, pods, NOW), {})["attestedReplicas"] == 1
-    assert not attested(pod(expires="not a time"), NOW)
+    seen = Observed(None, pods, NOW, attested=frozenset({"a", "c"}))
+    assert pool_status(pool(4), seen, {})["attestedReplicas"] == 1
 
 
 def test_unschedulable_pod_degrades_the_pool() -> None:

@@ -1,9 +1,11 @@
-"""The cluster source: watches Routes, MinerPools, the operator's attested EndpointSlices and
-miner Pods, keeps a cache of each, and hands the gateway a fresh `Inventory`.
+"""The cluster source: watches Routes, MinerPools and the operator's attested EndpointSlices,
+keeps a cache of each, and hands the gateway a fresh `Inventory`. Endpoints come only from the
+operator's signed admission records in those slices and in the pools' status, checked against
+the operator's key (`operator_key`); pods are not watched: nothing on them is trusted.
 
 The gateway starts it once (`await KubeSource(kube, on_change=...).run()` in a task) and
 builds a catalog from every inventory it is given: after the first complete list of all
-four kinds, after every change (debounced, so a burst is one inventory), and every
+three kinds, after every change (debounced, so a burst is one inventory), and every
 `resync_s` even without changes, so that attestation expiries are re-evaluated. Requests
 never reach the apiserver; they read the catalog.
 
@@ -32,9 +34,6 @@ from teeroute_gateway.sources.kube_inventory import inventory_from
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
-MINER_SELECTOR = "app.kubernetes.io/name=teeroute-miner"
-"""The label the operator puts on every miner pod (its builders.labels)."""
-
 
 @dataclass(frozen=True)
 class Watched:
@@ -53,7 +52,6 @@ WATCHED = (
         "EndpointSlice",
         f"{admission.SLICE_MANAGED_BY_LABEL}={admission.MANAGED_BY}",
     ),
-    Watched("pods", "v1", "Pod", MINER_SELECTOR),
 )
 """What the gateway watches; its RBAC (e2e/sandbox/gateway-rbac.yaml) grants exactly this."""
 
@@ -68,6 +66,7 @@ class KubeSource:
         kube: Kube,
         *,
         on_change: Callable[[Inventory], None],
+        operator_key: bytes,
         namespaces: Sequence[str] = (),
         debounce_s: float = 0.05,
         resync_s: float = 10.0,
@@ -77,9 +76,11 @@ class KubeSource:
         """`namespaces`: where to watch (empty: the whole cluster). `debounce_s`: how long
         after a change to wait for more before building. `resync_s`: the longest time
         between two inventories. `watch_timeout_s`: each watch request's server-side
-        timeout, after which it is reopened."""
+        timeout, after which it is reopened. `operator_key`: the operator's raw Ed25519
+        public key; only admission records it signed become endpoints."""
         self.kube = kube
         self.on_change = on_change
+        self.operator_key = operator_key
         self.namespaces = tuple(namespaces)
         self.debounce_s = debounce_s
         self.resync_s = resync_s
@@ -164,8 +165,8 @@ class KubeSource:
                 self.caches["routes"].values(),
                 self.caches["pools"].values(),
                 self.caches["slices"].values(),
-                self.caches["pods"].values(),
                 self.clock(),
+                operator_key=self.operator_key,
                 namespaces=self.namespaces,
                 warn=warnings.append,
             )

@@ -1,42 +1,39 @@
-"""The cluster source's decisions (pure): raw Routes, MinerPools, attested EndpointSlices and
-miner Pods, as the watches cached them, become the gateway's `Inventory` at a given time.
+"""The cluster source's decisions (pure): raw Routes, MinerPools and attested EndpointSlices,
+as the watches cached them, become the gateway's `Inventory` at a given time.
 
 `sources/kube.py` calls `inventory_from` after every change and periodically; tests call it
-with plain dicts. What is admitted, and with which attestation details:
+with plain dicts. An endpoint is routed only from an admission record that the operator's key
+signed (teeroute.admission_record), for the pool it is published with, unexpired at `now`:
 
-- In-cluster miners: the entries of the pool's `<pool>-attested` slice that
-  `admission.admitted` lets through at `now` (listed, ready, slice expiry in the future).
-  Their attestation details come from the pod's verdict annotations. When the pod is known,
-  it must agree, or the entry is dropped (fail closed): not terminating, its IP is the
-  listed address, no chip change, and its own expiry still in the future; the endpoint
-  expires at the earlier of the two expiries (the sweeper writes the pod's verdict before
-  the slice, so a revoked verdict shows on the pod first).
-- A slice entry whose pod is not (yet) known, e.g. its watch event has not arrived, is kept
-  with the pool's TEE type and no `attested_at`: listed, but a Route's maxAttestationAge
-  rejects it until the pod's verdict shows when it was attested.
-- External miners: `admission.admitted_external` on the pool's status, and only for an
-  endpoint still declared in the spec with the same URL (a lease for a removed endpoint, or
-  for the URL it had before, is not a lease for what the spec names now).
+- In-cluster miners: the records in the pool's `<pool>-attested` slice (annotation
+  `teeroute.dev/admission-records`). The slice's own entries and the pods are not read: a
+  namespace editor can write pods and their annotations, so nothing taken from them could
+  choose an address or a key. Address, TEE, measurement, keys and expiry are the record's.
+- External miners: the record in the pool's status entry, and only for an endpoint still
+  declared in the spec with the same URL (a lease for a removed endpoint, or for the URL it
+  had before, is not a lease for what the spec names now).
 
-Objects that fail validation are skipped (a MinerPool whose status alone is unreadable keeps
-its spec); each skip is reported through `warn`, naming the object and the field paths.
+Records that do not verify are reported through `warn` (naming the check) and skipped; so are
+objects that fail validation (a MinerPool whose status alone is unreadable keeps its spec).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from teeroute import admission
-from teeroute.admission import AdmittedEndpoint, parse_time
+from teeroute import admission, admission_record
+from teeroute.admission_record import AdmissionRecord
 from teeroute.api.minerpool import MinerPool
 from teeroute.api.route import Route
 from teeroute_gateway.catalog import Endpoint, Inventory, pool_key
-from teeroute_gateway.sealed import public_key
 
 Obj = dict[str, Any]
 Warn = Callable[[str], None]
@@ -49,9 +46,9 @@ def inventory_from(
     routes: Iterable[Obj],
     pools: Iterable[Obj],
     slices: Iterable[Obj],
-    pods: Iterable[Obj],
     now: dt.datetime,
     *,
+    operator_key: bytes,
     namespaces: Sequence[str] = (),
     warn: Warn = log.warning,
 ) -> Inventory:
@@ -64,15 +61,15 @@ def inventory_from(
     parsed_pools = [
         (pool, raw) for raw in pools if wanted(raw) and (pool := parse(MinerPool, raw, warn))
     ]
-    by_pod = {(_namespace(p), _name(p)): p for p in pods if wanted(p)}
     by_pool = _slices_by_pool((s for s in slices if wanted(s)), warn)
     endpoints: dict[str, list[Endpoint]] = {}
     for pool, raw in parsed_pools:
         key = pool_key(pool.metadata.namespace, pool.metadata.name)
-        found = [
-            *_in_cluster(pool, by_pool.get(key, ()), by_pod, now),
-            *_external(pool, raw.get("status"), now),
+        records = [
+            *_in_cluster(key, by_pool.get(key, ()), operator_key, warn),
+            *_external(pool, raw.get("status"), operator_key, warn),
         ]
+        found = [_endpoint(key, r) for r in records if r.admitted(now)]
         endpoints[key] = sorted(_unique(found), key=lambda e: e.key)
     return Inventory(
         routes=sorted(parsed_routes, key=_order),
@@ -135,100 +132,56 @@ def _slices_by_pool(slices: Iterable[Obj], warn: Warn) -> dict[str, list[Obj]]:
 
 
 def _in_cluster(
-    pool: MinerPool,
-    slices: Iterable[Obj],
-    pods: Mapping[tuple[str, str], Obj],
-    now: dt.datetime,
-) -> list[Endpoint]:
-    namespace = pool.metadata.namespace
+    key: str, slices: Iterable[Obj], operator_key: bytes, warn: Warn
+) -> list[AdmissionRecord]:
     found = []
     for slice_ in slices:
-        for entry in admission.admitted(slice_, now):
-            endpoint = _pod_endpoint(pool, entry, pods.get((namespace, entry.pod)), now)
-            if endpoint is not None:
-                found.append(endpoint)
+        notes = _meta(slice_).get("annotations") or {}
+        tokens = admission_record.load_list(notes.get(admission_record.RECORDS_ANNOTATION, ""))
+        found += admission_record.verify_all(tokens, operator_key, pool=key, warn=warn)
     return found
 
 
-def _pod_endpoint(
-    pool: MinerPool, entry: AdmittedEndpoint, pod: Obj | None, now: dt.datetime
-) -> Endpoint | None:
-    key = pool_key(pool.metadata.namespace, pool.metadata.name)
-    endpoint = Endpoint(
-        key=f"{key}/{entry.pod or entry.address}",
-        pool=key,
-        url=_url(entry.address, entry.port),
-        tee=pool.spec.tee.type,
-        expires_at=entry.expires_at,
-    )
-    if pod is None:
-        return endpoint
-    expires = _pod_expiry(pod, entry.address, now)
-    if expires is None:
-        return None
-    notes = _meta(pod).get("annotations") or {}
-    return Endpoint(
-        key=endpoint.key,
-        pool=key,
-        url=endpoint.url,
-        tee=notes.get(admission.TEE) or endpoint.tee,
-        attested_at=parse_time(notes.get(admission.ATTESTED_AT, "")),
-        expires_at=min(entry.expires_at, expires),
-        measurement=notes.get(admission.MEASUREMENT, ""),
-        chip_id=notes.get(admission.CHIP_ID, ""),
-        hpke_key_sha256=notes.get(admission.HPKE_KEY, ""),
-        signing_key_sha256=notes.get(admission.SIGNING_KEY, ""),
-        hpke_public=public_key(
-            notes.get(admission.HPKE_PUBLIC_KEY, ""), notes.get(admission.HPKE_KEY, "")
-        ),
-    )
-
-
-def _pod_expiry(pod: Obj, address: str, now: dt.datetime) -> dt.datetime | None:
-    """The pod's own verdict expiry when it still admits `address`, else None."""
-    meta, status = _meta(pod), pod.get("status") or {}
-    notes = meta.get("annotations") or {}
-    ips = {status.get("podIP")} | {i.get("ip") for i in status.get("podIPs") or []}
-    ips.discard(None)
-    if meta.get("deletionTimestamp") or (ips and address not in ips):
-        return None
-    if notes.get(admission.CHIP_CHANGED):
-        return None
-    expires = parse_time(notes.get(admission.EXPIRES_AT, ""))
-    return expires if expires is not None and expires > now else None
-
-
-def _external(pool: MinerPool, status: Any, now: dt.datetime) -> list[Endpoint]:
+def _external(
+    pool: MinerPool, status: Any, operator_key: bytes, warn: Warn
+) -> list[AdmissionRecord]:
     if not pool.spec.endpoints or not isinstance(status, dict):
         return []
-    entries = [e for e in status.get("endpoints") or [] if isinstance(e, dict)]
-    by_name = {e.get("name"): e for e in entries}
     declared = {e.name: e.url.rstrip("/") for e in pool.spec.endpoints}
     key = pool_key(pool.metadata.namespace, pool.metadata.name)
-    found = []
-    for lease in admission.admitted_external({"endpoints": entries}, now):
-        url = lease.url.rstrip("/")
-        if declared.get(lease.name) != url:
-            continue
-        entry = by_name[lease.name]
-        found.append(
-            Endpoint(
-                key=f"{key}/{lease.name}",
-                pool=key,
-                url=url,
-                tee=entry.get("tee") or pool.spec.tee.type,
-                attested_at=parse_time(entry.get("attestedAt") or ""),
-                expires_at=lease.expires_at,
-                measurement=entry.get("measurement") or "",
-                chip_id=entry.get("chipId") or "",
-                hpke_key_sha256=entry.get("hpkeKeySha256") or "",
-                signing_key_sha256=entry.get("signingKeySha256") or "",
-                hpke_public=public_key(
-                    entry.get("hpkePublicKey") or "", entry.get("hpkeKeySha256") or ""
-                ),
-            )
-        )
-    return found
+    tokens = [
+        e.get("admissionRecord")
+        for e in status.get("endpoints") or []
+        if isinstance(e, dict) and e.get("admissionRecord")
+    ]
+    records = admission_record.verify_all(tokens, operator_key, pool=key, warn=warn)
+    return [r for r in records if declared.get(r.endpoint) == r.url.rstrip("/")]
+
+
+def _endpoint(key: str, record: AdmissionRecord) -> Endpoint:
+    hpke = _raw_key(record.hpke_public_key)
+    signing = _raw_key(record.signing_public_key)
+    return Endpoint(
+        key=f"{key}/{record.endpoint}",
+        pool=key,
+        url=record.url.rstrip("/"),
+        tee=record.tee,
+        attested_at=record.attested_at,
+        expires_at=record.expires_at,
+        measurement=record.measurement,
+        chip_id=record.chip_id,
+        hpke_key_sha256=hashlib.sha256(hpke).hexdigest() if hpke else "",
+        signing_key_sha256=hashlib.sha256(signing).hexdigest() if signing else "",
+        hpke_public=hpke,
+    )
+
+
+def _raw_key(text: str) -> bytes | None:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == 32 else None
 
 
 def _unique(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
@@ -242,11 +195,6 @@ def _unique(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
 
 
 _NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
-
-
-def _url(address: str, port: int) -> str:
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}"
 
 
 def _order(obj: Route | MinerPool) -> tuple[str, str]:

@@ -109,6 +109,44 @@ class Pricing(ApiModel):
     """ISO 4217 code or token ticker, upper case (USD, EUR, USDC, TAO)."""
 
 
+HexRegister = Annotated[str, Field(pattern=HEX_MEASUREMENT)]
+TcbStatus = Literal[
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "TDRelaunchAdvised",
+    "TDRelaunchAdvisedConfigurationNeeded",
+]
+
+
+class TdxAttestation(ApiModel):
+    """Intel TDX pins beyond MRTD (`allowedMeasurements`). Each list is a set of allowed
+    values (48 bytes as lowercase hex); empty: not pinned. A pin on a pool whose evidence
+    has no such register (SEV-SNP, simulated) fails that evidence."""
+
+    rtmr0: list[HexRegister] = Field(default_factory=list, max_length=64)
+    """RTMR0: the virtual firmware's configuration (TDVF: CFV, ACPI tables, boot variables)."""
+    rtmr1: list[HexRegister] = Field(default_factory=list, max_length=64)
+    """RTMR1: the OS loader and kernel."""
+    rtmr2: list[HexRegister] = Field(default_factory=list, max_length=64)
+    """RTMR2: the kernel command line and initrd."""
+    rtmr3: list[HexRegister] = Field(default_factory=list, max_length=64)
+    """RTMR3: extended by the workload at run time (e.g. the container image digests)."""
+    mr_config_id: list[HexRegister] = Field(default_factory=list, max_length=64)
+    """MRCONFIGID: the host-set configuration id the TD was launched with."""
+    mr_owner: list[HexRegister] = Field(default_factory=list, max_length=64)
+    """MROWNER: the host-set owner id the TD was launched with."""
+    accepted_tcb_statuses: list[TcbStatus] = Field(
+        default_factory=lambda: list[TcbStatus](["UpToDate"]), min_length=1, max_length=8
+    )
+    """Intel TCB statuses (platform, TDX module, quoting enclave, from Intel's signed
+    collateral) that admit a miner. Default: UpToDate only; adding e.g. SWHardeningNeeded
+    accepts platforms Intel flags as needing software mitigations."""
+
+
 class AttestationPolicy(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -137,6 +175,13 @@ class AttestationPolicy(ApiModel):
     """How long a verified piece of evidence keeps an endpoint admitted."""
     reattestation_interval: Duration = "1m"
     """How often each endpoint is challenged with a fresh nonce."""
+    tdx: TdxAttestation = Field(default_factory=TdxAttestation)
+    """Intel TDX: RTMR, MRCONFIGID and MROWNER pins, and the TCB statuses accepted."""
+    allow_unchecked_collateral: bool = False
+    """Opt-out, off by default: admit TDX evidence whose Intel collateral checks (TCB Info
+    and QE Identity signatures, CRLs, TCB status, QE identity) could not run because the
+    operator's trust store has no collateral for the platform. Then the platform's TCB and
+    revocation are not known: development only. Collateral that is present is always checked."""
 
     @model_validator(mode="after")
     def _interval_within_age(self) -> AttestationPolicy:
@@ -270,6 +315,12 @@ class MinerPoolSpec(ApiModel):
     secrets: list[PoolSecret] = Field(default_factory=list, max_length=64)
     """Secrets released to each enclave after its evidence verified, sealed to its attested
     HPKE key (an endpoint is admitted only once they were delivered)."""
+    sealing: Literal["allowed", "required"] = "allowed"
+    """Whether the pool's enclaves take plain (unsealed) requests. `required`: the operator
+    starts its agents with TEEROUTE_AGENT_REQUIRE_SEALED, so they answer only sealed requests
+    (a Route with `sealing: gateway` or `required`), whatever the gateway sends; a Route with
+    `sealing: off` gets 403 `sealing_required` from them. `allowed`: the Routes decide.
+    External endpoints set it on their agents themselves."""
 
     @model_validator(mode="after")
     def _cross_field(self) -> MinerPoolSpec:
@@ -361,6 +412,10 @@ class EndpointAttestation(ApiModel):
     """Why the last challenge did not renew the lease."""
     chip_changed: str = ""
     """Set when evidence came from another chip than the pinned one (then not admitted)."""
+    admission_record: str = ""
+    """The operator's signed admission record for this endpoint while admitted (empty
+    otherwise): what a gateway routes on, checked against the operator's public key
+    (teeroute.admission_record). The fields above are for people."""
 
 
 class MinerPoolStatus(ApiModel):

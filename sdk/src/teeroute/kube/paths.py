@@ -11,8 +11,10 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("v1", "Secret"): "secrets",
     ("v1", "ConfigMap"): "configmaps",
     ("apps/v1", "Deployment"): "deployments",
+    ("apps/v1", "ReplicaSet"): "replicasets",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("discovery.k8s.io/v1", "EndpointSlice"): "endpointslices",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("teeroute.dev/v1alpha1", "MinerPool"): "minerpools",
     ("teeroute.dev/v1alpha1", "Route"): "routes",
 }
