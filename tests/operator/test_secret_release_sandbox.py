@@ -29,9 +29,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from teeroute import admission
+from teeroute_operator.release import RELEASE_TO
 from teeroute_sandbox.cluster import Sandbox
 from teeroute_sandbox.restclient import KubeRest
 from teeroute_sandbox.testing import wait_for
+from tests import gateway_key
 
 from .conftest import OperatorProcess
 from .test_attestation import (
@@ -56,11 +58,13 @@ MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # what valid_pool serves
 KEY_VARIABLE = "PROVIDER_API_KEY"
 
 
-def secret(name: str, data: dict[str, str]) -> Obj:
+def secret(name: str, data: dict[str, str], release_to: str = "") -> Obj:
+    """A Secret offered to the pools named in `release_to` (comma-separated; "": none)."""
+    annotations = {RELEASE_TO: release_to} if release_to else {}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "annotations": annotations},
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
@@ -100,9 +104,13 @@ def healthy(url: str) -> bool:
 
 
 def chat(pod_ip: str) -> httpx.Response:
+    """A completion asked of the pod's agent as the gateway asks (the operator's agents pin
+    the tests' gateway key)."""
+    agent = f"http://{pod_ip}:8443"
     return httpx.post(
-        f"http://{pod_ip}:8443/v1/chat/completions",
+        f"{agent}/v1/chat/completions",
         json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+        auth=gateway_key.signed_for(agent),
         timeout=10,
     )
 
@@ -185,7 +193,8 @@ def test_a_relay_serves_only_once_its_api_key_was_released(
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
 
     kube.post(
-        f"/api/v1/namespaces/{namespace}/secrets", secret("provider", {"token": PROVIDER_KEY})
+        f"/api/v1/namespaces/{namespace}/secrets",
+        secret("provider", {"token": PROVIDER_KEY}, release_to="relay"),
     )
     wait_for(
         lambda: listed(kube, namespace, "relay") == {ip},
@@ -200,10 +209,15 @@ def test_a_relay_serves_only_once_its_api_key_was_released(
     ]
     assert len(notes[admission.SECRETS_RELEASED]) == 64
     assert admission.FAILURE not in notes
-    assert events(kube, namespace, "SecretsReleased")
-    assert events(kube, namespace, "SecretReleaseFailed")
-    released = events(kube, namespace, "SecretsReleased")[0]["message"]
-    assert "engine-api-key" in released
+    # Events are posted apart from the verdicts (kopf's queue): wait for them.
+    wait_for(
+        lambda: events(kube, namespace, "SecretReleaseFailed"),
+        what="the Event of the failed release",
+    )
+    released = wait_for(
+        lambda: events(kube, namespace, "SecretsReleased"), what="the Event of the release"
+    )[0]
+    assert "engine-api-key" in released["message"]
 
     said = everything_said(kube, namespace, "relay", sweeping_operator)
     assert_never_said(said + provider_log.read_text(errors="replace"), PROVIDER_KEY)
@@ -214,7 +228,10 @@ def test_a_missing_secret_keeps_the_miner_out_and_no_value_shows(
     namespace: str,
     sweeping_operator: OperatorProcess,  # noqa: F811
 ) -> None:
-    kube.post(f"/api/v1/namespaces/{namespace}/secrets", secret("present", {"v": OTHER_VALUE}))
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/secrets",
+        secret("present", {"v": OTHER_VALUE}, release_to="withheld"),
+    )
     pool = attested_pool("withheld", replicas=1)
     pool["spec"]["secrets"] = [
         secret_ref("present", "present", "v"),
@@ -228,20 +245,23 @@ def test_a_missing_secret_keeps_the_miner_out_and_no_value_shows(
     )
     path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}"
     failure = release_failure(kube, path)
-    assert failure == 'secrets.release: Secret "absent" not found (secret absent)'
+    assert failure == 'secrets.release: secrets.found: Secret "absent" not found (secret absent)'
     notes = kube.get(path)["metadata"]["annotations"]
     assert admission.EXPIRES_AT not in notes and admission.SECRETS_RELEASED not in notes
     assert listed(kube, namespace, "withheld") == set()
-    (event,) = events(kube, namespace, "SecretReleaseFailed")
+    (event,) = wait_for(
+        lambda: events(kube, namespace, "SecretReleaseFailed"), what="the Event of the failure"
+    )
     assert event["type"] == "Warning" and '"absent"' in event["message"]
-    wait_for(
+    status = wait_for(
         lambda: (
-            "secrets.release"
-            in status_of(kube, namespace, "withheld").get("lastAttestationFailure", "")
+            (found := status_of(kube, namespace, "withheld"))
+            and "secrets.release" in found.get("lastAttestationFailure", "")
+            and found
         ),
         what="the pool to say why",
     )
-    assert status_of(kube, namespace, "withheld").get("attestedReplicas") == 0
+    assert status.get("attestedReplicas") == 0
     said = everything_said(kube, namespace, "withheld", sweeping_operator)
     assert 'check="secrets.release"' in said  # the metric
     assert_never_said(said, OTHER_VALUE)
@@ -276,18 +296,24 @@ def test_only_an_enclave_pinning_the_operators_release_key_gets_the_secrets(
     """Three remote miners' agents: one pins the operator's release key, one another key (say,
     a host that wants to feed it secrets of its own), one none. All three evidence documents
     verify; only the first enclave gets the pool's secrets and is admitted."""
-    kube.post(f"/api/v1/namespaces/{namespace}/secrets", secret("shared", {"v": OTHER_VALUE}))
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/secrets",
+        secret("shared", {"v": OTHER_VALUE}, release_to="pinned"),
+    )
     other = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     pins = {
         "ours": {"TEEROUTE_AGENT_RELEASE_KEY": b64(sweeping_operator.release_public)},
         "other": {"TEEROUTE_AGENT_RELEASE_KEY": b64(other)},
         "none": {},
     }
+    serving = {"TEEROUTE_AGENT_POOL": f"{namespace}/pinned"}  # the pool its evidence binds
     with ExitStack() as stack:
         urls = {}
         for name, settings in pins.items():
             (tmp_path / name).mkdir()
-            urls[name] = stack.enter_context(agent_outside(sandbox, tmp_path / name, **settings))
+            urls[name] = stack.enter_context(
+                agent_outside(sandbox, tmp_path / name, **settings, **serving)
+            )
         pool = attested_pool("pinned")
         for key in ("replicas", "images", "placement", "resources"):
             del pool["spec"][key]
@@ -324,10 +350,17 @@ def test_only_an_enclave_pinning_the_operators_release_key_gets_the_secrets(
             "secrets.release: the enclave pins no release key "
             "(its agent lacks TEEROUTE_AGENT_RELEASE_KEY)"
         )
-        failed = [e["message"] for e in events(kube, namespace, "SecretReleaseFailed")]
-        assert any(m.startswith("endpoint other: the enclave pins another") for m in failed)
-        assert any(m.startswith("endpoint none: the enclave pins no release key") for m in failed)
-        (released,) = events(kube, namespace, "SecretsReleased")
+
+        # Events are posted apart from the status (kopf's queue): wait for them.
+        def failed(prefix: str) -> bool:
+            found = events(kube, namespace, "SecretReleaseFailed")
+            return any(e["message"].startswith(prefix) for e in found)
+
+        wait_for(lambda: failed("endpoint other: the enclave pins another"), what="other's Event")
+        wait_for(lambda: failed("endpoint none: the enclave pins no release key"), what="none's")
+        (released,) = wait_for(
+            lambda: events(kube, namespace, "SecretsReleased"), what="the Event of the release"
+        )
         assert released["message"].startswith("endpoint ours: released shared ")
         assert_never_said(
             everything_said(kube, namespace, "pinned", sweeping_operator), OTHER_VALUE

@@ -247,10 +247,13 @@ def test_deleting_a_pod_stops_its_process_and_network(
     assert netns.exists(pod_ns)
 
     kube.delete(f"/api/v1/namespaces/{namespace}/pods/short-lived")
-    wait_for(lambda: not netns.exists(pod_ns), what="the pod's namespace to go")
+    # The runner removes the network namespace first, then the pod's directory.
+    wait_for(
+        lambda: not netns.exists(pod_ns) and not (sandbox.layout.pods / uid).exists(),
+        what="the pod's network namespace and directory to go",
+    )
     with pytest.raises(OSError):
         http_get(ip, "/healthz")
-    assert not (sandbox.layout.pods / uid).exists()
 
 
 def test_config_error_is_reported_instead_of_starting(kube: KubeRest, namespace: str) -> None:
