@@ -25,9 +25,10 @@ import orjson
 
 from teeroute_gateway.catalog import Endpoint, Pool, PublicModel
 from teeroute_gateway.dispatch import Dispatcher
-from teeroute_gateway.errors import BadRequest, RateLimited, Unavailable
-from teeroute_gateway.limits import LimiterUnavailable, Limits, RateLimiter
+from teeroute_gateway.errors import BadRequest
+from teeroute_gateway.limits import Limits, RateLimiter
 from teeroute_gateway.requests import json_object
+from teeroute_gateway.throttle import enforce
 from teeroute_gateway.upstream import UpstreamError
 
 MAX_ENDPOINTS = 16
@@ -48,19 +49,7 @@ async def charge(limiter: RateLimiter, account_id: str, model: PublicModel) -> N
     if not route.unlimited:
         scopes.append((f"{account_id}|{model.route_key}", route, model.name))
     for scope, limits, what in scopes:
-        try:
-            decision = await limiter.admit(scope, limits)
-        except LimiterUnavailable:
-            raise Unavailable(
-                "rate limits cannot be checked right now", code="limiter_unavailable"
-            ) from None
-        if not decision.allowed:
-            wait = max(1, int(decision.retry_after_s + 0.999))
-            raise RateLimited(
-                f"rate limit of {decision.limit} {decision.reason} per minute reached on {what}",
-                code=f"rate_limit_{decision.reason}",
-                headers={"Retry-After": str(wait)},
-            )
+        await enforce(limiter, scope, limits, what)
 
 
 def parse_challenge(raw: bytes) -> tuple[str, str]:

@@ -46,7 +46,6 @@ from teeroute_gateway.errors import (
     GatewayError,
     NotFound,
     PaymentRequired,
-    RateLimited,
     Unauthorized,
     Unavailable,
     UpstreamFailed,
@@ -74,6 +73,7 @@ from teeroute_gateway.sealed import NO_RECEIPT, Judgement, Observed, hop_mode, j
 from teeroute_gateway.selection import Candidate, Context, plan
 from teeroute_gateway.services import Services
 from teeroute_gateway.streaming import StreamRelay, error_event, usage_body
+from teeroute_gateway.throttle import enforce
 from teeroute_gateway.upstream import UpstreamError
 
 log = logging.getLogger("teeroute_gateway.requests")
@@ -193,22 +193,8 @@ class InferenceHandler:
 
     async def _admit(self, account: Account, model: PublicModel) -> None:
         limits = _limits(model)
-        if limits is None:
-            return
-        try:
-            decision = await self.s.limiter.admit(f"{account.id}|{model.route_key}", limits)
-        except LimiterUnavailable:
-            raise Unavailable(
-                "rate limits cannot be checked right now", code="limiter_unavailable"
-            ) from None
-        if not decision.allowed:
-            wait = max(1, int(decision.retry_after_s + 0.999))
-            raise RateLimited(
-                f"rate limit of {decision.limit} {decision.reason} per minute reached "
-                f"on {model.name}",
-                code=f"rate_limit_{decision.reason}",
-                headers={"Retry-After": str(wait)},
-            )
+        if limits is not None:
+            await enforce(self.s.limiter, f"{account.id}|{model.route_key}", limits, model.name)
 
     def _max_tokens(self, request: InferenceRequest, candidates: list[Candidate]) -> int:
         """The per-choice limit: the client's, else the default within the context left."""
