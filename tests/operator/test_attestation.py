@@ -23,6 +23,7 @@ from teeroute_enclave.__main__ import PACKAGE as AGENT
 from teeroute_sandbox.cluster import Sandbox
 from teeroute_sandbox.restclient import KubeRest
 from teeroute_sandbox.testing import runner_ready, wait_for
+from tests import gateway_key
 
 from .cases import valid_pool
 from .conftest import OperatorProcess, vendor
@@ -237,6 +238,9 @@ def agent_outside(sandbox: Sandbox, directory: Path, **settings: str) -> Iterato
         "TEEROUTE_SIMULATED_DIR": str(directory),
         "TEEROUTE_SIMULATED_OVERRIDE_FILE": str(directory / "override"),
         "NODE_NAME": node,
+        # the gateway keys the operator is configured with (conftest): a remote miner pins
+        # exactly those, or the operator rejects its enclave (check gateway.keys)
+        **gateway_key.PINNED,
         **settings,
     }
     proc = subprocess.Popen([sys.executable, "-m", "teeroute_enclave"], env=env)

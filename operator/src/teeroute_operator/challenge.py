@@ -55,6 +55,11 @@ class Judge:
     other pool, or none, is Rejected (`pool.binding`), so a pool relaying to another pool's
     enclave is never admitted with its keys nor releases its secrets into it. None: not
     checked (evidence judged outside any pool); a sweep must always name its pool."""
+    gateway_keys: frozenset[bytes] | None = None
+    """The gateway keys (raw Ed25519) the operator is configured with: the enclave must pin
+    exactly these (`gateway.keys`), or it could answer someone past the gateway (whoever
+    patched its pod's environment). An empty set: it must pin none (so it answers no
+    inference). None: not checked; a sweep always passes the operator's set."""
 
 
 async def challenge(
@@ -117,6 +122,7 @@ def _judge(
             issued_at=issued_at,
             require_gpu=judge.require_gpu,
             expected_pool=judge.pool,
+            expected_gateway_keys=judge.gateway_keys,
         )
     except AttestationError as exc:
         return Rejected(_describe(exc))

@@ -79,6 +79,7 @@ def _register_lifecycle(
             concurrency=operator.attestation_concurrency,
             timeout_s=operator.attestation_timeout_seconds,
             egress_allow=egress.allow_of(operator),
+            gateway_keys=operator.gateway_key_set(),
             after_sweep=lambda ns, name: reconcile.reconcile_pool(
                 state["kube"],
                 ns,

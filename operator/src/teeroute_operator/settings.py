@@ -71,8 +71,10 @@ class OperatorSettings(BaseSettings):
     """The gateway's public key(s), standard base64 of raw Ed25519 keys, comma-separated
     (several during a rotation; `teeroute gateway gateway-key` prints them). The agents of the
     pods the operator runs pin them (TEEROUTE_AGENT_GATEWAY_KEYS) and answer inference only
-    to requests they signed (docs/sealed-mode.md section 8). Unset: those agents answer no
-    inference at all (fail closed)."""
+    to requests they signed (docs/sealed-mode.md section 8). Every enclave the operator admits,
+    its pods' and external endpoints' alike, must pin exactly these keys: its evidence binds
+    the keys it pins, and any other set is rejected (check `gateway.keys`). Unset: only
+    enclaves pinning none are admitted, and they answer no inference at all (fail closed)."""
 
     external_schemes: Annotated[list[Scheme], NoDecode] = Field(
         default_factory=lambda: list[Scheme](["https"]), min_length=1
@@ -109,6 +111,10 @@ class OperatorSettings(BaseSettings):
     def _gateway_keys(cls, value: str) -> str:
         gateway_auth.parse_keys(value)  # ValueError says what is wrong
         return value
+
+    def gateway_key_set(self) -> frozenset[bytes]:
+        """The gateway keys, raw: the set every admitted enclave must pin."""
+        return frozenset(gateway_auth.parse_keys(self.gateway_keys))
 
     @field_validator("release_key_file", "metrics_token_file", mode="before")
     @classmethod

@@ -95,14 +95,17 @@ class Sweeper:
         after_sweep: Callable[[str, str], Awaitable[None]] | None = None,
         leases: LeaseBook | None = None,
         egress_allow: egress.EgressAllow | None = None,
+        gateway_keys: frozenset[bytes] = frozenset(),
     ) -> None:
         """`signer`: the operator's release key (None: it has none, so no pool's secrets are
         released). `after_sweep(namespace, pool)` runs after an external pool's sweep (to
         refresh its conditions from the new leases). `leases`: the book shared with the
-        reconciler (a new one by default)."""
+        reconciler (a new one by default). `gateway_keys`: the operator's configured gateway
+        keys (raw); an enclave pinning any other set, none included, is Rejected."""
         self.kube = kube
         self.leases = leases if leases is not None else LeaseBook(signer)
         self.egress = egress_allow or egress.EgressAllow()  # which endpoint URLs it may call
+        self.gateway_keys = gateway_keys
         self.signer = signer
         self.trust = trust
         self.metrics = metrics
@@ -344,6 +347,7 @@ class Sweeper:
             trust=self.trust.current(),
             require_gpu=pool.spec.tee.gpu.required,
             pool=f"{pool.metadata.namespace}/{pool.metadata.name}",
+            gateway_keys=self.gateway_keys,
         )
 
     async def _bounded(self, target: Target, judge: Judge) -> Outcome:

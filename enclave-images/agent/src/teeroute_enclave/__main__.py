@@ -71,7 +71,11 @@ def main() -> int:
     except (ProviderError, ValueError) as exc:
         print(f"agent: cannot start: {exc}", file=sys.stderr)
         return 2
-    keys = EnclaveKeys.generate(release_public=settings.agent_release_key, pool=settings.agent_pool)
+    keys = EnclaveKeys.generate(
+        release_public=settings.agent_release_key,
+        pool=settings.agent_pool,
+        gateway_keys=settings.gateway_keys,
+    )
     server = AgentServer(
         (ALL_ADDRESSES, settings.agent_port),
         chosen,
@@ -82,7 +86,7 @@ def main() -> int:
         secrets=SecretStore(settings.agent_secrets_dir),
         replay=ReplayGuard(settings.agent_replay_window_s),
         callers=Callers(
-            settings.gateway_keys,
+            keys.gateway_keys,  # exactly the keys its evidence binds
             settings.agent_gateway_auth_window_s,
             allow_any=settings.agent_allow_any_caller,
         ),

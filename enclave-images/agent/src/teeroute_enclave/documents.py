@@ -18,11 +18,23 @@ def evidence_document(
 ) -> dict[str, Any]:
     if len(nonce) != NONCE_SIZE:
         raise ValueError(f"the nonce must be {NONCE_SIZE} bytes, not {len(nonce)}")
-    report_data = bind(nonce, keys.hpke_public, keys.signing_public, keys.release_public, keys.pool)
+    report_data = bind(
+        nonce,
+        keys.hpke_public,
+        keys.signing_public,
+        keys.release_public,
+        keys.pool,
+        keys.gateway_keys,
+    )
     evidence = provider.evidence(report_data)
-    enclave_keys = {"hpke": _b64(keys.hpke_public), "signing": _b64(keys.signing_public)}
+    enclave_keys: dict[str, Any] = {
+        "hpke": _b64(keys.hpke_public),
+        "signing": _b64(keys.signing_public),
+    }
     if keys.release_public:
         enclave_keys["release"] = _b64(keys.release_public)
+    if keys.gateway_keys:  # bound above, sorted: a verifier recomputes report_data with them
+        enclave_keys["gateway"] = [_b64(key) for key in keys.gateway_keys]
     document: dict[str, Any] = {
         "tee": provider.tee,
         "nonce": _b64(nonce),

@@ -3,8 +3,10 @@
 HPKE (X25519) is what clients seal requests to; Ed25519 signs usage receipts. Their public
 halves go into report_data (see teeroute.attestation.policy.bind), so evidence vouches for
 exactly these keys, together with the operator's release key the agent was started pinning
-(if any): the only signer whose secret releases `open_secrets` accepts, and the pool the
-agent was started serving (if any): the only pool whose releases it accepts. There is deliberately
+(if any): the only signer whose secret releases `open_secrets` accepts, the pool the
+agent was started serving (if any): the only pool whose releases it accepts, and the gateway
+keys it was started pinning: the only signers whose requests it answers (gateway_auth), so a
+verifier sees whom the enclave answers. There is deliberately
 no way to export the private halves: the HPKE key is used only through `open_request` /
 `open_secrets`, the signing key only through `sign`.
 """
@@ -32,14 +34,21 @@ class EnclaveKeys:
     """The operator release key pinned at start (raw Ed25519 public key); empty: none."""
     pool: str = ""
     """The pool ("<namespace>/<name>") served, fixed at start; empty: none."""
+    gateway_keys: tuple[bytes, ...] = ()
+    """The gateway keys pinned at start (raw Ed25519 public keys, sorted, each once); the
+    caller check (gateway_auth.Callers) must be given exactly these. Empty: none."""
 
     @classmethod
-    def generate(cls, release_public: bytes = b"", pool: str = "") -> EnclaveKeys:
+    def generate(
+        cls, release_public: bytes = b"", pool: str = "", gateway_keys: tuple[bytes, ...] = ()
+    ) -> EnclaveKeys:
         return cls(
             x25519.X25519PrivateKey.generate(),
             ed25519.Ed25519PrivateKey.generate(),
             release_public,
             pool,
+            # a set: neither the order of the environment's list nor a repeat counts
+            tuple(sorted(set(gateway_keys))),
         )
 
     @cached_property

@@ -36,6 +36,8 @@ UP_TO_DATE = frozenset({"UpToDate"})
 
 
 ENCLAVE_DOMAIN = b"teeroute/v1 enclave\0"
+GATEWAY_KEY_SIZE = 32
+"""A gateway key: a raw Ed25519 public key."""
 
 
 def bind(
@@ -44,15 +46,24 @@ def bind(
     signing_public: bytes,
     release_public: bytes = b"",
     pool: str = "",
+    gateway_keys: tuple[bytes, ...] = (),
 ) -> bytes:
-    """The 64 bytes of report_data that tie evidence to one challenge, to the enclave's keys
-    and to the pool it serves: SHA-512("teeroute/v1 enclave" NUL, then nonce, HPKE public
-    key, signing public key, pinned release key, pool ("<namespace>/<name>", UTF-8), each
-    preceded by its length in 4 bytes, big-endian). The release key (the operator's, whose
-    signed secret releases alone the enclave accepts) and the pool are empty when the enclave
-    pins or serves none. The lengths keep every split of the parts apart; the pool makes
-    evidence of one pool's enclave useless to another pool (docs/sealed-mode.md, section 4)."""
-    parts = (nonce, hpke_public, signing_public, release_public, pool.encode())
+    """The 64 bytes of report_data that tie evidence to one challenge, to the enclave's keys,
+    to the pool it serves and to the gateways it answers: SHA-512("teeroute/v1 enclave" NUL,
+    then nonce, HPKE public key, signing public key, pinned release key, pool ("<namespace>/
+    <name>", UTF-8), pinned gateway keys (the raw 32-byte Ed25519 keys, sorted, concatenated),
+    each preceded by its length in 4 bytes, big-endian). The release key (the operator's,
+    whose signed secret releases alone the enclave accepts), the pool and the gateway keys
+    (the only signers whose requests the enclave answers) are empty when the enclave pins or
+    serves none. The lengths keep every split of the parts apart; the pool makes evidence of
+    one pool's enclave useless to another pool (docs/sealed-mode.md, section 4); the gateway
+    keys let a verifier refuse an enclave that answers someone other than its gateway
+    (section 8). The key set is sorted, so the order the enclave was given them in does not
+    matter; a key of another size is refused (ValueError)."""
+    if any(len(key) != GATEWAY_KEY_SIZE for key in gateway_keys):
+        raise ValueError(f"gateway keys are {GATEWAY_KEY_SIZE} bytes each")
+    gateways = b"".join(sorted(gateway_keys))
+    parts = (nonce, hpke_public, signing_public, release_public, pool.encode(), gateways)
     framed = b"".join(len(part).to_bytes(4, "big") + part for part in parts)
     return hashlib.sha512(ENCLAVE_DOMAIN + framed).digest()
 
@@ -83,11 +94,18 @@ class Challenge:
     """The release key the enclave says it pins (empty: none)."""
     pool: str = ""
     """The pool the enclave says it serves, "<namespace>/<name>" (empty: none)."""
+    gateway_keys: tuple[bytes, ...] = ()
+    """The gateway keys the enclave says it pins, raw (empty: none; it answers no one)."""
 
     @property
     def report_data(self) -> bytes:
         return bind(
-            self.nonce, self.hpke_public, self.signing_public, self.release_public, self.pool
+            self.nonce,
+            self.hpke_public,
+            self.signing_public,
+            self.release_public,
+            self.pool,
+            self.gateway_keys,
         )
 
 
@@ -244,9 +262,9 @@ def _binding(claims: Claims, challenge: Challenge | None) -> Check:
     return Check.of(
         "binding.report_data",
         ok,
-        "binds the nonce, enclave keys and pool"
+        "binds the nonce, enclave keys, pool and gateway keys"
         if ok
-        else "report_data is not the binding of the nonce, enclave keys and pool",
+        else "report_data is not the binding of the nonce, enclave keys, pool and gateway keys",
     )
 
 
