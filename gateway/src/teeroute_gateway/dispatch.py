@@ -152,8 +152,8 @@ class Dispatcher:
     def _authorization(self, origin: Origin, path: bytes, body: bytes, endpoint: Endpoint) -> bytes:
         """The `teeroute-gateway-auth` header line for this request to this endpoint's
         attested key (an unattested endpoint has none: no agent would take it)."""
-        if self.gateway_key is None:
-            return b""
+        if self.gateway_key is None or not endpoint.hpke_key_sha256:
+            return b""  # nothing to bind it to: no enclave agent would take it (25 µs saved)
         value = gateway_auth.sign(
             self.gateway_key,
             "POST",
