@@ -289,3 +289,43 @@ def test_external_endpoints_are_leased_in_the_pool_status(
     assert ready["status"] == "False" and ready["message"] == "1/2 external endpoints attested"
     live = next(e for e in status["endpoints"] if e["name"] == "live")
     assert live["measurement"] == code_measurement(AGENT).hex() and len(live["chipId"]) == 128
+
+
+def test_one_enclave_listed_twice_is_admitted_once(
+    kube: KubeRest, namespace: str, sweeping_operator: OperatorProcess, external_agent: str
+) -> None:
+    """Two endpoint names, one enclave behind both (a relay, or a URL listed twice): its key
+    holds one lease; the other endpoint is refused by name, sweep after sweep."""
+    pool = attested_pool("remote")
+    for key in ("replicas", "images", "placement", "resources"):
+        del pool["spec"][key]
+    pool["spec"]["endpoints"] = [
+        {"name": "first", "url": external_agent},
+        {"name": "again", "url": external_agent + "/"},
+    ]
+    kube.post(f"{API}/{namespace}/minerpools", pool)
+
+    def refused(status: Obj) -> list[str]:
+        return [
+            e["name"]
+            for e in status.get("endpoints") or []
+            if "admission.duplicate-key" in e.get("failure", "")
+        ]
+
+    status = wait_for(
+        lambda: (
+            (s := status_of(kube, namespace, "remote")).get("attestedReplicas") == 1
+            and len(refused(s)) == 1
+            and s
+        ),
+        timeout_s=30,
+        what="one endpoint admitted, the other refused as a duplicate",
+    )
+    first_refused = refused(status)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2 * INTERVAL_S)
+    status = wait_for(
+        lambda: dt.datetime.now(dt.UTC) > later and status_of(kube, namespace, "remote"),
+        timeout_s=30,
+        what="two more sweeps",
+    )
+    assert status["attestedReplicas"] == 1 and refused(status) == first_refused

@@ -10,8 +10,10 @@ A restarted operator starts with an empty book; before its first sweep or publis
 not expired, for endpoints that still exist. Replaying an older record of its own gives nothing
 that outlives the challenge it was made from + maxEvidenceAge.
 
-An enclave key may hold one lease at a time across all pools (`holder`): the same attested HPKE
+An enclave key may hold one lease at a time across all pools (`claim`): the same attested HPKE
 key under a second endpoint is a relay of another enclave, refused (check admission.duplicate-key).
+Endpoints challenged in the same sweep claim their key as soon as their evidence verifies (no
+await between the check and the claim), so two of them can never both be admitted with one key.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from teeroute.sealing.secrets import Signer
 from teeroute_operator.lease import Record
 
 PoolKey = tuple[str, str]
+Holder = tuple[PoolKey, str]
 DUPLICATE_KEY_CHECK = "admission.duplicate-key"
+CLAIM_TTL = dt.timedelta(minutes=1)
+"""A claim whose lease was never written (its sweep failed) stops counting after this."""
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +53,8 @@ class LeaseBook:
         self.signer = signer
         self._pools: dict[PoolKey, dict[str, Lease]] = {}
         self._recovered: set[PoolKey] = set()
+        self._claims: dict[str, tuple[Holder, dt.datetime]] = {}
+        """Enclave key (SHA-256 hex) -> the endpoint whose evidence with it just verified."""
 
     def get(self, pool: PoolKey, key: str) -> Lease | None:
         return self._pools.get(pool, {}).get(key)
@@ -58,7 +65,9 @@ class LeaseBook:
         return lease.record if lease is not None and lease.url == url else Record()
 
     def put(self, pool: PoolKey, key: str, lease: Lease) -> None:
+        """The endpoint's lease after its challenge (its claim, if any, is settled by it)."""
         self._pools.setdefault(pool, {})[key] = lease
+        self._claims = {k: v for k, v in self._claims.items() if v[0] != (pool, key)}
 
     def keep(self, pool: PoolKey, keys: Iterable[str]) -> None:
         """Forget the endpoints of `pool` that are gone."""
@@ -73,12 +82,24 @@ class LeaseBook:
     def admitted(self, pool: PoolKey, now: dt.datetime) -> dict[str, Lease]:
         return {k: v for k, v in self._pools.get(pool, {}).items() if v.record.admitted(now)}
 
-    def holder(self, hpke_key: str, now: dt.datetime) -> tuple[PoolKey, str] | None:
+    def holder(self, hpke_key: str, now: dt.datetime) -> Holder | None:
         """Which admitted endpoint holds the enclave key (SHA-256 hex), if any."""
         for pool, leases in self._pools.items():
             for key, lease in leases.items():
                 if lease.record.hpke_key == hpke_key and lease.record.admitted(now):
                     return pool, key
+        return None
+
+    def claim(self, hpke_key: str, endpoint: Holder, now: dt.datetime) -> Holder | None:
+        """Claim the enclave key for `endpoint`; returns the other endpoint that holds or has
+        just claimed it (then this one must not be admitted), else None."""
+        held = self.holder(hpke_key, now)
+        claimed = self._claims.get(hpke_key)
+        if claimed is not None and now - claimed[1] < CLAIM_TTL and claimed[0] != endpoint:
+            return claimed[0]
+        if held is not None and held != endpoint:
+            return held
+        self._claims[hpke_key] = (endpoint, now)
         return None
 
     def token(self, pool: PoolKey, lease: Lease) -> str | None:

@@ -274,8 +274,8 @@ class Sweeper:
         outcome = await self._bounded(target, judge)
         if not isinstance(outcome, Verified) or chip_blocked(record, outcome, readmit):
             return Attended(outcome, None)
-        holder = self.leases.holder(outcome.hpke_key, self.clock())
-        if holder is not None and holder != (_pool_key(pool), target.key):
+        holder = self.leases.claim(outcome.hpke_key, (_pool_key(pool), target.key), self.clock())
+        if holder is not None:
             self.metrics.failed_checks.labels(outcome.tee, DUPLICATE_KEY_CHECK).inc()
             return Attended(Rejected(_duplicate(holder)), None)
         memory = self._released.setdefault(_pool_key(pool), {})

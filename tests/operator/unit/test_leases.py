@@ -185,3 +185,21 @@ def test_only_pods_of_the_pools_own_replicaset_and_template_are_its_own(
         "q-h1": replicaset("q-h1", "q-uid", "another-deployment"),
     }
     assert ownership.owned(candidate, sets, "deploy-uid") is expected
+
+
+def test_two_endpoints_verified_in_one_sweep_cannot_both_claim_one_enclave_key() -> None:
+    book = LeaseBook(signer())
+    key, first, second = record().hpke_key, (POOL, "uid-a"), (POOL, "uid-b")
+    assert book.claim(key, first, NOW) is None
+    assert book.claim(key, second, NOW) == first  # no lease written yet: the claim counts
+    assert book.claim(key, first, NOW) is None  # its own claim is no conflict
+    book.put(POOL, "uid-a", Lease(record(), "a", "http://10.0.0.1:8443", "uid-a"))
+    assert book.claim(key, second, NOW) == first  # now its lease holds it
+
+
+def test_a_claim_whose_lease_never_came_stops_counting() -> None:
+    book = LeaseBook(signer())
+    key = record().hpke_key
+    assert book.claim(key, (POOL, "uid-a"), NOW) is None
+    later = NOW + dt.timedelta(minutes=2)
+    assert book.claim(key, (POOL, "uid-b"), later) is None
