@@ -77,7 +77,9 @@ def test_the_evidence_lists_and_binds_the_pinned_gateway_keys(
     no_key: dict[str, Any],
     chip_dir: Path,  # noqa: F811 - the imported fixture
 ) -> None:
-    assert two_keys["enclave_keys"]["gateway"] == sorted([b64(OTHER), gateway_key.PUBLIC_B64])
+    # listed in the order they are bound: sorted as raw bytes (not as base64 text)
+    expected = [b64(k) for k in sorted([OTHER, gateway_key.PUBLIC])]
+    assert two_keys["enclave_keys"]["gateway"] == expected
     assert "gateway" not in no_key["enclave_keys"]
     assert failed(two_keys, chip_dir) == [] and failed(no_key, chip_dir) == []
     both = frozenset({OTHER, gateway_key.PUBLIC})
