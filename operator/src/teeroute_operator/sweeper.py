@@ -10,8 +10,8 @@ lease elsewhere is refused (check admission.duplicate-key).
 
 A pool with `secrets` releases them to each enclave whose evidence just verified and pins the
 operator's release key, signed by that key and sealed to the HPKE key in that evidence
-(release.py decides when, delivery.py does it); an endpoint whose secrets could not be
-delivered is not admitted (check `secrets.release`).
+(release.py decides when, delivery.py delivers, releasing.py does both for each endpoint); an
+endpoint whose secrets could not be delivered is not admitted (check `secrets.release`).
 
 Concurrency is bounded across all pools (one semaphore). A sweep never waits on the
 request path: the gateway reads the published slice and its expiries.
@@ -37,7 +37,6 @@ from teeroute.sealing.secrets import Signer
 from teeroute_operator import admit, builders, delivery, egress, endpointslice, ownership, release
 from teeroute_operator.challenge import Judge, Target, challenge
 from teeroute_operator.lease import (
-    RELEASE_CHECK,
     Outcome,
     Record,
     Rejected,
@@ -51,6 +50,7 @@ from teeroute_operator.lease import (
 from teeroute_operator.leases import DUPLICATE_KEY_CHECK, Lease, LeaseBook
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.nonces import NonceBook
+from teeroute_operator.releasing import Attended, Releaser
 from teeroute_operator.trust import TrustStore
 
 Obj = dict[str, Any]
@@ -69,15 +69,6 @@ class SweepResult:
     challenged: int
     admitted: int
     interval: dt.timedelta
-
-
-@dataclass(frozen=True)
-class Attended:
-    """One endpoint's challenge, and the release of the pool's secrets that followed it."""
-
-    outcome: Outcome
-    released: str | None
-    """The fingerprint of the secrets its enclave now has ("" none); None: as recorded."""
 
 
 class Sweeper:
@@ -114,14 +105,13 @@ class Sweeper:
         self.after_sweep = after_sweep
         self.book = NonceBook(ttl=dt.timedelta(seconds=timeout_s * 2))
         self._deadline_s = timeout_s * 2
-        self._released: dict[tuple[str, str], dict[str, str]] = {}
-        """Per pool: endpoint key -> fingerprint of the secrets delivered to it."""
         self._slots = asyncio.Semaphore(concurrency)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=0),
             trust_env=False,
         )
+        self.releaser = Releaser(self._http, self._slots, metrics, emit, signer)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -140,7 +130,7 @@ class Sweeper:
             wait = result.interval.total_seconds() * (1 + random.uniform(-jitter, jitter))  # noqa: S311
             await stopped.wait(max(0.0, wait - (time.monotonic() - started)))
         self.metrics.forget_pool(namespace, name)
-        self._released.pop((namespace, name), None)
+        self.releaser.forget((namespace, name))
         self.leases.forget((namespace, name))
 
     async def sweep(self, namespace: str, name: str) -> SweepResult | None:
@@ -185,7 +175,7 @@ class Sweeper:
                 for p in targets
             )
         )
-        self._keep_released(pool, {p["metadata"]["uid"] for p in targets})
+        self.releaser.keep(pool, {p["metadata"]["uid"] for p in targets})
         self.leases.keep(_pool_key(pool), {p["metadata"]["uid"] for p in own})
         updated = {p["metadata"]["uid"]: p for p in pods}
         for pod, done in zip(targets, attended, strict=True):
@@ -227,7 +217,7 @@ class Sweeper:
                 for endpoint, target, record in zip(endpoints, targets, records, strict=True)
             )
         )
-        self._keep_released(pool, {t.key for t in targets})
+        self.releaser.keep(pool, {t.key for t in targets})
         self.leases.keep(_pool_key(pool), {t.key for t in targets})
         now = self.clock()
         entries = []
@@ -278,46 +268,7 @@ class Sweeper:
         if holder is not None:
             self.metrics.failed_checks.labels(outcome.tee, DUPLICATE_KEY_CHECK).inc()
             return Attended(Rejected(_duplicate(holder)), None)
-        memory = self._released.setdefault(_pool_key(pool), {})
-        known = {memory.get(target.key, ""), record.secrets_released} - {""}
-        decision = release.decide(
-            outcome.hpke_key,
-            secrets,
-            known,
-            signer=self.signer,
-            pinned=outcome.pinned_release_key,
-        )
-        if isinstance(decision, release.Keep):
-            return Attended(outcome, decision.fingerprint)
-        if isinstance(decision, release.Fail):
-            return self._release_failed(pool, outcome, decision.reason)
-        async with self._slots:
-            why = await delivery.deliver(
-                self._http,
-                target.url,
-                outcome.hpke_public_key,
-                f"{pool.metadata.namespace}/{pool.metadata.name}",
-                decision.secrets.values,
-                decision.signer,
-                time.time_ns(),
-            )
-        if why is not None:
-            return self._release_failed(pool, outcome, why)
-        memory[target.key] = decision.fingerprint
-        self.metrics.secret_releases.labels(*_pool_key(pool), "released").inc()
-        self.emit(
-            body,
-            "Normal",
-            "SecretsReleased",
-            f"{who}: released {', '.join(decision.secrets.names)} to the enclave with HPKE key "
-            f"{outcome.hpke_key[:16]}…",
-        )
-        return Attended(outcome, decision.fingerprint)
-
-    def _release_failed(self, pool: MinerPool, outcome: Verified, reason: str) -> Attended:
-        self.metrics.secret_releases.labels(*_pool_key(pool), "failed").inc()
-        self.metrics.failed_checks.labels(outcome.tee, RELEASE_CHECK).inc()
-        return Attended(ReleaseFailed(reason, outcome.hpke_key), None)
+        return await self.releaser.ensure(body, pool, target, outcome, record, secrets, who)
 
     def _recover_external(self, body: Obj, pool: MinerPool) -> None:
         """After a restart: take back the external leases this operator had signed."""
@@ -335,11 +286,6 @@ class Sweeper:
 
         tokens = [e.get("admissionRecord") for e in entries if e.get("admissionRecord")]
         self.leases.recover(key, tokens, self.clock(), exists)
-
-    def _keep_released(self, pool: MinerPool, keys: set[str]) -> None:
-        """Forget what was delivered to endpoints that are gone."""
-        memory = self._released.get(_pool_key(pool), {})
-        self._released[_pool_key(pool)] = {k: v for k, v in memory.items() if k in keys}
 
     def _judge(self, pool: MinerPool) -> Judge:
         return Judge(
