@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -22,10 +23,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from teeroute import admission
-from teeroute.attestation.evidence import Trust
-from teeroute.attestation.policy import Policy
-from teeroute.attestation.providers import code_measurement
-from teeroute_enclave.__main__ import PACKAGE as AGENT
 from teeroute_operator.challenge import Judge
 from teeroute_operator.lease import Rejected, Verified
 from teeroute_operator.settings import OperatorSettings
@@ -45,6 +42,7 @@ from .test_attestation import (
     sweeping_operator,  # noqa: F401 - a fixture, used by name
 )
 from .test_cross_pool import challenged
+from .test_cross_pool import judge as pool_judge
 
 POOL = "miners/llama"
 ATTACKER = ed25519.Ed25519PrivateKey.generate()
@@ -59,17 +57,7 @@ def b64(*keys: bytes) -> str:
 def judge(chips: Path, expected: frozenset[bytes] | None) -> Judge:
     """What the sweeper judges an endpoint of POOL by, for an operator configured with the
     gateway keys `expected` (TEEROUTE_OPERATOR_GATEWAY_KEYS)."""
-    return Judge(
-        policy=Policy(
-            allowed_tee=frozenset({"simulated"}),
-            allowed_measurements=frozenset({code_measurement(AGENT).hex()}),
-            max_age=dt.timedelta(minutes=1),
-        ),
-        trust=Trust(simulated_root_pem=(chips / "root.crt").read_bytes()),
-        require_gpu=False,
-        pool=POOL,
-        gateway_keys=expected,
-    )
+    return replace(pool_judge(chips, POOL), gateway_keys=expected)
 
 
 def short(key: bytes) -> str:

@@ -120,6 +120,8 @@ TcbStatus = Literal[
     "TDRelaunchAdvised",
     "TDRelaunchAdvisedConfigurationNeeded",
 ]
+"""The Intel TCB statuses a pool may accept (attestation.registers adds Revoked, which
+none may)."""
 
 
 class TdxAttestation(ApiModel):

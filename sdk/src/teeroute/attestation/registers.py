@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, get_args
 
+from teeroute.api.minerpool import TcbStatus
 from teeroute.attestation.verdict import Check
 
 REGISTER_KEYS = {
@@ -31,19 +32,7 @@ REGISTER_KEYS = {
     "mrOwner": "mrowner",
 }
 """Policy key (camelCase) -> register name in claims and check names."""
-TCB_STATUSES = frozenset(
-    {
-        "UpToDate",
-        "SWHardeningNeeded",
-        "ConfigurationNeeded",
-        "ConfigurationAndSWHardeningNeeded",
-        "OutOfDate",
-        "OutOfDateConfigurationNeeded",
-        "TDRelaunchAdvised",
-        "TDRelaunchAdvisedConfigurationNeeded",
-        "Revoked",
-    }
-)
+TCB_STATUSES = frozenset(get_args(TcbStatus)) | {"Revoked"}
 """Every status Intel's TCB Info, TDX module and QE Identity levels use."""
 _HEX48 = re.compile(r"^[0-9a-fA-F]{96}$")
 
