@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from teeroute_gateway import declared_keys
 from teeroute_gateway.asgi import Receive, Send
 from teeroute_gateway.auth import KeyCache
 from teeroute_gateway.dispatch import Dispatcher
@@ -79,6 +80,10 @@ class Lifecycle:
         )
         ledger = open_ledger(settings.ledger)
         await ledger.open()
+        if settings.api_keys_file is not None:
+            await declared_keys.apply(
+                ledger, declared_keys.load(settings.api_keys_file), settings.currency
+            )
         limiter = open_limiter(settings.rate_limiter)
         metrics = GatewayMetrics()
         health = HealthBook()

@@ -71,6 +71,12 @@ class GatewaySettings(BaseModel):
     (TEEROUTE_AGENT_GATEWAY_KEYS, set by the operator from TEEROUTE_OPERATOR_GATEWAY_KEYS) and
     answer inference to no one else. Unset: requests go unsigned, and agents refuse them."""
 
+    api_keys_file: Path | None = None
+    """Declared API keys (GitOps, Helm): a YAML/JSON file listing keys by SHA-256 with their
+    initial credit, e.g. mounted from a Secret; an absolute path. At startup each key the
+    ledger lacks gets its account; existing ones are left alone (docs in
+    `teeroute_gateway.declared_keys`). Keys can also be made with `teeroute keys create`."""
+
     allow_unattested: bool = False
     """Route to static endpoints listed without evidence (tee `none`). Only for local
     development and benchmarks against a plain engine: nothing is attested then."""
@@ -146,7 +152,12 @@ class GatewaySettings(BaseModel):
     """The private key of `tlsCertFile` (PEM, unencrypted); given together with it."""
 
     @field_validator(
-        "simulated_chip_dir", "tls_cert_file", "tls_key_file", "gateway_key_file", mode="before"
+        "simulated_chip_dir",
+        "tls_cert_file",
+        "tls_key_file",
+        "gateway_key_file",
+        "api_keys_file",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -46,6 +46,12 @@ class Ledger(abc.ABC):
         """A new account and its API key: the plaintext is returned here and never again."""
 
     @abc.abstractmethod
+    async def declare_key(self, key_hash: str, account: Account) -> bool:
+        """Store `account` under a key known only by its SHA-256 (a declared key, e.g. from
+        a Secret), unless that hash already has an account: whether it was created. Safe to
+        race: replicas declaring the same key at once create it once."""
+
+    @abc.abstractmethod
     async def authenticate(self, api_key: str) -> Account | None:
         """The account of an enabled key, else None."""
 
@@ -110,13 +116,28 @@ def new_account(
     currency: str,
 ) -> tuple[str, Account]:
     """A fresh key and the account it opens (checked; not yet stored)."""
+    key = new_key()
+    account = account_for(
+        display_prefix(key), name, credit_nano, spend_limit_nano, spend_period, currency
+    )
+    return key, account
+
+
+def account_for(
+    key_prefix: str,
+    name: str,
+    credit_nano: int,
+    spend_limit_nano: int | None,
+    spend_period: str | None,
+    currency: str,
+) -> Account:
+    """A new account (checked; not yet stored) for a key shown as `key_prefix`."""
     check_amount(credit_nano, "credit_nano")
     period = check_limit(spend_limit_nano, spend_period)
-    key = new_key()
-    account = Account(
+    return Account(
         id=new_id("acct"),
         name=name,
-        key_prefix=display_prefix(key),
+        key_prefix=key_prefix,
         currency=currency,
         balance_nano=credit_nano,
         held_nano=0,
@@ -124,7 +145,6 @@ def new_account(
         spend_period=period,
         disabled=False,
     )
-    return key, account
 
 
 def new_hold(

@@ -77,6 +77,9 @@ class PostgresLedger(Ledger):
         await self._run(sql.insert_account(account, hash_key(key), self._clock()))
         return key, account
 
+    async def declare_key(self, key_hash: str, account: Account) -> bool:
+        return await self._run(sql.insert_account_if_absent(account, key_hash, self._clock()))
+
     async def authenticate(self, api_key: str) -> Account | None:
         return await self._run(sql.account_by_key_hash(hash_key(api_key)))
 

@@ -97,6 +97,17 @@ def insert_account(account: Account, key_hash: str, now: datetime) -> Statement[
     )  # fmt: skip
 
 
+def insert_account_if_absent(account: Account, key_hash: str, now: datetime) -> Statement[bool]:
+    return Statement(
+        "INSERT INTO ledger_accounts (id, name, key_hash, key_prefix, currency, balance_nano, "
+        "spend_limit_nano, spend_period, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (key_hash) DO NOTHING RETURNING id",
+        (account.id, account.name, key_hash, account.key_prefix, account.currency,
+         account.balance_nano, account.spend_limit_nano, account.spend_period, now),
+        lambda rows: len(rows) == 1,
+    )  # fmt: skip
+
+
 def add_credit(account_id: str, amount_nano: int) -> Statement[Account]:
     sql: LiteralString = (
         "UPDATE ledger_accounts SET balance_nano = balance_nano + %s WHERE id = %s "  # noqa: S608

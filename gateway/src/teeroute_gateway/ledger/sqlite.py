@@ -129,6 +129,12 @@ class SqliteLedger(Ledger):
         )
         return key, account
 
+    async def declare_key(self, key_hash: str, account: Account) -> bool:
+        return await self._write(
+            partial(ops.insert_account_if_absent, account=account, key_hash=key_hash,
+                    now=self._clock())
+        )  # fmt: skip
+
     async def authenticate(self, api_key: str) -> Account | None:
         return await self._read(partial(ops.account_by_key_hash, key_hash=hash_key(api_key)))
 

@@ -160,6 +160,19 @@ def insert_account(
     return account
 
 
+def insert_account_if_absent(
+    conn: sqlite3.Connection, account: Account, key_hash: str, now: datetime
+) -> bool:
+    cursor = conn.execute(
+        "INSERT INTO ledger_accounts (id, name, key_hash, key_prefix, currency, balance_nano, "
+        "spend_limit_nano, spend_period, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (key_hash) DO NOTHING",
+        (account.id, account.name, key_hash, account.key_prefix, account.currency,
+         account.balance_nano, account.spend_limit_nano, account.spend_period, to_us(now)),
+    )  # fmt: skip
+    return cursor.rowcount == 1
+
+
 def account_by_key_hash(conn: sqlite3.Connection, key_hash: str) -> Account | None:
     row = conn.execute(
         f"{SELECT_ACCOUNT} WHERE key_hash = ? AND NOT disabled", (key_hash,)
