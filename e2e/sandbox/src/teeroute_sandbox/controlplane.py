@@ -27,6 +27,7 @@ COMPONENT_NAMES = (
     "kube-scheduler",
     "kwok",
     "runner",
+    "service-proxy",
 )
 """In start order; `down` stops them in reverse."""
 
@@ -38,9 +39,9 @@ class Component:
 
     def fingerprint(self) -> str:
         """Changes when the component must be restarted: other flags, another binary (paths
-        are content-hashed cache entries) or, for the runner, other code."""
+        are content-hashed cache entries) or, for the runner and the proxy, other code."""
         digest = hashlib.sha256("\0".join(self.argv).encode())
-        if self.name == "runner":
+        if self.name in ("runner", "service-proxy"):
             for source in sorted(Path(__file__).parent.rglob("*.py")):
                 digest.update(source.read_bytes())
         return digest.hexdigest()[:16]
@@ -58,6 +59,7 @@ def components(settings: SandboxSettings, layout: Layout, bins: dict[str, Path])
         Component("kube-scheduler", scheduler_argv(bins["kube-scheduler"], pki)),
         Component("kwok", kwok_argv(bins["kwok"], pki)),
         Component("runner", runner_argv(settings, layout)),
+        Component("service-proxy", service_proxy_argv(settings, layout)),
     ]
 
 
@@ -151,4 +153,14 @@ def runner_argv(settings: SandboxSettings, layout: Layout) -> tuple[str, ...]:
         f"--kubeconfig={pkimod.Pki(layout.pki).kubeconfig(pkimod.NODES)}",
         f"--state-dir={layout.root}",
         f"--netns={settings.netns}",
+    )
+
+
+def service_proxy_argv(settings: SandboxSettings, layout: Layout) -> tuple[str, ...]:
+    return (
+        sys.executable,
+        "-m",
+        "teeroute_sandbox.serviceproxy",
+        f"--kubeconfig={layout.kubeconfig}",
+        f"--kubernetes-ip={settings.kubernetes_service_ip}",
     )
