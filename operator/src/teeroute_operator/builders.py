@@ -218,7 +218,9 @@ def _pod_spec(pool: MinerPool, gpus: int, release_key: bytes, gateway_keys: str)
         ],
     }
     if images.engine is not None and pool.spec.relay is None:
-        spec["containers"].append(_engine(pool, images.engine, images.pull_policy, gpus))
+        spec["containers"].append(
+            _engine(pool, images.engine, images.pull_policy, (gpus, where.gpu_resource))
+        )
         spec["volumes"].append({"name": "model-cache", "emptyDir": {}})
     if pool.spec.tee.type == "simulated":
         spec["volumes"].append(
@@ -298,12 +300,14 @@ def _agent_mounts(pool: MinerPool) -> list[Obj]:
     return mounts
 
 
-def _engine(pool: MinerPool, image: str, pull_policy: str, gpus: int) -> Obj:
+def _engine(pool: MinerPool, image: str, pull_policy: str, gpus: tuple[int, str]) -> Obj:
+    """`gpus`: how many, and the resource they are requested as (pgpu under Kata)."""
     resources = pool.spec.resources
     cpu, memory = (resources.cpu, resources.memory) if resources else ("1", "2Gi")
     amounts: Obj = {"cpu": cpu, "memory": memory}
-    if gpus:
-        amounts["nvidia.com/gpu"] = str(gpus)
+    count, gpu_resource = gpus
+    if count:
+        amounts[gpu_resource] = str(count)
     model = pool.spec.models[0].name
     return {
         "name": "engine",

@@ -24,8 +24,10 @@ from teeroute.api.common import (
     cel,
     parse_duration,
 )
+from teeroute.api.runtime_class import RuntimeClassName, cel_rules
+from teeroute.api.runtime_class import problems as runtime_class_problems
 
-PlacementProfile = Literal["aks", "gke", "kind"]
+PlacementProfile = Literal["aks", "gke", "coco", "kind"]
 PaymentMethod = Literal["prepaid-credit", "invoice", "usdc", "tao"]
 HEX_MEASUREMENT = r"^[0-9a-f]{96}$"
 
@@ -66,9 +68,11 @@ class Toleration(ApiModel):
 
 class Placement(ApiModel):
     profile: PlacementProfile
-    """Where the pool runs: aks (AKS confidential VM node pools), gke (Confidential GKE Nodes) or
-    kind (a local cluster with the simulated TEE). Sets the nodeSelector and tolerations that
-    find confidential nodes for the TEE type; the fields below add to or override them."""
+    """Where the pool runs: aks (AKS confidential VM node pools), gke (Confidential GKE Nodes),
+    coco (Confidential Containers: each pod in its own confidential VM, on hosts where the
+    kata-qemu runtime classes are installed; the RuntimeClass places the pods) or kind (a local
+    cluster with the simulated TEE). Sets the nodeSelector, tolerations and, for coco, the
+    runtimeClassName for the TEE type; the fields below add to or override them."""
     node_selector: dict[str, str] = Field(default_factory=dict)
     """Extra node labels to require, merged over the profile's (same key: this value wins)."""
     tolerations: list[Toleration] = Field(default_factory=list)
@@ -77,8 +81,15 @@ class Placement(ApiModel):
         dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     ] = Field(default_factory=dict)
     """A core/v1 Affinity for the pods, passed through as written."""
-    runtime_class_name: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)] | None = None
-    """RuntimeClass for the pods (e.g. a confidential-containers runtime)."""
+    runtime_class_name: RuntimeClassName | None = None
+    """RuntimeClass for the pods. Confidential Containers: kata-qemu-snp or kata-qemu-tdx (CPU
+    only), kata-qemu-nvidia-gpu-snp or kata-qemu-nvidia-gpu-tdx (GPUs passed into the pod's
+    VM), all with profile coco and matching tee.type; kata-qemu-coco-dev (a Kata VM without a
+    TEE, for test clusters: tee.type simulated, profile kind). Then the pod's VM is the TEE and
+    its launch measurement covers the Kata guest, so allowedMeasurements pins the guest image of
+    the CoCo release the hosts run (see docs/confidential-containers.md). nvidia: the GPU
+    Operator's runtime on aks/gke GPU nodes (the node is the confidential VM). Unset: the
+    profile's default (coco: from tee.type and GPUs; others: the cluster's default runtime)."""
 
 
 class Images(ApiModel):
@@ -285,6 +296,7 @@ class MinerPoolSpec(ApiModel):
                     "tee.gpu.required needs resources.gpus of at least 1",
                     field_path=".resources.gpus",
                 ),
+                *cel_rules(),
             ]
         }
     )
@@ -379,7 +391,14 @@ def spec_problems(spec: MinerPoolSpec) -> list[str]:
             "tee.gpu.required needs resources.gpus of at least 1",
         ),
     ]
-    return [message for failed, message in checks if failed]
+    found = [message for failed, message in checks if failed]
+    if spec.placement is not None:
+        gpus = spec.resources.gpus if spec.resources else 0
+        placement = spec.placement
+        found += runtime_class_problems(
+            placement.profile, placement.runtime_class_name, spec.tee.type, gpus
+        )
+    return found
 
 
 class EndpointAttestation(ApiModel):
