@@ -52,8 +52,12 @@ AKS_CVM_GPU = NodePool(
         "kubernetes.azure.com/cluster": "MC_teeroute_sandbox_eastus2",
         "kubernetes.azure.com/security-type": "ConfidentialVM",
         "kubernetes.azure.com/accelerator": "nvidia",
+        # A CVM pool on Kubernetes 1.34-1.38 defaults to Ubuntu 24.04 (20.04 up to 1.33; no
+        # 22.04 for CVM): NODE-POOLS.md section 1a.
         "kubernetes.azure.com/os-sku": "Ubuntu",
-        "kubernetes.azure.com/node-image-version": "AKSUbuntu-2204gen2cvmcontainerd-202510.03.0",
+        "kubernetes.azure.com/os-sku-requested": "Ubuntu",
+        "kubernetes.azure.com/os-sku-effective": "Ubuntu2404",
+        "kubernetes.azure.com/node-image-version": "AKSUbuntu-2404gen2cvmcontainerd-202511.07.0",
         "kubernetes.azure.com/nodepool-type": "VirtualMachineScaleSets",
         "kubernetes.azure.com/storageprofile": "managed",
         "node.kubernetes.io/instance-type": "Standard_NCC40ads_H100_v5",
@@ -79,7 +83,7 @@ AKS_CVM_GPU = NodePool(
     "mc_teeroute_sandbox_eastus2/providers/Microsoft.Compute/virtualMachineScaleSets/"
     "aks-cvmgpu-31415926-vmss/virtualMachines/{index}",
     internal_ip_base="10.224.0.4",
-    os_image="Ubuntu 22.04.5 LTS",
+    os_image="Ubuntu 24.04.3 LTS",
 )
 
 GKE_TDX_GPU = NodePool(
