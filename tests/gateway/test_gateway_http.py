@@ -61,6 +61,7 @@ def test_openai_sdk_chat_completion_with_cost(served: tuple[Proc, str]) -> None:
     # 1 USD / M input, 2 USD / M output
     assert cost == pytest.approx((answer.usage.prompt_tokens * 1 + 8 * 2) / 1e6)
     assert raw.headers["x-teeroute-pool"] == "default/sim"
+    assert raw.headers["x-teeroute-endpoint"] == "default/sim/sim-0"
     assert raw.headers["x-request-id"].startswith("gen-")
     assert float(raw.headers["x-teeroute-cost"]) == pytest.approx(cost)
 

@@ -259,6 +259,8 @@ class InferenceHandler:
         result.headers += [
             (b"x-teeroute-pool", pool.key.encode()),
             (b"x-teeroute-model", attempt.candidate.backend.upstream_model.encode()),
+            # which miner: its evidence is listed under this key by /v1/attestations
+            (b"x-teeroute-endpoint", attempt.candidate.endpoint.key.encode()),
         ]
         return attempt
 

@@ -1,0 +1,226 @@
+"""The demo client: what a teeroute user sees, with the official `openai` SDK.
+
+    python3 -m uv run --frozen python e2e/demo/client.py --base-url URL --api-key KEY \
+        [--sealed-proxy URL] [--model M] [--prompt TEXT]
+
+It sends one plain chat request to the gateway and, with --sealed-proxy, one through a running
+`teeroute proxy` (sealed on this host to an enclave the proxy verified; the gateway and the
+miner's host see only ciphertext). For each it prints the answer, the miner that served it, its
+TEE, launch measurement and attestation age, the usage receipt's verdict and the cost.
+
+Where each fact comes from (nothing is taken on the gateway's word alone where it can be
+checked here):
+- the miner: the gateway's `x-teeroute-endpoint` header (plain), the enclave key the proxy
+  sealed to, `x-teeroute-hpke-key` (sealed);
+- its TEE, measurement and attestation age: `GET /v1/attestations?model=M` (the evidence the
+  operator verified), matched by endpoint key or attested HPKE key;
+- the receipt and the cost: `GET /v1/generation?id=<x-request-id>` (the ledger's record); the
+  receipt is verified here against the enclave's attested signing key and this request's id
+  (the proxy has already checked it against the request and answer bytes it saw).
+
+Exit status: 0 when every request was answered and every receipt it carried verified; 1 when
+not; 2 for bad arguments. Prompt and answer are printed, never logged elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+
+from teeroute.sealing.errors import SealingError
+from teeroute.sealing.receipts import verify_receipt
+
+RECORD_WAIT_S = 10.0
+"""How long to wait for the ledger's record of an answer (it is written as the answer ends)."""
+NANO = 10**9
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answered request: what the SDK got back, and the headers that name the miner."""
+
+    answer: str
+    request_id: str
+    endpoint: str
+    hpke_key: str
+    cost_header: str
+
+
+def gateway_root(url: str) -> str:
+    """The gateway's base URL without a trailing /v1 (accepts either)."""
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def ask(base_url: str, api_key: str, model: str, prompt: str, max_tokens: int) -> Served:
+    client = openai.OpenAI(
+        base_url=f"{gateway_root(base_url)}/v1", api_key=api_key, max_retries=0, timeout=60
+    )
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens
+    )
+    completion = raw.parse()
+    return Served(
+        answer=completion.choices[0].message.content or "",
+        request_id=raw.headers.get("x-request-id", ""),
+        endpoint=raw.headers.get("x-teeroute-endpoint", ""),
+        hpke_key=raw.headers.get("x-teeroute-hpke-key", ""),
+        cost_header=raw.headers.get("x-teeroute-cost", ""),
+    )
+
+
+def first_model(base_url: str, api_key: str) -> str:
+    client = openai.OpenAI(base_url=f"{gateway_root(base_url)}/v1", api_key=api_key)
+    models = [m.id for m in client.models.list()]
+    if not models:
+        raise SystemExit("the gateway serves no model yet (are the miners attested?)")
+    return models[0]
+
+
+def evidence(http: httpx.Client, model: str) -> list[dict[str, Any]]:
+    """The admitted endpoints of the model, with their verified evidence."""
+    answer = http.get("/v1/attestations", params={"model": model})
+    answer.raise_for_status()
+    return list(answer.json()["data"])
+
+
+def generation(http: httpx.Client, request_id: str, wait_s: float = RECORD_WAIT_S) -> Any:
+    """The ledger's record of one request (None if it never appeared)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        answer = http.get("/v1/generation", params={"id": request_id})
+        if answer.status_code == 200:
+            return answer.json()["data"]
+        if answer.status_code != 404 or time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+
+
+def miner_of(served: Served, admitted: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The admitted endpoint that served the request: by its key, else by its sealing key."""
+    for row in admitted:
+        if served.endpoint and row["endpoint"] == served.endpoint:
+            return row
+        if served.hpke_key and row["hpke_key_sha256"] == served.hpke_key:
+            return row
+    return None
+
+
+def receipt_verdict(
+    record: Any, miner: dict[str, Any] | None, request_id: str, sealed: bool
+) -> tuple[bool, str]:
+    """(ok, what to print) for the record's receipt, verified here against the miner's
+    attested signing key. A plain request whose Route leaves the hop unsealed carries no
+    receipt (the bill follows the engine's usage, capped by the gateway): printed, not a
+    failure. A sealed request always carries one: without it, or unverified, it fails."""
+    if record is None:
+        return False, "unknown: the gateway's ledger has no record of this request"
+    receipt = record.get("receipt")
+    if receipt is None:
+        reason = record.get("bill_reason") or "usage"
+        return not sealed, f"none: the hop was not sealed, so no signed usage (bill: {reason})"
+    if miner is None:
+        return False, "not checked: the serving enclave is not among the admitted ones"
+    try:
+        checked = verify_receipt(
+            receipt,
+            signing_key_sha256=miner["signing_key_sha256"],
+            request_id=request_id,
+            hpke_key_sha256=miner["hpke_key_sha256"],
+        )
+    except SealingError as exc:
+        return False, f"INVALID ({exc})"
+    return True, (
+        "valid: signed by the enclave's attested key for this request "
+        f"({checked.input_tokens} in + {checked.output_tokens} out tokens, "
+        f"{checked.usage_source}; the gateway's verdict: {record.get('receipt_status') or '-'})"
+    )
+
+
+def age(attested_at: str | None, now: dt.datetime) -> str:
+    if not attested_at:
+        return "never (unattested)"
+    when = dt.datetime.fromisoformat(attested_at.replace("Z", "+00:00"))
+    return f"{max(0, int((now - when).total_seconds()))} s ago ({attested_at})"
+
+
+def cost(record: Any, header: str) -> str:
+    if record is None:
+        return f"{header} (x-teeroute-cost header)" if header else "unknown"
+    charged = int(record["charged_nano"]) / NANO
+    reason = record.get("bill_reason") or "-"
+    return f"{charged:.9f}".rstrip("0").rstrip(".") + f" (charged; bill: {reason})"
+
+
+def report(title: str, served: Served, http: httpx.Client, model: str, sealed: bool) -> bool:
+    """Print one request's facts; True if they all check out."""
+    miner = miner_of(served, evidence(http, model))
+    record = generation(http, served.request_id) if served.request_id else None
+    ok, verdict = receipt_verdict(record, miner, served.request_id, sealed)
+    now = dt.datetime.now(dt.UTC)
+    lines = [
+        f"== {title}",
+        f"answer:       {served.answer}",
+        f"request:      {served.request_id or '-'}",
+        f"miner:        {miner['endpoint'] if miner else 'unknown (not an admitted endpoint)'}",
+        f"tee:          {miner['tee'] if miner else 'unknown'}",
+        f"measurement:  {(miner['measurement'] or '-') if miner else 'unknown'}",
+        f"attested:     {age(miner['attested_at'], now) if miner else 'unknown'}",
+        f"receipt:      {verdict}",
+        f"cost:         {cost(record, served.cost_header)}",
+    ]
+    print("\n".join(lines), flush=True)
+    return ok and miner is not None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--base-url", required=True, help="the gateway's URL (with or without /v1)")
+    parser.add_argument(
+        "--api-key", default=os.environ.get("TEEROUTE_API_KEY"), help="default: $TEEROUTE_API_KEY"
+    )
+    parser.add_argument("--sealed-proxy", help="a running `teeroute proxy`'s URL")
+    parser.add_argument("--model", help="the public model (default: the first one served)")
+    parser.add_argument("--prompt", default="In one sentence: why run inference in a TEE?")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    args = parser.parse_args(argv)
+    if not args.api_key:
+        parser.error("--api-key (or TEEROUTE_API_KEY) is required")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (openai.APIConnectionError, httpx.TransportError) as exc:
+        print(f"demo client: cannot reach the gateway or proxy: {exc}", file=sys.stderr)
+    except (openai.APIStatusError, httpx.HTTPStatusError) as exc:
+        print(f"demo client: the request was refused: {exc}", file=sys.stderr)
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    root = gateway_root(args.base_url)
+    model = args.model or first_model(root, args.api_key)
+    headers = {"Authorization": f"Bearer {args.api_key}"}
+    with httpx.Client(base_url=root, headers=headers, timeout=30) as http:
+        plain = ask(root, args.api_key, model, args.prompt, args.max_tokens)
+        ok = report(f"plain request to {root} (model {model})", plain, http, model, False)
+        if args.sealed_proxy:
+            sealed = ask(args.sealed_proxy, args.api_key, model, args.prompt, args.max_tokens)
+            title = f"sealed request through teeroute proxy at {gateway_root(args.sealed_proxy)}"
+            ok = report(title, sealed, http, model, True) and ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
