@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 
 import kopf
@@ -36,12 +37,20 @@ def main() -> None:
         registry=build_registry(settings, signer),
         standalone=not settings.peering,
         peering_name=settings.peering or None,
+        priority=peering_priority(settings),
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=(
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         ),
     )
+
+
+def peering_priority(settings: OperatorSettings) -> int:
+    """This replica's kopf priority. kopf pauses every peer when two share one, and the
+    replicas of one Deployment share their settings, so each draws its own: the highest is
+    active, the others stand by until its peering entry goes (chart operator.replicas > 1)."""
+    return secrets.randbelow(2**31 - 1) + 1 if settings.peering else 0
 
 
 if __name__ == "__main__":

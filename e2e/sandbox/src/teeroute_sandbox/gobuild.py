@@ -1,6 +1,6 @@
 """Builds the control-plane binaries from the Go module proxy and caches them by version.
 
-Each wrapper module under `gobuild/` (kubernetes, etcd, kwok) pins what it builds with a
+Each wrapper module under `gobuild/` (kubernetes, etcd, kwok, helm) pins what it builds with a
 go.mod and go.sum of ours. Binaries land in `<cache>/bin/<module>-<version>-<hash>/`, the
 hash covering go.mod, go.sum, the Go version and the link flags, so any change rebuilds.
 A build writes to a temporary directory and renames it into place: a cache entry is
@@ -48,6 +48,8 @@ class GoModule:
                 f"-X {base}.gitMinor={minor}",
                 f"-X {base}.gitTreeState=clean",
             ]
+        if self.dir_name == "helm":
+            flags += _helm_ldflags(version)
         return flags
 
 
@@ -62,7 +64,22 @@ MODULES: tuple[GoModule, ...] = (
     ),
     GoModule("etcd", "go.etcd.io/etcd/server/v3", {"etcd": "go.etcd.io/etcd/server/v3"}),
     GoModule("kwok", "sigs.k8s.io/kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
+    GoModule("helm", "helm.sh/helm/v3", {"helm": "helm.sh/helm/v3/cmd/helm"}),
 )
+
+
+def _helm_ldflags(version: str) -> list[str]:
+    """What helm's Makefile links in: its version, and the Kubernetes version of the
+    client-go it is built with (the default `.Capabilities.KubeVersion` of `helm template`
+    and the API-deprecation baseline of `helm lint`)."""
+    go_mod = (gobuild_root() / "helm" / "go.mod").read_text()
+    kube_minor = required_version(go_mod, "k8s.io/client-go").split(".")[1]  # v0.N.x is 1.N
+    internal = "helm.sh/helm/v3/internal/version"
+    flags = [f"-X {internal}.version={version}", f"-X {internal}.gitTreeState=clean"]
+    for package in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
+        flags += [f"-X {package}.k8sVersionMajor=1", f"-X {package}.k8sVersionMinor={kube_minor}"]
+    return flags
+
 
 Progress = Callable[[str], None]
 
