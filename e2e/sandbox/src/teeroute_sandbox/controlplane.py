@@ -153,6 +153,8 @@ def runner_argv(settings: SandboxSettings, layout: Layout) -> tuple[str, ...]:
         f"--kubeconfig={pkimod.Pki(layout.pki).kubeconfig(pkimod.NODES)}",
         f"--state-dir={layout.root}",
         f"--netns={settings.netns}",
+        f"--image-store={settings.image_store}",
+        f"--rootfs-cache={settings.rootfs_cache}",
     )
 
 

@@ -29,6 +29,13 @@ def default_state_root() -> Path:
     return Path(explicit) if explicit else _xdg("XDG_STATE_HOME", ".local/state") / "teeroute"
 
 
+def default_image_store() -> Path:
+    """The OCI image layout the runner takes images from (`TEEROUTE_IMAGE_STORE` overrides;
+    `teeroute images build` writes it)."""
+    explicit = os.environ.get("TEEROUTE_IMAGE_STORE")
+    return Path(explicit) if explicit else default_cache_dir() / "images" / "oci"
+
+
 @dataclass(frozen=True)
 class SandboxSettings:
     name: str = "teeroute"
@@ -37,6 +44,9 @@ class SandboxSettings:
     cache_dir: Path = field(default_factory=default_cache_dir)
     """Binary cache: `<cache_dir>/bin/<component>-<version>-<hash>/`. Emptying it forces a
     rebuild from the Go module proxy (module and build caches of Go itself are kept)."""
+
+    image_store: Path = field(default_factory=default_image_store)
+    """The OCI image layout whose images the runner runs from their own root filesystem."""
 
     state_root: Path = field(default_factory=default_state_root)
     """Parent of each instance's state directory (certificates, kubeconfig, etcd, logs)."""
@@ -63,6 +73,11 @@ class SandboxSettings:
     @property
     def state_dir(self) -> Path:
         return self.state_root / "sandbox" / self.name
+
+    @property
+    def rootfs_cache(self) -> Path:
+        """Unpacked image root filesystems, one directory per manifest digest."""
+        return self.cache_dir / "rootfs"
 
     @property
     def kubernetes_service_ip(self) -> str:

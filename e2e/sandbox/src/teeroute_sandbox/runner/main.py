@@ -1,7 +1,8 @@
 """The runner's loop: list and watch pods, run the ones it owns, stop the ones that go.
 
 Ownership is a pure decision (`owns`): the pod is bound to a node, kwok has given it an
-IP, it is not terminating or finished, and every container image maps to a local command.
+IP, it is not terminating or finished, and every container image is in the image store
+or maps to a host command.
 A relist every `RESYNC_S` repairs anything a dropped watch missed and refreshes volumes.
 """
 
@@ -19,6 +20,7 @@ from teeroute_sandbox import daemons, netns
 from teeroute_sandbox.layout import Layout
 from teeroute_sandbox.restclient import ApiError, KubeRest
 from teeroute_sandbox.runner.images import ImageMap
+from teeroute_sandbox.runner.oci import ImageStore
 from teeroute_sandbox.runner.pod import PodSandbox
 
 Obj = dict[str, Any]
@@ -34,15 +36,17 @@ def owns(pod: Obj, images: ImageMap) -> bool:
         and status.get("phase") not in ("Succeeded", "Failed")
         and not spec.get("hostNetwork")
         and not spec.get("initContainers")
-        and all(images.resolve(c["image"]) is not None for c in spec["containers"])
+        and all(images.known(c["image"]) for c in spec["containers"])
     )
 
 
 class Runner:
-    def __init__(self, api: KubeRest, layout: Layout, netns_name: str) -> None:
+    def __init__(
+        self, api: KubeRest, layout: Layout, netns_name: str, images: ImageMap | None = None
+    ) -> None:
         self.api = api
         self.layout = layout
-        self.images = ImageMap(layout.images)
+        self.images = images or ImageMap(layout.images)
         self.prefix = f"{netns_name}-pod-"
         self.pods: dict[str, PodSandbox] = {}
 
@@ -118,7 +122,15 @@ def log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
-def main(kubeconfig: Path, state_dir: Path, netns_name: str) -> None:
+def main(
+    kubeconfig: Path,
+    state_dir: Path,
+    netns_name: str,
+    image_store: Path | None = None,
+    rootfs_cache: Path | None = None,
+) -> None:
     layout = Layout(state_dir)
     layout.pods.mkdir(parents=True, exist_ok=True)
-    Runner(KubeRest(kubeconfig), layout, netns_name).run()
+    store = ImageStore(image_store) if image_store else None
+    images = ImageMap(layout.images, store, rootfs_cache or layout.root / "rootfs")
+    Runner(KubeRest(kubeconfig), layout, netns_name, images).run()

@@ -13,13 +13,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from teeroute_sandbox.runner.errors import ConfigError as ConfigError  # re-exported
 from teeroute_sandbox.runner.images import ImageConfig
 
 Obj = dict[str, Any]
-
-
-class ConfigError(Exception):
-    """The container cannot be configured (names the missing reference)."""
 
 
 @dataclass(frozen=True)
@@ -42,15 +39,34 @@ class LaunchPlan:
     read_only_root: bool
     log_path: str = ""
     reveal: list[str] = field(default_factory=list)
-    """Host paths a non-root user must reach though an ancestor forbids it (the
-    interpreter the runner's own images use); see launcher._reveal."""
+    """Host mode: host paths the container must reach (the interpreter the runner's host
+    images use), kept visible under volumes mounted above them and traversable by a
+    non-root user; see launcher.keep_visible and launcher._reveal."""
+    rootfs: str = ""
+    """Image mode: the unpacked image root (overlay lower layer); "" runs a host process."""
+    container_dir: str = ""
+    """Image mode: holds the container's writable layer (fresh on each start)."""
+    etc_mounts: list[Mount] = field(default_factory=list)
+    """Image mode: /etc/hosts, /etc/hostname, /etc/resolv.conf as the kubelet writes them."""
+    no_new_privileges: bool = False
+    """allowPrivilegeEscalation: false (PR_SET_NO_NEW_PRIVS, as runc sets it)."""
+    image_id: str = ""
+    """Image mode: `<ref>@<manifest digest>`, reported as the container's imageID."""
+    join_pid: int = 0
+    """Exec probes: run inside this running container's namespaces and root instead."""
 
     def to_json(self) -> Obj:
         return asdict(self)
 
     @classmethod
     def from_json(cls, raw: Obj) -> LaunchPlan:
-        return cls(**{**raw, "mounts": [Mount(**m) for m in raw["mounts"]]})
+        return cls(
+            **{
+                **raw,
+                "mounts": [Mount(**m) for m in raw["mounts"]],
+                "etc_mounts": [Mount(**m) for m in raw.get("etc_mounts") or []],
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ def build_plan(pod: Obj, container: Obj, image: ImageConfig, lookups: Lookups) -
     for var in container.get("env") or []:
         env[var["name"]] = _env_value(var, pod, container, env, lookups)
     uid, gid, groups, read_only_root = _identity(pod, container, image)
+    escalation = (container.get("securityContext") or {}).get("allowPrivilegeEscalation")
     return LaunchPlan(
         argv=[expand(a, env) for a in _argv(container, image)],
         env=env,
@@ -79,9 +96,10 @@ def build_plan(pod: Obj, container: Obj, image: ImageConfig, lookups: Lookups) -
         uid=uid,
         gid=gid,
         groups=groups,
-        working_dir=container.get("workingDir") or "/",
+        working_dir=container.get("workingDir") or image.working_dir or "/",
         hostname=pod["metadata"]["name"][:63],
         read_only_root=read_only_root,
+        no_new_privileges=escalation is False,
     )
 
 
@@ -229,7 +247,10 @@ def _identity(pod: Obj, container: Obj, image: ImageConfig) -> tuple[int, int, l
     pod_sc = pod["spec"].get("securityContext") or {}
     sc = container.get("securityContext") or {}
     uid = sc.get("runAsUser", pod_sc.get("runAsUser", image.user))
-    gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", 0))
+    # The image user's group goes with the image user (a runtime looks up the gid of
+    # another runAsUser in the image's /etc/passwd; ours are built with uid == gid).
+    image_gid = image.group if image.group is not None and uid == image.user else 0
+    gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", image_gid))
     non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot", False))
     if non_root and uid == 0:
         raise ConfigError("container has runAsNonRoot and image will run as root")

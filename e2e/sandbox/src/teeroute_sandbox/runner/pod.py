@@ -1,4 +1,7 @@
-"""One pod the runner runs: its network, volumes, containers and reported status."""
+"""One pod the runner runs: its network, volumes, containers and reported status.
+
+A container whose image is in the OCI store runs from the image's unpacked root (image
+mode, see `rootfs`); one whose image maps to a host command runs on the host's tree."""
 
 from __future__ import annotations
 
@@ -14,10 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from teeroute_sandbox.restclient import ApiError, KubeRest
-from teeroute_sandbox.runner import podnet
-from teeroute_sandbox.runner.images import ImageMap
+from teeroute_sandbox.runner import etcfiles, podnet
+from teeroute_sandbox.runner.images import ImageConfig, ImageMap, Resolved, store_image_config
 from teeroute_sandbox.runner.launcher import remove_created
-from teeroute_sandbox.runner.plan import ConfigError, LaunchPlan, Lookups, build_plan, service_env
+from teeroute_sandbox.runner.oci import ImageError
+from teeroute_sandbox.runner.plan import (
+    ConfigError,
+    LaunchPlan,
+    Lookups,
+    Mount,
+    build_plan,
+    service_env,
+)
 from teeroute_sandbox.runner.status import pod_status_patch
 from teeroute_sandbox.runner.supervisor import Container, ContainerState, now_rfc3339
 from teeroute_sandbox.runner.volumes import VolumeState, write_volumes
@@ -64,7 +75,7 @@ class PodSandbox:
             plans = [self._plan(c, self.volumes.dirs) for c in self.pod["spec"]["containers"]]
         except ConfigError as exc:
             self.config_error = str(exc)
-            self._report_config_error(str(exc))
+            self._report_config_error(exc.reason, str(exc))
             return
         self.config_error = None
         policy = self.pod["spec"].get("restartPolicy", "Always")
@@ -77,25 +88,57 @@ class PodSandbox:
         self.log(f"started pod {self.key} at {pod_ip} ({len(self.containers)} containers)")
 
     def _plan(self, container: Obj, volume_dirs: dict[str, str]) -> tuple[LaunchPlan, Path]:
-        image = self.images.resolve(container["image"])
-        if image is None:  # the map changed since the runner took the pod
-            raise ConfigError(f"image {container['image']!r} is not in the runner's image map")
+        found = self.images.lookup(container["image"])
+        if found is None:  # the store or map changed since the runner took the pod
+            raise ImageError(f"image {container['image']!r} is not in the image store or map")
         lookups = Lookups(
             secrets=self._env_sources("secrets", "secretKeyRef", "secretRef"),
             config_maps=self._env_sources("configmaps", "configMapKeyRef", "configMapRef"),
             service_env=self._service_env(),
             volume_dirs=volume_dirs,
         )
+        image, mode = self._mode(found, container["name"])
         plan = replace(
             build_plan(self.pod, container, image, lookups),
             log_path=str(self.dir / f"{container['name']}.log"),
-            reveal=interpreter_paths(),
+            **mode,
         )
         plan_file = self.dir / f"{container['name']}.plan.json"
         plan_file.parent.mkdir(parents=True, exist_ok=True)
         plan_file.write_text(json.dumps(plan.to_json()))
         plan_file.chmod(0o600)  # it holds env values, which may be secrets
         return plan, plan_file
+
+    def _mode(self, found: Resolved, name: str) -> tuple[ImageConfig, dict[str, Any]]:
+        """The image's config, and the plan fields of its mode."""
+        if found.store is not None:  # image mode: the image's own root
+            root = self.images.unpacked(found.store)
+            return store_image_config(found.store, root), {
+                "rootfs": str(root),
+                "container_dir": str(self.dir / "containers" / name),
+                "etc_mounts": self._etc_files(),
+                "image_id": f"{found.ref}@{found.store.manifest_digest}",
+            }
+        if found.host is not None:  # host mode: a command of this machine
+            return found.host, {"reveal": interpreter_paths()}
+        raise ImageError(f"image {found.ref!r} resolves to nothing")
+
+    def _etc_files(self) -> list[Mount]:
+        """/etc/hosts, /etc/hostname and /etc/resolv.conf, written once for the pod."""
+        etc = self.dir / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        node_resolv = Path("/etc/resolv.conf")
+        files = {
+            "hosts": etcfiles.hosts_file(self.pod),
+            "hostname": etcfiles.hostname(self.pod) + "\n",
+            "resolv.conf": etcfiles.resolv_conf(
+                self.pod, node_resolv.read_text() if node_resolv.is_file() else ""
+            ),
+        }
+        for name, text in files.items():
+            (etc / name).write_text(text)
+            (etc / name).chmod(0o644)
+        return [Mount(str(etc / name), f"/etc/{name}", read_only=False) for name in files]
 
     def _env_sources(self, resource: str, key_ref: str, from_ref: str) -> dict[str, dict[str, str]]:
         """The Secrets/ConfigMaps the containers' env refers to, decoded."""
@@ -157,9 +200,9 @@ class PodSandbox:
             states = [c.state for c in self.containers]
             self._patch(states)
 
-    def _report_config_error(self, message: str) -> None:
-        self.log(f"pod {self.key}: {message}")
-        self._report_waiting("CreateContainerConfigError", message)
+    def _report_config_error(self, reason: str, message: str) -> None:
+        self.log(f"pod {self.key}: {reason}: {message}")
+        self._report_waiting(reason, message)
 
     def _report_waiting(self, reason: str, message: str) -> None:
         states = [

@@ -17,7 +17,7 @@ def container_status(uid: str, state: ContainerState) -> Obj:
     status: Obj = {
         "name": state.name,
         "image": state.image,
-        "imageID": "",
+        "imageID": state.image_id,
         "containerID": f"sandbox://{uid}/{state.name}",
         "ready": state.ready,
         "restartCount": state.restart_count,

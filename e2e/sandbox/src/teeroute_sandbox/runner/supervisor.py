@@ -45,6 +45,7 @@ class ContainerState:
     last_exit_code: int | None = None
     last_started_at: str = ""
     last_finished_at: str = ""
+    image_id: str = ""
 
 
 def now_rfc3339() -> str:
@@ -70,7 +71,11 @@ class Container:
         self.restart_policy = restart_policy
         self.on_change = on_change
         self.state = ContainerState(
-            container["name"], container["image"], "waiting", reason="ContainerCreating"
+            container["name"],
+            container["image"],
+            "waiting",
+            reason="ContainerCreating",
+            image_id=plan.image_id,
         )
         self._stopping = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -188,8 +193,13 @@ class Container:
         return check(spec, self.pod_ip, self.spec, self._exec_in_container)
 
     def _exec_in_container(self, argv: list[str], timeout_s: float) -> int:
+        """Run `argv` inside the running container, as `kubectl exec` would."""
+        pid = self.state.pid
+        if pid is None:
+            return 1
         probe_plan = self.plan_file.with_suffix(".probe.json")
-        probe_plan.write_text(json.dumps(replace(self.plan, argv=argv).to_json()))
+        probe_plan.write_text(json.dumps(replace(self.plan, argv=argv, join_pid=pid).to_json()))
+        probe_plan.chmod(0o600)
         try:
             return subprocess.run(
                 netns.exec_argv(
