@@ -45,8 +45,8 @@ k create namespace "$MINERS_NS" --dry-run=client -o yaml | k apply -f - >/dev/nu
 [ -f "$STATE/gateway-key.pem" ] || teeroute gateway gateway-key --out "$STATE/gateway-key.pem" >/dev/null
 [ -f "$STATE/api-key" ] || (umask 077; py -c 'import secrets; print("tr-" + secrets.token_urlsafe(32))' >"$STATE/api-key")
 api_key=$(cat "$STATE/api-key")
-operator_pub=$(teeroute operator release-key --show "$STATE/release-key.pem")
-gateway_pub=$(teeroute gateway gateway-key --show "$STATE/gateway-key.pem")
+operator_pub=$(teeroute operator release-key --show "$STATE/release-key.pem" | sed -n "s/^TEEROUTE_GATEWAY_OPERATOR_KEY=//p")
+gateway_pub=$(teeroute gateway gateway-key --show "$STATE/gateway-key.pem" | sed -n "s/^TEEROUTE_OPERATOR_GATEWAY_KEYS=//p")
 k -n "$RELEASE_NS" create secret generic teeroute-release-key \
   --from-file=release-key.pem="$STATE/release-key.pem" --dry-run=client -o yaml | k apply -f - >/dev/null
 k -n "$RELEASE_NS" create secret generic teeroute-gateway-key \

@@ -132,7 +132,7 @@ def release_failure(kube: KubeRest, pod_path: str) -> str:
 
 def relay_pool(name: str, provider_url: str, secrets: list[Obj]) -> Obj:
     pool = attested_pool(name, replicas=1)
-    pool["spec"]["images"] = {"agent": "teeroute.dev/agent:dev"}
+    pool["spec"]["images"] = {"agent": "teeroute.dev/agent:0.1.0"}
     pool["spec"]["relay"] = {"url": provider_url}
     pool["spec"]["secrets"] = secrets
     return pool

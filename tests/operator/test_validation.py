@@ -36,7 +36,7 @@ def test_models_accept_the_valid_objects() -> None:
 def sealed_relay_pool() -> dict[str, Any]:
     """A relay pool with a secret: the agent alone, its upstream's key released to it."""
     pool = valid_pool("relay")
-    pool["spec"]["images"] = {"agent": "teeroute.dev/agent:dev"}
+    pool["spec"]["images"] = {"agent": "teeroute.dev/agent:0.1.0"}
     pool["spec"]["relay"] = {"url": "http://10.95.0.1:9000"}
     pool["spec"]["secrets"] = [
         {"name": "engine-api-key", "secretKeyRef": {"name": "provider", "key": "token"}},

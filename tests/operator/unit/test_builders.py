@@ -172,7 +172,7 @@ def test_the_agent_forwards_to_the_engine_beside_it_on_loopback() -> None:
 
 def test_a_relay_pool_runs_the_agent_alone_in_front_of_the_upstream() -> None:
     pool = make(
-        images={"agent": "teeroute.dev/agent:dev"},
+        images={"agent": "teeroute.dev/agent:0.1.0"},
         relay={"url": "https://api.provider.example/openai"},
     )
     pod = deployment(pool)["spec"]["template"]["spec"]
