@@ -59,18 +59,25 @@ def register(commands: Any) -> None:
     action(
         "build", "build the control-plane binaries into the cache without starting anything", _build
     )
-    action(
+    simtee = action(
         "simulated-tee",
         "hand out the sandbox's simulated TEE: chip keys to miner namespaces (Secret "
         "teeroute-simulated-tee), its root to the operator (ConfigMap teeroute-system/"
         "teeroute-trust)",
         _simulated_tee,
-    ).add_argument(
+    )
+    simtee.add_argument(
         "--namespace",
         "-n",
         action="append",
         default=[],
         help="a miner namespace to give the chips to (repeatable; created if missing)",
+    )
+    simtee.add_argument(
+        "--chips-only",
+        action="store_true",
+        help="no trust ConfigMap: the root goes to an operator installed otherwise (the Helm "
+        "chart's simulatedTee.rootPem takes the printed file)",
     )
 
 
@@ -115,7 +122,9 @@ def _simulated_tee(args: argparse.Namespace) -> int:
     netns.enter(sandbox.netns)  # the apiserver's address exists only inside
     kube = KubeRest(sandbox.kubeconfig)
     try:
-        vendor.install(kube, args.namespace, create_namespaces=True)
+        vendor.install(
+            kube, args.namespace, create_namespaces=True, trust_configmap=not args.chips_only
+        )
     finally:
         kube.close()
     print(vendor.trust_dir / "simulated-root.pem")

@@ -55,14 +55,19 @@ class SimulatedVendor:
         return files
 
     def install(
-        self, kube: KubeRest, namespaces: list[str], create_namespaces: bool = False
+        self,
+        kube: KubeRest,
+        namespaces: list[str],
+        create_namespaces: bool = False,
+        trust_configmap: bool = True,
     ) -> None:
         for namespace in namespaces:
             if create_namespaces:
                 _ensure_namespace(kube, namespace)
             _apply(kube, _chip_secret(namespace, self.chip_files()))
-        _ensure_namespace(kube, OPERATOR_NAMESPACE)
-        _apply(kube, _trust_configmap(self.root_pem()))
+        if trust_configmap:
+            _ensure_namespace(kube, OPERATOR_NAMESPACE)
+            _apply(kube, _trust_configmap(self.root_pem()))
 
     def _ensure(self) -> None:
         now = dt.datetime.now(dt.UTC)
