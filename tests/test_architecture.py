@@ -19,6 +19,8 @@ PACKAGES = [
     "teeroute_enclave",
     "teeroute_engine_sim",
     "teeroute_sandbox",
+    "teeroute_images",
+    "teeroute_miner",
 ]
 
 
