@@ -64,7 +64,10 @@ def in_cluster_pool(name: str) -> Obj:
             "tee": {"type": "simulated"},
             "placement": {"profile": "kind"},
             "replicas": 1,
-            "images": {"agent": "teeroute.dev/agent:0.1.0", "engine": "teeroute.dev/engine-sim:0.1.0"},
+            "images": {
+                "agent": "teeroute.dev/agent:0.1.0",
+                "engine": "teeroute.dev/engine-sim:0.1.0",
+            },
             "pricing": {"inputPerMillion": "0.10", "outputPerMillion": "0.20"},
         },
     }
