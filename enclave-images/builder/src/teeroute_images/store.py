@@ -9,6 +9,11 @@ STORE_ENV = "TEEROUTE_IMAGE_STORE"
 
 
 def cache_home() -> Path:
+    """`<teeroute cache>/images`, the teeroute cache being where the sandbox looks too:
+    $TEEROUTE_CACHE_DIR, else $XDG_CACHE_HOME/teeroute, else ~/.cache/teeroute."""
+    explicit = os.environ.get("TEEROUTE_CACHE_DIR")
+    if explicit:
+        return Path(explicit) / "images"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "teeroute" / "images"
 
 
