@@ -68,6 +68,30 @@ def run(checkout: Path, target: str, sandbox: str) -> subprocess.CompletedProces
     )
 
 
+def container_processes(sandbox: str) -> dict[str, set[int]]:
+    """The entry module of every process in the sandbox's pods, with the uids running it:
+    each image's own entrypoint, started by the runner from the image (python3.11 of the
+    image's root, not this checkout's)."""
+    found: dict[str, set[int]] = {}
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in names.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if not name.startswith(f"{sandbox}-pod-"):
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            if argv[:2] != [b"/usr/bin/python3.11", b"-m"]:
+                continue
+            uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+            found.setdefault(argv[2].decode(), set()).add(uid)
+    return found
+
+
 def test_make_demo_from_a_checkout_under_tmp(checkout_under_tmp: Path) -> None:
     sandbox = f"tr-demo-{uuid.uuid4().hex[:4]}"
     try:
@@ -83,6 +107,12 @@ def test_make_demo_from_a_checkout_under_tmp(checkout_under_tmp: Path) -> None:
             assert re.search(r"^receipt:\s+valid: signed by the enclave", section, re.M), section
             assert re.search(r"^cost:\s+0\.\d+ \(charged", section, re.M), section
         assert re.search(r"minerpool.teeroute.dev/llama-sim .* 3 +3 +3 ", out)
+        assert container_processes(sandbox) == {
+            "teeroute_operator": {65532},
+            "teeroute.cli": {65532},  # the gateway's image runs `-m teeroute.cli gateway serve`
+            "teeroute_enclave": {65532},
+            "teeroute_engine_sim": {65532},
+        }
     finally:
         down = run(checkout_under_tmp, "demo-down", sandbox)
     assert down.returncode == 0, down.stdout[-2000:] + down.stderr[-2000:]
