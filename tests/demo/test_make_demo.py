@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from teeroute_sandbox import netns
+
 pytestmark = pytest.mark.sandbox
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TIMEOUT_S = 900
@@ -58,14 +60,15 @@ def run(checkout: Path, target: str, sandbox: str) -> subprocess.CompletedProces
         p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(venv)
     )
     env["TEEROUTE_DEMO_SANDBOX"] = sandbox
-    return subprocess.run(
-        ["make", target],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=DEMO_TIMEOUT_S,
-    )
+    with netns.outside():  # as a user's shell: PyPI and Debian reachable (setup may need them)
+        return subprocess.run(
+            ["make", target],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=DEMO_TIMEOUT_S,
+        )
 
 
 def container_processes(sandbox: str) -> dict[str, set[int]]:

@@ -13,12 +13,14 @@ from teeroute_images.build import Built, Options, build
 from teeroute_images.definitions import IMAGES, repository_root
 from teeroute_images.progress import Progress
 from teeroute_images.selection import chosen
+from teeroute_sandbox import netns
 
 
 def build_fresh(root: Path) -> tuple[Path, list[Built]]:
     """Every default image into a new store, from a new layer cache."""
     options = Options(repository_root(), root / "oci", root / "cache")
-    return options.store, build(chosen(None), options, Progress())
+    with netns.outside():  # a test process in the sandbox's namespace has no route to PyPI
+        return options.store, build(chosen(None), options, Progress())
 
 
 @pytest.fixture(scope="session")

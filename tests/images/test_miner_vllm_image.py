@@ -20,6 +20,7 @@ from teeroute_images.build import Built, Options, build
 from teeroute_images.definitions import IMAGES, repository_root
 from teeroute_images.progress import Progress
 from teeroute_images.selection import chosen
+from teeroute_sandbox import netns
 from tests.images import inimage
 
 pytestmark = pytest.mark.images
@@ -30,7 +31,8 @@ def miner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Built, Pat
     root = tmp_path_factory.mktemp("miner-vllm")
     try:
         options = Options(repository_root(), root / "oci", root / "cache")
-        (built,) = build(chosen(["miner-vllm"]), options, Progress())
+        with netns.outside():  # the sandbox's namespace (if the session entered it) has no PyPI
+            (built,) = build(chosen(["miner-vllm"]), options, Progress())
         shutil.rmtree(root / "cache")  # the layers are in the store now
         bundle = root / "bundle"
         done = subprocess.run(

@@ -6,9 +6,11 @@ are routed only there and no test traffic can leave the machine.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from teeroute_sandbox.errors import NamespacesNotPermitted, SandboxError
@@ -80,19 +82,47 @@ def sysctl(name: str, key: str, value: str) -> None:
         raise SandboxError(f"cannot set {key}={value} in namespace {name}: {done.stderr.strip()}")
 
 
+_outside_fd: int | None = None
+"""The namespace the process started in, kept open by the first `enter`, for `outside`."""
+
+
 def enter(name: str) -> None:
     """Move the calling thread (and threads it starts later) into namespace `name`.
 
     Call it from the main thread before starting others: threads that already exist stay
     where they are.
     """
+    global _outside_fd
+    if _outside_fd is None:
+        _outside_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     fd = os.open(NETNS_DIR / name, os.O_RDONLY)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, _CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise NamespacesNotPermitted(
-                f"cannot enter network namespace {name}: {os.strerror(err)}"
-            )
+        _setns(fd, name)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def outside() -> Iterator[None]:
+    """Run the block (and what it starts) in the namespace the process began in, e.g. a
+    download from a package registry by a test process that `enter`ed the sandbox (whose
+    namespace has no route out); back where it was afterwards."""
+    if _outside_fd is None:
+        yield
+        return
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _setns(_outside_fd, "the host's")
+        try:
+            yield
+        finally:
+            _setns(here, "the sandbox's")
+    finally:
+        os.close(here)
+
+
+def _setns(fd: int, name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NamespacesNotPermitted(f"cannot enter network namespace {name}: {os.strerror(err)}")
