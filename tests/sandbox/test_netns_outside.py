@@ -3,15 +3,15 @@ that joined the sandbox), and is back inside afterwards. Needs root (ip netns)."
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
+from pathlib import Path
 
 from teeroute_sandbox import netns
 
 
 def current() -> int:
-    return os.stat("/proc/thread-self/ns/net").st_ino
+    return Path("/proc/thread-self/ns/net").stat().st_ino
 
 
 def test_outside_returns_to_the_first_namespace_for_the_block() -> None:
