@@ -100,17 +100,21 @@ class Engine:
     async def _paced(
         self, events: Iterator[tuple[int, bytes]], arrived: float
     ) -> AsyncIterator[bytes]:
-        """Events as they fall due; those due together leave in one write (unpaced: the whole
-        stream), which spares the server a send per token without changing the SSE."""
+        """Events as they fall due. Paced, each token's events leave in their own write, even
+        when the loop fell behind the pace (as an engine's steps: one event per token per
+        stream; the paced benchmark counts on it); unpaced, the whole stream is one write,
+        which spares the server a send per token without changing the SSE."""
         ready: list[bytes] = []
+        paced, current = self.settings.tokens_per_s > 0, 0
         for index, event in events:
             delay = self._delay(arrived, index)
+            if ready and (delay > 0 or (paced and index != current)):
+                yield b"".join(ready)
+                ready.clear()
             if delay > 0:
-                if ready:
-                    yield b"".join(ready)
-                    ready.clear()
                 await asyncio.sleep(delay)
             ready.append(event)
+            current = index
         yield b"".join(ready)
 
     async def _until(self, arrived: float, index: int) -> None:
