@@ -3,6 +3,8 @@
     python3 -m uv run --frozen python e2e/bench/sealed.py [--quick] [--kinds A,B]
         [--out DIR] [--seconds N] [--warmup N] [--rounds N] [--cost-iterations N]
         (the last four override the profile)
+    python3 -m uv run --frozen python e2e/bench/sealed.py --paced [--streams 64,128]
+        [--tokens-per-s R] [--ttft-ms T] [--seconds N] [--rounds N] [--out DIR]
 
 Starts, on loopback, the engine simulator (unpaced), the enclave agent on the simulated TEE
 in front of it (its evidence verified, its keys written as the pool's lease) and one gateway
@@ -21,11 +23,19 @@ show how far 0.9x can be reached at all (`sealedbench/floor.py`). The gateway ru
 core 0; the agent, the engine, wrk and this harness share core 1. Writes sealed.json and
 sealed.md; with the three kinds the quick profile takes about 3 minutes, the default about
 15 (each kind about a third). The helpers live in `sealedbench/` (and `gatewaybench/`).
+
+`--paced` runs the paced-engine scenario instead (`sealedbench/paced.py`): the engine paced
+at R tokens/s per stream, one SSE event per token; N concurrent streams (each `--streams`
+value) of 255-token answers to a 200-token prompt through the three modes, in turn; per mode
+tok/s and CPU µs per streamed token of the gateway and of the agent, from a measured window
+with all N in flight. Same layout (gateway alone on core 0). Writes sealed-paced.json and
+sealed-paced.md; the defaults take about 6 minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import os
 import signal
@@ -36,9 +46,23 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
+import uvloop
 from gatewaybench import host, targets
 from gatewaybench.procs import BenchError, Fleet, Service, free_port, wait_ready
-from sealedbench import client, floor, kinds, ledger, load, miner, modes, report, stats
+from sealedbench import (
+    client,
+    floor,
+    kinds,
+    ledger,
+    load,
+    miner,
+    modes,
+    paced,
+    pacedreport,
+    report,
+    stats,
+    streams,
+)
 from sealedbench.kinds import KINDS, Kind
 from sealedbench.modes import MODES, Mode
 
@@ -60,6 +84,19 @@ class Profile:
 
 FULL = Profile("full", 5, 14, 3, 2000)
 QUICK = Profile("quick", 2, 8, 1, 300)
+PACED = paced.Paced(streams=(64, 128), tokens_per_s=32, ttft_ms=50, seconds=15, rounds=2)
+PACED_QUICK = paced.Paced(streams=(64,), tokens_per_s=32, ttft_ms=50, seconds=8, rounds=1)
+
+
+def streams_arg(text: str) -> tuple[int, ...]:
+    """`--streams 64,128`: positive counts."""
+    try:
+        found = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        found = ()
+    if not found or min(found) < 1:
+        raise argparse.ArgumentTypeError(f"not a list of stream counts: {text!r}")
+    return found
 
 
 def kinds_arg(text: str) -> tuple[Kind, ...]:
@@ -85,7 +122,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="warm-up per mode and kind (quick 2, 5)")
     parser.add_argument("--rounds", type=int, help="rounds of every run (quick 1, default 3)")
     parser.add_argument("--cost-iterations", type=int, help="client micro-benchmark (300, 2000)")
+    parser.add_argument("--paced", action="store_true", help="the paced-engine scenario instead")
+    parser.add_argument("--streams", type=streams_arg, help="--paced: concurrent streams (64,128)")
+    parser.add_argument("--tokens-per-s", type=float, help="--paced: per stream (default 32)")
+    parser.add_argument("--ttft-ms", type=float, help="--paced: time to first token (50)")
     args = parser.parse_args()
+    if args.paced:
+        args.settings = paced_settings(args, parser)
+        return args
     overrides = {
         "run_s": args.seconds,
         "warmup_s": args.warmup,
@@ -96,6 +140,23 @@ def parse_args() -> argparse.Namespace:
         parser.error("counts and durations must be at least 1")
     args.profile = profile(args.quick, {k: v for k, v in overrides.items() if v is not None})
     return args
+
+
+def paced_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> paced.Paced:
+    base = PACED_QUICK if args.quick else PACED
+    given = {
+        "streams": args.streams,
+        "tokens_per_s": args.tokens_per_s,
+        "ttft_ms": args.ttft_ms,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+    }
+    chosen = replace(base, **{k: v for k, v in given.items() if v is not None})
+    if chosen.tokens_per_s <= 0 or chosen.ttft_ms < 0 or chosen.seconds < 1 or chosen.rounds < 1:
+        parser.error(
+            "--paced needs --tokens-per-s > 0, --ttft-ms >= 0, --seconds and --rounds >= 1"
+        )
+    return chosen
 
 
 def profile(quick: bool, overrides: dict[str, int]) -> Profile:
@@ -255,20 +316,29 @@ def measure_all(
     return runs, answered
 
 
+def start_stack(
+    fleet: Fleet, work: Path, engine_url: str, args: argparse.Namespace
+) -> tuple[Service, dict[str, Any], Service, str, str]:
+    """The agent on the simulated TEE in front of the engine, its verified lease, and the
+    gateway with one Route per mode: (agent, lease, gateway, its URL, an API key)."""
+    chips = miner.chip_dir(work / "chips")
+    # the agent answers only the gateway, whose key it pins (docs/sealed-mode.md section 8)
+    signing = work / "gateway-key.pem"
+    pinned = gateway_key.public_b64(gateway_key.create(signing))
+    agent, agent_url = miner.start_agent(fleet, chips, engine_url, args.load_core, pinned)
+    lease = miner.verified_lease(agent_url, chips, LEASE_VALID_FOR)
+    gateway, url, key = start_gateway(
+        fleet, work, modes.gateway_config(lease, str(signing)), args.target_core
+    )
+    return agent, lease, gateway, url, key
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if reason := targets.gateway_unavailable():
         raise BenchError(reason)
     with Fleet(work) as fleet:
         engine = targets.start_simulator(fleet, args.load_core)
-        chips = miner.chip_dir(work / "chips")
-        # the agent answers only the gateway, whose key it pins (docs/sealed-mode.md section 8)
-        signing = work / "gateway-key.pem"
-        pinned = gateway_key.public_b64(gateway_key.create(signing))
-        agent, agent_url = miner.start_agent(fleet, chips, engine.url, args.load_core, pinned)
-        lease = miner.verified_lease(agent_url, chips, LEASE_VALID_FOR)
-        gateway, url, key = start_gateway(
-            fleet, work, modes.gateway_config(lease, str(signing)), args.target_core
-        )
+        agent, lease, gateway, url, key = start_stack(fleet, work, engine.url, args)
         print(f"engine, agent and gateway (pid {gateway.pid}) ready; probing", flush=True)
         enclave = client.Enclave.from_lease(lease)
         probes = probe_all(url, key, enclave, args.kinds)
@@ -312,12 +382,153 @@ def _terminate(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)  # unwinds through Fleet, which stops every process
 
 
+def start_paced_engine(
+    fleet: Fleet, settings: paced.Paced, core: int | None
+) -> tuple[Service, str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "teeroute_engine_sim", "--port", str(port), "--workers", "1"]
+    argv += ["--ttft-ms", f"{settings.ttft_ms:g}", "--tokens-per-s", f"{settings.tokens_per_s:g}"]
+    service = fleet.start("engine", argv, core=core)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(service, url + "/health", 30)
+    return service, url
+
+
+def run_paced(
+    args: argparse.Namespace, work: Path, answer: paced.Answer
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, dict[str, int]]]:
+    """Every stream count through every mode in turn (reversed in odd rounds): the runs, and
+    what the gateway's ledger metered per public model."""
+    settings: paced.Paced = args.settings
+    if reason := targets.gateway_unavailable():
+        raise BenchError(reason)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        m.name: {str(n): [] for n in settings.streams} for m in MODES
+    }
+    with Fleet(work) as fleet:
+        engine, engine_url = start_paced_engine(fleet, settings, args.load_core)
+        agent, lease, gateway, url, key = start_stack(fleet, work, engine_url, args)
+        services = {"gateway": gateway, "agent": agent, "engine": engine}
+        enclave = client.Enclave.from_lease(lease)
+        port = int(url.rsplit(":", 1)[1])
+        print(f"paced engine, agent and gateway (pid {gateway.pid}) ready", flush=True)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            for round_ in range(settings.rounds):
+                order = MODES if round_ % 2 == 0 else tuple(reversed(MODES))
+                for count in settings.streams:
+                    for mode in order:
+                        target = streams.Target(
+                            "127.0.0.1", port, key, mode, enclave,
+                            answer.variant, answer.completion_tokens,
+                        )  # fmt: skip
+                        found = runner.run(streams.run(target, count, settings, services))
+                        runs[mode.name][str(count)].append(found)
+                        _said(round_, mode, found)
+        fleet.stop(gateway)  # settles and closes the ledger: every record is in the file
+        metered = ledger.read_tokens(work / "ledger.db", answer.completion_tokens)
+    return runs, metered
+
+
+def ledger_check(
+    runs: dict[str, dict[str, list[dict[str, Any]]]], metered: dict[str, dict[str, int]]
+) -> dict[str, Any]:
+    """Per mode: what the gateway metered against what the clients checked, and the verdict."""
+    found = {}
+    for mode in MODES:
+        parts = [r for by in runs[mode.name].values() for r in by]
+        checked = sum(r["streams_checked"] for r in parts)
+        tokens = sum(r["tokens_checked"] for r in parts)
+        row = metered.get(mode.model)
+        why = ledger.agrees(row, checked, tokens, mode.name in modes.SEALED)
+        found[mode.name] = {"metered": row, "answers": checked, "tokens": tokens, "problem": why}
+    return found
+
+
+def _said(round_: int, mode: Mode, run: dict[str, Any]) -> None:
+    tokens = max(run["tokens_in_window"], 1)
+    cpu = {p: run["cpu_s"][p] * 1e6 / tokens for p in ("gateway", "agent")}
+    print(
+        f"  round {round_ + 1} {run['streams']:4} streams {mode.name:8} "
+        f"{run['tokens_in_window'] / run['window_s']:8.0f} tok/s  gateway {cpu['gateway']:5.1f} "
+        f"agent {cpu['agent']:5.1f} µs/token  broken {run['bad_streams']}",
+        flush=True,
+    )
+
+
+def paced_layout(gateway: int | None, rest: int | None) -> str:
+    if gateway is None or rest is None:
+        return ""
+    return (
+        f"core {gateway}: the gateway alone (`taskset -c {gateway}`); core {rest}: the enclave "
+        f"agent, the engine simulator and this harness with its clients (`taskset -c {rest}`)"
+    )
+
+
+def main_paced(args: argparse.Namespace, layout: str) -> int:
+    """The paced scenario: run, write sealed-paced.json/.md; 0 when every answer was whole,
+    every run counted tokens and the ledger metered what the clients checked."""
+    answer = paced.longest_answer()
+    facts = host.machine()
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    with tempfile.TemporaryDirectory(prefix="teeroute-sealedbench-") as tmp:
+        try:
+            runs, metered = run_paced(args, Path(tmp), answer)
+        except BenchError as exc:
+            print(f"sealed benchmark (paced) failed: {exc}", file=sys.stderr)
+            return 1
+    facts["load_after"] = host.load_average()
+    doc = paced_document(args, answer, runs, metered) | {"when": started, "machine": facts}
+    doc["layout"] = layout
+    doc["notes"] = pacedreport.observations(doc)
+    json_path, md_path = pacedreport.write(args.out, doc)
+    print(pacedreport.render(doc))
+    print(f"wrote {json_path} and {md_path}")
+    rows = [row for by in doc["results"].values() for row in by.values()]
+    broken = sum(row["bad_streams"] for row in rows)
+    empty = any(row["tokens_in_window"] == 0 for row in rows)
+    disagree = any(row["problem"] for row in doc["ledger"].values())
+    return 0 if not broken and not empty and not disagree else 1
+
+
+def paced_document(
+    args: argparse.Namespace,
+    answer: paced.Answer,
+    runs: dict[str, dict[str, list[dict[str, Any]]]],
+    metered: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    settings: paced.Paced = args.settings
+    results = {
+        mode: {n: paced.merge(parts, int(n), settings) for n, parts in by.items()}
+        for mode, by in runs.items()
+    }
+    described = asdict(settings) | {
+        "max_tokens": paced.MAX_TOKENS,
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+        "prompt_variant": answer.variant,
+    }
+    return {
+        "benchmark": "sealed-paced",
+        "command": "python3 -m uv run --frozen python e2e/bench/sealed.py "
+        + " ".join(sys.argv[1:]),
+        "versions": {k: v for k, v in versions().items() if k != "wrk"},
+        "cores": {"gateway": args.target_core, "load": args.load_core},
+        "settings": described,
+        "setup_notes": pacedreport.setup_notes(described),
+        "results": results,
+        "ledger": ledger_check(runs, metered),
+        "checks": paced.verdicts(results),
+    }
+
+
 def main() -> int:
     args = parse_args()
     args.target_core, args.load_core, layout = plan_cores()
     if args.load_core is not None:
         os.sched_setaffinity(0, {args.load_core})
     signal.signal(signal.SIGTERM, _terminate)
+    if args.paced:
+        return main_paced(args, paced_layout(args.target_core, args.load_core) or layout)
     facts = host.machine()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="teeroute-sealedbench-") as tmp:

@@ -14,4 +14,10 @@ process handling, wrk's summary and /proc readings come from `gatewaybench`.
 - `ledger`: what the gateway's SQLite ledger recorded per mode (receipt verdicts).
 - `stats`: pure arithmetic: rounds merged, ratios, added latency, the bottleneck, verdicts.
 - `report`: the markdown tables and the JSON document.
+- `paced`: the paced-engine scenario (`sealed.py --paced`): its settings, its ~200-token
+  prompt and the engine's 255-token answer to it, rounds merged into CPU µs per streamed
+  token, issue 16's per-token goals (pure but for the engine's own generator).
+- `streams`: its clients: N keep-alive streams at once through one mode, tokens counted as
+  they arrive, every answer checked whole, CPU sampled over the measured window.
+- `pacedreport`: its outputs, `sealed-paced.json` and `sealed-paced.md`.
 """

@@ -1,6 +1,8 @@
 """What the gateway's SQLite ledger recorded, per public model: records by outcome and
 receipt verdict (`ledger_usage`, gateway/src/teeroute_gateway/ledger/sqlite_ops.py). Read
-after the gateway stopped, so every settled request is in the file. `tally` is pure."""
+after the gateway stopped, so every settled request is in the file. `tally` is pure. For the
+paced scenario, `read_tokens` and `agrees`: the output tokens metered per model against the
+answers and tokens its clients checked."""
 
 from __future__ import annotations
 
@@ -70,3 +72,38 @@ def summary(
     """{mode: tally} for {mode: (public model, requests completed, sealed)}."""
     rows = list(rows)
     return {mode: tally(rows, *spec) for mode, spec in models.items()}
+
+
+TOKENS_QUERY = (
+    "SELECT public_model, count(*), sum(outcome = 'ok'), sum(output_tokens), "
+    "sum(output_tokens != ?), sum(receipt_status = 'valid') FROM ledger_usage "
+    "GROUP BY public_model"
+)
+
+
+def read_tokens(path: Path, expected: int) -> dict[str, dict[str, int]]:
+    """Per public model: records, those `ok`, output tokens metered, records whose output
+    tokens are not `expected`, receipts `valid` (the paced scenario's cross-check)."""
+    if not path.exists():
+        raise BenchError(f"no ledger at {path}")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute(TOKENS_QUERY, (expected,)).fetchall()
+    names = ("records", "ok", "output_tokens", "not_expected", "valid")
+    return {str(row[0]): dict(zip(names, map(int, row[1:]), strict=True)) for row in rows}
+
+
+def agrees(metered: Mapping[str, int] | None, streams: int, tokens: int, sealed: bool) -> str:
+    """Why the ledger of one mode disagrees with what its clients checked ("" if it agrees):
+    a record per answer, each `ok` with the engine's tokens (sealed: a `valid` receipt)."""
+    if not metered:
+        return "no records"
+    found = (metered["records"], metered["ok"], metered["output_tokens"])
+    if found != (streams, streams, tokens) or metered["not_expected"]:
+        return (
+            f"records / ok / output tokens {found[0]} / {found[1]} / {found[2]}, "
+            f"{metered['not_expected']} not of the engine's length; the clients checked "
+            f"{streams} answers of {tokens} tokens"
+        )
+    if sealed and metered["valid"] != streams:
+        return f"{metered['valid']} valid receipts for {streams} answers"
+    return ""
