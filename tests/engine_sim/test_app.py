@@ -12,6 +12,7 @@ from teeroute_engine_sim.generation import generate, request_digest
 from teeroute_engine_sim.responses import full_response, stream_events
 from teeroute_engine_sim.settings import EngineSettings
 from teeroute_engine_sim.validation import parse_chat, parse_text
+from tests.engine_sim.asgi import chat_scope
 
 MODELS = ("sim-model",)
 HELLO = [{"role": "user", "content": "Hello, world!"}]
@@ -91,20 +92,7 @@ def test_a_client_disconnecting_mid_stream_stops_the_stream() -> None:
         if sum(m["type"] == "http.response.body" for m in sent) == 3:
             left.set()
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = chat_scope()
     asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=30))
     bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
     assert len(bodies) == 3

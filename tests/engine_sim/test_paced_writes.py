@@ -12,6 +12,7 @@ import pytest
 
 from teeroute_engine_sim.app import create_app
 from teeroute_engine_sim.settings import EngineSettings
+from tests.engine_sim.asgi import chat_scope
 
 CHAT = [{"role": "user", "content": "Tell the benchmark a long story (342)."}]  # 255 tokens
 
@@ -33,20 +34,7 @@ def writes(settings: EngineSettings, max_tokens: int) -> list[bytes]:
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = chat_scope()
     asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=30))
     return [m["body"] for m in sent if m["type"] == "http.response.body" and m.get("body")]
 
