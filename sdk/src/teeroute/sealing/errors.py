@@ -6,6 +6,8 @@ TeerouteError
     ├── OpenFailed             authentication failed: wrong key, or altered, reordered,
     │                          dropped or replayed bytes
     ├── ReceiptInvalid         a receipt that fails verification
+    ├── FrameInvalid           bytes that are not a wire v2 frame (magic, version, type,
+    │                          size, truncated, trailing)
     └── ReleaseInvalid         a secret release not signed by the pinned release key, or not
                                for this enclave
 """
@@ -35,4 +37,8 @@ class ReceiptInvalid(SealingError):
 
 
 class ReleaseInvalid(SealingError):
+    pass
+
+
+class FrameInvalid(SealingError):
     pass
