@@ -214,7 +214,7 @@ async def test_settlement_counts_flagged_records_per_pool_within_the_period(
     assert await ledger.settlement(end, end + timedelta(days=1)) == [
         SettlementRow("pool-a", end, end + timedelta(days=1), 1, 1, 2, 0, "USD", flagged=1),
     ]
-    assert set(FLAGGED_RECEIPTS) == {"missing", "invalid", "implausible"}
+    assert set(FLAGGED_RECEIPTS) == {"missing", "invalid", "implausible", "unrooted"}
 
 
 def test_the_settlement_report_shows_the_flagged_count() -> None:

@@ -6,7 +6,9 @@ hold, so an account can never overspend) or `release` it. Holds of a crashed gat
 and are `reap`ed. Money is integer nano-units (`to_nano`, `from_nano`). Backends: SQLite (one
 machine) and PostgreSQL (several replicas), chosen by URL in `open_ledger`. In sealed mode a
 record carries the enclave's usage receipt and its verdict (`receipt_status`); the settlement
-counts each pool's records with a FLAGGED_RECEIPTS verdict.
+counts each pool's records with a FLAGGED_RECEIPTS verdict. Wire v2 receipts' inclusion proofs
+under the enclaves' signed Merkle roots are kept per request (`store_receipt_proofs`,
+`receipt_proof`); receipts no root covered in time are flagged (`flag_unrooted`).
 """
 
 from .base import Ledger

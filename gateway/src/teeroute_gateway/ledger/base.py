@@ -9,6 +9,7 @@ sqlite.py (one node, a file) and postgres.py (several gateway replicas); open_le
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -16,6 +17,7 @@ from .keys import display_prefix, new_id, new_key
 from .models import RECEIPT_STATUSES, Account, Hold, SettlementRow, SpendPeriod, UsageRecord
 
 DEFAULT_HOLD_TTL_S = 900.0
+MAX_PROOF_CHARS = 64 * 1024  # a proof bundle is at most teeroute.sealing.roots.MAX_BUNDLE
 
 
 def utc_now() -> datetime:
@@ -100,6 +102,24 @@ class Ledger(abc.ABC):
         self, start: datetime, end: datetime, limit: int = 1000
     ) -> list[UsageRecord]:
         """Usage created in [start, end), oldest first, at most `limit`."""
+
+    @abc.abstractmethod
+    async def store_receipt_proofs(self, proofs: Sequence[tuple[str, str]]) -> int:
+        """Keep each (request id, proof bundle JSON text): the inclusion proof of the request's
+        receipt under a root its enclave signed (teeroute.sealing.roots), stored verbatim and
+        never parsed. A request's first proof is kept; one may come before its usage record.
+        A record flagged "unrooted" whose proof comes after all is "valid" again. Returns how
+        many proofs were new."""
+
+    @abc.abstractmethod
+    async def receipt_proof(self, request_id: str) -> str | None:
+        """The request's proof bundle as stored, or None."""
+
+    @abc.abstractmethod
+    async def flag_unrooted(self, request_ids: Sequence[str]) -> int:
+        """Flag "unrooted" the records among `request_ids` whose receipt was "valid" and has no
+        proof (no signed root covered it in time); their charge is left as settled. Returns how
+        many records changed."""
 
     @abc.abstractmethod
     async def settlement(self, start: datetime, end: datetime) -> list[SettlementRow]:
@@ -191,3 +211,22 @@ def check_receipt(receipt: str) -> None:
         receipt.encode()
     except UnicodeEncodeError:
         raise ValueError("receipt must be valid Unicode (no lone surrogates)") from None
+
+
+def check_proofs(proofs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(request id, proof text) pairs both backends can store verbatim (see check_receipt)."""
+    checked = []
+    for request_id, proof in proofs:
+        if not isinstance(request_id, str) or not request_id:
+            raise ValueError("a receipt proof needs its request id")
+        check_receipt(proof)
+        if len(proof) > MAX_PROOF_CHARS:
+            raise ValueError(f"a receipt proof is at most {MAX_PROOF_CHARS} characters")
+        checked.append((request_id, proof))
+    return checked
+
+
+def check_request_ids(request_ids: Sequence[str]) -> list[str]:
+    if isinstance(request_ids, str) or not all(isinstance(r, str) for r in request_ids):
+        raise ValueError("request_ids must be a sequence of request ids")
+    return list(request_ids)

@@ -14,10 +14,15 @@ from typing import Literal
 SpendPeriod = Literal["day", "month"]
 
 # A usage record's receipt_status (sealed mode, docs/sealed-mode.md section 3): "" when no
-# receipt is expected (a plain hop), "valid" when the enclave's signed usage receipt verified,
-# else why it is flagged. A flagged request is settled at cost 0 and counted in the settlement.
-RECEIPT_STATUSES = ("", "valid", "missing", "invalid", "implausible")
-FLAGGED_RECEIPTS = ("missing", "invalid", "implausible")
+# receipt is expected (a plain hop), "valid" when the enclave's usage receipt verified, else
+# why it is flagged; flagged records are counted in the settlement (the miner owes an
+# explanation). "missing", "invalid" and "implausible" are set when the request is settled and
+# billed as billing.py says. "unrooted" (wire v2) is set later, by flag_unrooted, on a "valid"
+# record whose receipt no signed Merkle root covered in time: its charge stands (the counts
+# were authenticated by the session's MAC when it was billed), but no third party can be shown
+# the receipt, so it is flagged.
+RECEIPT_STATUSES = ("", "valid", "missing", "invalid", "implausible", "unrooted")
+FLAGGED_RECEIPTS = ("missing", "invalid", "implausible", "unrooted")
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,6 @@ class SettlementRow:
     output_tokens: int
     amount_nano: int
     currency: str
-    flagged: int = 0  # records whose receipt_status is in FLAGGED_RECEIPTS (settled at cost 0)
+    flagged: int = 0  # records whose receipt_status is in FLAGGED_RECEIPTS
     capped: int = 0  # records charged less than the miner claimed
     claimed_nano: int = 0  # what the miners claimed (uncapped); claimed - amount: underpaid

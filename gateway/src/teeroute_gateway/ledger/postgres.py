@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from . import postgres_sql as sql
@@ -19,7 +19,9 @@ from .base import (
     DEFAULT_HOLD_TTL_S,
     Ledger,
     check_amount,
+    check_proofs,
     check_record,
+    check_request_ids,
     new_account,
     new_hold,
     utc_now,
@@ -148,6 +150,21 @@ class PostgresLedger(Ledger):
 
     async def settlement(self, start: datetime, end: datetime) -> list[SettlementRow]:
         return await self._run(sql.settlement(utc(start), utc(end)))
+
+    async def store_receipt_proofs(self, proofs: Sequence[tuple[str, str]]) -> int:
+        checked = check_proofs(proofs)
+        if not checked:
+            return 0
+        return await self._run(sql.store_receipt_proofs(checked, self._clock()))
+
+    async def receipt_proof(self, request_id: str) -> str | None:
+        return await self._run(sql.receipt_proof(request_id))
+
+    async def flag_unrooted(self, request_ids: Sequence[str]) -> int:
+        checked = check_request_ids(request_ids)
+        if not checked:
+            return 0
+        return await self._run(sql.flag_unrooted(checked))
 
 
 def _create_schema(url: str) -> None:

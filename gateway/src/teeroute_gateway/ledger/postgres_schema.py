@@ -20,7 +20,9 @@ Upgrades. Gateways of two versions share the database during a rolling update, a
   and `capped` means charged less than claimed); a released version's functions are never
   redefined differently, and older ones are left in place for the older gateways still
   calling them (drop them by hand once none runs).
-* Tables only ever gain columns, each with a default (NULL or a constant), so the older
+* Tables are only ever added (CREATE TABLE IF NOT EXISTS: ledger_receipt_proofs, wire v2's
+  receipt proofs, written by plain statements, so no function changed) and only ever gain
+  columns, each with a default (NULL or a constant), so the older
   functions' INSERTs still work, listed in ADDED_COLUMNS; nothing is renamed or dropped. A
   database made by an older version gets them by `ADD COLUMN IF NOT EXISTS`, run only when the
   catalog shows one missing: ALTER TABLE takes an exclusive lock, which would queue every
@@ -89,6 +91,11 @@ CREATE TABLE IF NOT EXISTS ledger_usage (
     bill_reason text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS ledger_usage_by_time ON ledger_usage (created_at);
+CREATE TABLE IF NOT EXISTS ledger_receipt_proofs (
+    request_id text PRIMARY KEY,
+    proof text NOT NULL,
+    created_at timestamptz NOT NULL
+);
 """
 
 # Columns added since the first schema (v1), in order: (table, column, definition).

@@ -187,3 +187,35 @@ def settlement(start: datetime, end: datetime) -> Statement[list[SettlementRow]]
         (list(FLAGGED_RECEIPTS), start, end),
         lambda rows: [settlement_from_row(row, start, end) for row in rows],
     )
+
+
+def store_receipt_proofs(proofs: list[tuple[str, str]], now: datetime) -> Statement[int]:
+    """Keep each request's first proof, and make an "unrooted" record whose proof came after
+    all "valid" again, in one statement; how many proofs were new."""
+    sql: LiteralString = (
+        "WITH given AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS g (request_id, proof)), "
+        "stored AS (INSERT INTO ledger_receipt_proofs (request_id, proof, created_at) "
+        "SELECT request_id, proof, %s FROM given ON CONFLICT (request_id) DO NOTHING "
+        "RETURNING request_id), "
+        "revived AS (UPDATE ledger_usage SET receipt_status = 'valid' "
+        "WHERE receipt_status = 'unrooted' AND request_id IN (SELECT request_id FROM given) "
+        "RETURNING request_id) "
+        "SELECT count(*) FROM stored"
+    )
+    ids, texts = [rid for rid, _ in proofs], [proof for _, proof in proofs]
+    return Statement(sql, (ids, texts, now), lambda rows: int(rows[0][0]))
+
+
+def receipt_proof(request_id: str) -> Statement[str | None]:
+    sql: LiteralString = "SELECT proof FROM ledger_receipt_proofs WHERE request_id = %s"
+    return Statement(sql, (request_id,), lambda rows: str(rows[0][0]) if rows else None)
+
+
+def flag_unrooted(request_ids: list[str]) -> Statement[int]:
+    sql: LiteralString = (
+        "UPDATE ledger_usage AS u SET receipt_status = 'unrooted' "
+        "WHERE u.request_id = ANY(%s) AND u.receipt_status = 'valid' AND NOT EXISTS "
+        "(SELECT 1 FROM ledger_receipt_proofs p WHERE p.request_id = u.request_id) "
+        "RETURNING u.request_id"
+    )
+    return Statement(sql, (request_ids,), len)

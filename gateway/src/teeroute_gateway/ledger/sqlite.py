@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -23,7 +23,9 @@ from .base import (
     DEFAULT_HOLD_TTL_S,
     Ledger,
     check_amount,
+    check_proofs,
     check_record,
+    check_request_ids,
     new_account,
     new_hold,
     utc_now,
@@ -186,3 +188,19 @@ class SqliteLedger(Ledger):
 
     async def settlement(self, start: datetime, end: datetime) -> list[SettlementRow]:
         return await self._read(partial(ops.settlement, start=utc(start), end=utc(end)))
+
+    async def store_receipt_proofs(self, proofs: Sequence[tuple[str, str]]) -> int:
+        checked = check_proofs(proofs)
+        if not checked:
+            return 0
+        op = partial(ops.store_receipt_proofs, proofs=checked, now=self._clock())
+        return await self._write(op)
+
+    async def receipt_proof(self, request_id: str) -> str | None:
+        return await self._read(partial(ops.receipt_proof, request_id=request_id))
+
+    async def flag_unrooted(self, request_ids: Sequence[str]) -> int:
+        checked = check_request_ids(request_ids)
+        if not checked:
+            return 0
+        return await self._write(partial(ops.flag_unrooted, request_ids=checked))

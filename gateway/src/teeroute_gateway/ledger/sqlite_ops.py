@@ -10,7 +10,9 @@ from create_schema, which runs under the write lock on every open. The rule: col
 ever added, each to the end of its table with a default (NULL or a constant), and listed in
 ADDED_COLUMNS so an older file gets them by ALTER TABLE; nothing is renamed or dropped. Old
 gateways sharing the file keep working (their statements name their columns), and a new
-file and an upgraded one have the same columns in the same order.
+file and an upgraded one have the same columns in the same order. Tables are only ever added
+(CREATE TABLE IF NOT EXISTS, as ledger_receipt_proofs for wire v2's receipt proofs); older
+gateways never touch the ones they do not know.
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ CREATE TABLE IF NOT EXISTS ledger_usage (
     bill_reason TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS ledger_usage_by_time ON ledger_usage (created_at);
+CREATE TABLE IF NOT EXISTS ledger_receipt_proofs (
+    request_id TEXT PRIMARY KEY,
+    proof TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 """
 
 # Columns added since the first schema, in order: (table, column, definition) for ALTER TABLE.
@@ -123,6 +130,21 @@ INSERT_USAGE = (
     "ON CONFLICT (request_id) DO NOTHING"
 )
 SELECT_USAGE = f"SELECT {USAGE_COLUMNS} FROM ledger_usage"  # noqa: S608
+INSERT_PROOF = (
+    "INSERT INTO ledger_receipt_proofs (request_id, proof, created_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (request_id) DO NOTHING"
+)
+# A proof that came after all makes an "unrooted" record valid again; one with a proof is
+# never flagged.
+REVIVE = (
+    "UPDATE ledger_usage SET receipt_status = 'valid' "
+    "WHERE request_id = ? AND receipt_status = 'unrooted'"
+)
+FLAG_UNROOTED = (
+    "UPDATE ledger_usage SET receipt_status = 'unrooted' "
+    "WHERE request_id = ? AND receipt_status = 'valid' AND NOT EXISTS "
+    "(SELECT 1 FROM ledger_receipt_proofs p WHERE p.request_id = ledger_usage.request_id)"
+)
 SETTLEMENT = (
     "SELECT u.pool, a.currency, count(*), sum(u.input_tokens), sum(u.output_tokens), "  # noqa: S608
     "sum(u.charged_nano), "
@@ -334,3 +356,24 @@ def usage_between(
 def settlement(conn: sqlite3.Connection, start: datetime, end: datetime) -> list[SettlementRow]:
     rows = conn.execute(SETTLEMENT, (*FLAGGED_RECEIPTS, to_us(start), to_us(end))).fetchall()
     return [settlement_from_row(row, start, end) for row in rows]
+
+
+def store_receipt_proofs(
+    conn: sqlite3.Connection, proofs: list[tuple[str, str]], now: datetime
+) -> int:
+    """Keep each request's first proof; returns how many were new."""
+    stored = conn.executemany(INSERT_PROOF, [(rid, proof, to_us(now)) for rid, proof in proofs])
+    count = stored.rowcount
+    conn.executemany(REVIVE, [(rid,) for rid, _ in proofs])
+    return count
+
+
+def receipt_proof(conn: sqlite3.Connection, request_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT proof FROM ledger_receipt_proofs WHERE request_id = ?", (request_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def flag_unrooted(conn: sqlite3.Connection, request_ids: list[str]) -> int:
+    return conn.executemany(FLAG_UNROOTED, [(rid,) for rid in request_ids]).rowcount

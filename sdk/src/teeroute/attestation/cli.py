@@ -1,4 +1,4 @@
-"""`teeroute verify snp|tdx|nvidia|evidence` — registered into the `teeroute` CLI.
+"""`teeroute verify snp|tdx|nvidia|evidence|receipt` — registered into the `teeroute` CLI.
 
 Without --policy the evidence's authenticity is checked (parse, chain to the built-in vendor
 roots, signatures, bindings) and its measured values printed; checks without a policy or
@@ -21,6 +21,7 @@ from teeroute.attestation import evidence, nvidia, snp, tdx
 from teeroute.attestation.policy import Policy
 from teeroute.attestation.verdict import Verdict
 from teeroute.errors import TeerouteError
+from teeroute.sealing.receipt_cli import add_receipt_command
 
 
 class UsageError(TeerouteError):
@@ -28,7 +29,7 @@ class UsageError(TeerouteError):
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("verify", help="verify TEE attestation evidence")
+    parser = commands.add_parser("verify", help="verify TEE attestation evidence or a receipt")
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -73,6 +74,7 @@ def register(commands: Any) -> None:
         help="the simulated TEE's root CA (PEM), to verify simulated evidence",
     )
     doc_cmd.set_defaults(handler=_evidence)
+    add_receipt_command(kinds)
 
 
 def _time(text: str) -> dt.datetime:
