@@ -131,7 +131,7 @@ def load_list(raw: str) -> list[Any]:
         return []
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deep nesting
         return []
     return value if isinstance(value, list) else []
 
@@ -143,7 +143,7 @@ def dump_list(tokens: list[str]) -> str:
 def _parse(body: bytes) -> AdmissionRecord:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise RecordInvalid("record.format", "the body is not JSON") from None
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
         raise RecordInvalid("record.version", f"expected version {VERSION}")

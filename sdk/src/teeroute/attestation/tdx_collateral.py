@@ -166,8 +166,12 @@ def _maybe(raw: bytes | None, parse: Callable[[bytes], T]) -> T | None:
 
 def _crl(raw: bytes) -> x509.CertificateRevocationList:
     try:
-        return x509.load_der_x509_crl(raw)
-    except ValueError as exc:
+        crl = x509.load_der_x509_crl(raw)
+        # cryptography reads these on first use: a malformed one must be refused here, not
+        # raise ValueError or KeyError inside a check later
+        _ = (crl.issuer, crl.extensions, [(r.serial_number, r.extensions) for r in crl])
+        return crl
+    except x509chain.UNREADABLE as exc:
         raise EvidenceInvalid("tdx.collateral", f"not a DER CRL: {exc}") from exc
 
 

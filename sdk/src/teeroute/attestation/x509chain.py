@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 
@@ -16,6 +16,14 @@ from teeroute.attestation.errors import EvidenceInvalid
 from teeroute.attestation.verdict import Check
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+UNREADABLE = (
+    ValueError,
+    KeyError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+"""What cryptography raises for certificate bytes it cannot read (not all are ValueError)."""
 
 
 def load_der(data: bytes, what: str) -> x509.Certificate:
@@ -23,8 +31,8 @@ def load_der(data: bytes, what: str) -> x509.Certificate:
         with warnings.catch_warnings():
             # AMD's VCEKs have serial number 0, which RFC 5280 forbids; they are real.
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+            return _readable([x509.load_der_x509_certificate(data)])[0]
+    except UNREADABLE as exc:
         raise EvidenceInvalid(f"{what}.parse", f"not a DER certificate: {exc}") from exc
 
 
@@ -32,15 +40,24 @@ def load_pem_chain(data: bytes, what: str) -> list[x509.Certificate]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
+            return _readable(x509.load_pem_x509_certificates(data))
+    except UNREADABLE as exc:
         raise EvidenceInvalid(f"{what}.parse", f"not PEM certificates: {exc}") from exc
+
+
+def _readable(certs: list[x509.Certificate]) -> list[x509.Certificate]:
+    """`certs`, once their names and extensions parsed: cryptography reads them on first
+    use, so a malformed one (from evidence) would otherwise raise ValueError or KeyError
+    inside a check, long after loading."""
+    for cert in certs:
+        _ = (cert.subject, cert.issuer, cert.extensions)
+    return certs
 
 
 def issued_by(name: str, cert: x509.Certificate, issuer: x509.Certificate) -> Check:
     try:
         cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError) as exc:
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError) as exc:
         return Check(
             name,
             "failed",
@@ -80,7 +97,7 @@ def public_key(cert: x509.Certificate) -> Any:
     the untrusted side: a certificate may parse while its key does not)."""
     try:
         return cert.public_key()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
 
 

@@ -128,7 +128,7 @@ class SealedRequest:
 def _json_object(raw: bytes | bytearray) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise EnvelopeInvalid("body", "not valid JSON") from None
     if not isinstance(doc, dict):
         raise EnvelopeInvalid("body", "expected a JSON object")

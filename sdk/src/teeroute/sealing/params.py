@@ -99,7 +99,7 @@ def _bad(detail: str) -> EnvelopeInvalid:
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise _bad("not valid JSON") from None
     if not isinstance(doc, dict):
         raise _bad("expected a JSON object")

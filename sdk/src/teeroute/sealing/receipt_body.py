@@ -138,7 +138,7 @@ def parse_body(body: bytes) -> ReceiptV2:
         raise ReceiptInvalid("receipt.format", f"body: over {MAX_BODY} bytes")
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise ReceiptInvalid("receipt.format", "body: not JSON") from None
     if not isinstance(doc, dict):
         raise ReceiptInvalid("receipt.format", "body: not a JSON object")

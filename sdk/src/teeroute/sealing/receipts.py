@@ -163,7 +163,7 @@ def _signing_key(receipt: Receipt, attested_sha256: str) -> ed25519.Ed25519Publi
 def _load(raw: bytes | str) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise ReceiptInvalid("receipt.format", "not valid JSON") from None
     if not isinstance(doc, dict):
         raise ReceiptInvalid("receipt.format", "expected a JSON object")

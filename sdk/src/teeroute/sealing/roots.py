@@ -3,8 +3,8 @@
 The enclave signs, with its attested Ed25519 key, one root per batch of its receipts in a
 gateway session (every K receipts or S seconds); the gateway checks the signature once per
 batch, checks the root against the batch's leaf hashes and the receipts it holds, and keeps
-one inclusion proof per receipt, which `teeroute verify receipt --proof` checks offline (docs/sealed-mode.md,
-"Receipts v2").
+one inclusion proof per receipt, which `teeroute verify receipt --proof` checks offline
+(docs/sealed-mode.md, "Receipts v2").
 
     SignedRoot / parse_root(payload)    the ROOT frame's document and signature, bounded
     sign_root(...)                      the ROOT payload (RootBatcher, batcher.py, calls it)
@@ -134,7 +134,7 @@ def root_from_doc(doc: bytes, signature: bytes) -> SignedRoot:
         raise ReceiptInvalid("root.format", "document too long or signature not 64 bytes")
     try:
         fields = json.loads(doc)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise ReceiptInvalid("root.format", "document: not JSON") from None
     if not isinstance(fields, dict) or canonical(fields) != doc:
         raise ReceiptInvalid("root.format", "document: not a canonical JSON object")
@@ -233,7 +233,7 @@ def _bundle_doc(bundle: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
             raise ReceiptInvalid("proof.format", f"over {MAX_BUNDLE} bytes")
         try:
             bundle = json.loads(bundle)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
             raise ReceiptInvalid("proof.format", "not JSON") from None
     if not isinstance(bundle, Mapping) or set(bundle) != _BUNDLE_FIELDS:
         raise ReceiptInvalid("proof.format", "not a v2 proof bundle")

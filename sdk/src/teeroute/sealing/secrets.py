@@ -136,7 +136,7 @@ def _signed(doc: Mapping[str, Any]) -> bytes:
 def _document(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise EnvelopeInvalid("secrets", "not valid JSON") from None
     if not isinstance(doc, dict) or set(doc) != _FIELDS or doc.get("v") != VERSION:
         raise EnvelopeInvalid("secrets", "not a v1 release")
