@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -348,6 +349,49 @@ def test_an_engine_that_never_answers_is_504(
         url = in_process_agent(f"http://127.0.0.1:{silent.getsockname()[1]}", 0.5)
         answer = httpx.get(f"{url}/v1/models", auth=gateway_key.signed_for(url), timeout=10)
     assert (answer.status_code, answer.json()["error"]["type"]) == (504, "engine_timeout")
+
+
+ONE_PIECE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+)
+
+
+@contextmanager
+def engine_sending_one_piece(then_silent_s: float) -> Iterator[str]:
+    """An engine that answers one piece of a stream, then is silent for `then_silent_s` and
+    closes the connection, unfinished."""
+    with socket.create_server(("127.0.0.1", 0)) as engine:
+
+        def answer() -> None:
+            conn, _ = engine.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(ONE_PIECE)
+                time.sleep(then_silent_s)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{engine.getsockname()[1]}"
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    ("silent_s", "error"), [(2.0, proxy.EngineTimeout), (0.0, proxy.EngineFailed)]
+)
+def test_an_engine_silent_mid_answer_times_out_one_that_hangs_up_broke_off(
+    silent_s: float, error: type[proxy.EngineError]
+) -> None:
+    with (
+        engine_sending_one_piece(silent_s) as url,
+        proxy.forward(url, "POST", "/v1/chat/completions", [], b"{}", 0.3) as answer,
+    ):
+        pieces = answer.chunks()
+        assert next(pieces) == b"hello"
+        began = time.monotonic()
+        with pytest.raises(error):
+            next(pieces)
+        assert time.monotonic() - began < 1.5  # the engine's timeout (0.3 s), not its silence
 
 
 def test_no_engine_configured_is_503(in_process_agent: Callable[[str, float], str]) -> None:

@@ -102,3 +102,49 @@ def test_garbage_is_a_protocol_error() -> None:
 def test_only_http_urls_are_origins(url: str) -> None:
     with pytest.raises(ValueError):
         Origin.parse(url)
+
+
+async def _trickle(gaps_s: list[float], idle_timeout_s: float) -> list[bytes]:
+    """A chunked answer whose pieces come after `gaps_s` of silence each, read with
+    `idle_timeout_s`: the pieces read before the body ended or timed out."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(2)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for gap in gaps_s:
+            await asyncio.sleep(gap)
+            writer.write(b"2\r\nok\r\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    origin = Origin.parse(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    pool = UpstreamPool()
+    got: list[bytes] = []
+    try:
+        response = await pool.request(origin, b"POST", b"/v1/x", b"", b"{}", head_timeout_s=1)
+        async for piece in response.chunks(idle_timeout_s):
+            got.append(piece)
+    finally:
+        pool.close()
+        server.close()
+    return got
+
+
+def test_a_body_that_keeps_coming_is_read_past_the_idle_timeout() -> None:
+    # 8 pieces 0.1 s apart: twice the idle timeout in all, never that long silent
+    assert asyncio.run(_trickle([0.1] * 8, idle_timeout_s=0.4)) == [b"ok"] * 8
+
+
+def test_a_miner_that_stops_mid_body_is_a_timeout_after_the_idle_time() -> None:
+    got: list[bytes] = []
+
+    async def go() -> None:
+        got.extend(await _trickle([0.1, 0.1, 2.0], idle_timeout_s=0.4))
+
+    with pytest.raises(UpstreamError) as raised:
+        asyncio.run(go())
+    assert raised.value.kind == "timeout" and not raised.value.before_response

@@ -186,8 +186,12 @@ class Response:
         return None
 
     async def chunks(self, idle_timeout_s: float) -> AsyncIterator[bytes]:
+        """The body as it arrives; UpstreamError("timeout") after `idle_timeout_s` without
+        a byte of it. One watchdog per body, not a timer per wait: a paced stream waits once
+        per token."""
         conn = self._conn
         loop = asyncio.get_running_loop()
+        watchdog = _Watchdog(conn, idle_timeout_s)
         try:
             while True:
                 while conn.body:
@@ -197,18 +201,18 @@ class Response:
                     return
                 if conn.error is not None:
                     raise conn.error
-                conn.waiter = loop.create_future()
-                timer = loop.call_later(idle_timeout_s, _expire, conn.waiter)
+                conn.waiter = waiter = loop.create_future()
+                watchdog.waiting(loop)
                 try:
-                    await conn.waiter
+                    await waiter
                 finally:
-                    timer.cancel()
                     conn.waiter = None
                 if not conn.body and not conn.complete and conn.error is None:
                     raise UpstreamError(
                         "timeout", "the miner stopped sending", before_response=False
                     )
         finally:  # failed, or given up on (the generator closed early): drop the connection
+            watchdog.cancel()
             self.close()
 
     async def read(self, idle_timeout_s: float, limit: int) -> bytes:
@@ -234,9 +238,35 @@ class Response:
             self._conn.abort()
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+class _Watchdog:
+    """Wakes a body's reader once `idle_s` passed since it began waiting with nothing new.
+    Its one timer is re-armed only when it fires early (the body moved on since)."""
+
+    def __init__(self, conn: _Connection, idle_s: float) -> None:
+        self.conn, self.idle_s = conn, idle_s
+        self.since = 0.0  # when the reader last began to wait
+        self.timer: asyncio.TimerHandle | None = None
+
+    def waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.since = loop.time()
+        if self.timer is None:
+            self.timer = loop.call_at(self.since + self.idle_s, self._fire, loop)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer = None
+        waiter = self.conn.waiter
+        if waiter is None or waiter.done():
+            return  # not waiting now: the next wait arms it again
+        due = self.since + self.idle_s
+        if loop.time() >= due:
+            waiter.set_result(None)
+        else:
+            self.timer = loop.call_at(due, self._fire, loop)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class UpstreamPool:
