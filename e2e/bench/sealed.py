@@ -4,7 +4,7 @@
         [--out DIR] [--seconds N] [--warmup N] [--rounds N] [--cost-iterations N]
         (the last four override the profile)
     python3 -m uv run --frozen python e2e/bench/sealed.py --paced [--streams 64,128]
-        [--tokens-per-s R] [--ttft-ms T] [--seconds N] [--rounds N] [--out DIR]
+        [--tokens-per-s R] [--ttft-ms T] [--seconds N] [--rounds N] [--modes A,B] [--out DIR]
 
 Starts, on loopback, the engine simulator (unpaced), the enclave agent on the simulated TEE
 in front of it (its evidence verified, its keys written as the pool's lease) and one gateway
@@ -99,6 +99,16 @@ def streams_arg(text: str) -> tuple[int, ...]:
     return found
 
 
+def modes_arg(text: str) -> tuple[Mode, ...]:
+    """`--modes plain,gateway`: in the order of MODES; argparse says which name is unknown."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    if unknown := names - set(modes.BY_NAME):
+        raise argparse.ArgumentTypeError(f"no mode {', '.join(sorted(unknown))}")
+    if not names:
+        raise argparse.ArgumentTypeError("no mode given")
+    return tuple(mode for mode in MODES if mode.name in names)
+
+
 def kinds_arg(text: str) -> tuple[Kind, ...]:
     """`--kinds a,b`: argparse says which name is unknown."""
     try:
@@ -126,6 +136,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--streams", type=streams_arg, help="--paced: concurrent streams (64,128)")
     parser.add_argument("--tokens-per-s", type=float, help="--paced: per stream (default 32)")
     parser.add_argument("--ttft-ms", type=float, help="--paced: time to first token (50)")
+    parser.add_argument(
+        "--modes", type=modes_arg, default=MODES, metavar="A,B", help="--paced: modes (all)"
+    )
     args = parser.parse_args()
     if args.paced:
         args.settings = paced_settings(args, parser)
@@ -340,7 +353,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         engine = targets.start_simulator(fleet, args.load_core)
         agent, lease, gateway, url, key = start_stack(fleet, work, engine.url, args)
         print(f"engine, agent and gateway (pid {gateway.pid}) ready; probing", flush=True)
-        enclave = client.Enclave.from_lease(lease)
+        enclave = client.Enclave.from_lease(lease, url, key)  # client sessions via the gateway
         probes = probe_all(url, key, enclave, args.kinds)
         print("measuring the client's own sealing cost", flush=True)
         cost = client_costs(probes, args.kinds, args.profile.cost_iterations)
@@ -403,18 +416,18 @@ def run_paced(
     if reason := targets.gateway_unavailable():
         raise BenchError(reason)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        m.name: {str(n): [] for n in settings.streams} for m in MODES
+        m.name: {str(n): [] for n in settings.streams} for m in args.modes
     }
     with Fleet(work) as fleet:
         engine, engine_url = start_paced_engine(fleet, settings, args.load_core)
         agent, lease, gateway, url, key = start_stack(fleet, work, engine_url, args)
         services = {"gateway": gateway, "agent": agent, "engine": engine}
-        enclave = client.Enclave.from_lease(lease)
+        enclave = client.Enclave.from_lease(lease, url, key)  # client sessions via the gateway
         port = int(url.rsplit(":", 1)[1])
         print(f"paced engine, agent and gateway (pid {gateway.pid}) ready", flush=True)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             for round_ in range(settings.rounds):
-                order = MODES if round_ % 2 == 0 else tuple(reversed(MODES))
+                order = args.modes if round_ % 2 == 0 else tuple(reversed(args.modes))
                 for count in settings.streams:
                     for mode in order:
                         target = streams.Target(
@@ -434,7 +447,7 @@ def ledger_check(
 ) -> dict[str, Any]:
     """Per mode: what the gateway metered against what the clients checked, and the verdict."""
     found = {}
-    for mode in MODES:
+    for mode in (m for m in MODES if m.name in runs):
         parts = [r for by in runs[mode.name].values() for r in by]
         checked = sum(r["streams_checked"] for r in parts)
         tokens = sum(r["tokens_checked"] for r in parts)

@@ -14,9 +14,13 @@ checked here):
   sealed to, `x-teeroute-hpke-key` (sealed);
 - its TEE, measurement and attestation age: `GET /v1/attestations?model=M` (the evidence the
   operator verified), matched by endpoint key or attested HPKE key;
-- the receipt and the cost: `GET /v1/generation?id=<x-request-id>` (the ledger's record); the
-  receipt is verified here against the enclave's attested signing key and this request's id
-  (the proxy has already checked it against the request and answer bytes it saw).
+- the receipt and the cost: `GET /v1/generation?id=<x-request-id>` (the ledger's record). A
+  wire v2 receipt is authenticated on the wire by MAC tags (the proxy checked its own, and the
+  receipt against the request and answer bytes it saw); what a third party can check is its
+  inclusion proof (`receipt_proof`): a Merkle root over the enclave's receipts, signed by its
+  attested key. That proof is verified here (`teeroute.sealing.roots.verify_bundle`), and the
+  receipt it proves must name this request, the serving enclave's attested keys and be the one
+  the ledger holds. Roots come every few receipts or seconds, so the client waits for it.
 
 Exit status: 0 when every request was answered and every receipt it carried verified; 1 when
 not; 2 for bad arguments. Prompt and answer are printed, never logged elsewhere.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -35,11 +40,14 @@ from typing import Any
 import httpx
 import openai
 
-from teeroute.sealing.errors import SealingError
-from teeroute.sealing.receipts import verify_receipt
+from teeroute.sealing.errors import ReceiptInvalid, SealingError
+from teeroute.sealing.receipt_mac import ReceiptV2, verify_bundle, verify_receipt_v2
 
 RECORD_WAIT_S = 10.0
 """How long to wait for the ledger's record of an answer (it is written as the answer ends)."""
+PROOF_WAIT_S = 45.0
+"""How long to wait for a sealed answer's inclusion proof: the enclave signs a root every K
+receipts or S seconds, and the gateway asks for overdue ones."""
 NANO = 10**9
 
 
@@ -92,13 +100,23 @@ def evidence(http: httpx.Client, model: str) -> list[dict[str, Any]]:
     return list(answer.json()["data"])
 
 
-def generation(http: httpx.Client, request_id: str, wait_s: float = RECORD_WAIT_S) -> Any:
-    """The ledger's record of one request (None if it never appeared)."""
-    deadline = time.monotonic() + wait_s
+def generation(
+    http: httpx.Client, request_id: str, wait_s: float = RECORD_WAIT_S, proof: bool = False
+) -> Any:
+    """The ledger's record of one request (None if it never appeared); with `proof`, waiting
+    up to PROOF_WAIT_S more for a record with a receipt to carry its inclusion proof."""
+    deadline, proof_deadline = time.monotonic() + wait_s, None
     while True:
         answer = http.get("/v1/generation", params={"id": request_id})
         if answer.status_code == 200:
-            return answer.json()["data"]
+            record = answer.json()["data"]
+            if not proof or record.get("receipt") is None or record.get("receipt_proof"):
+                return record
+            proof_deadline = proof_deadline or time.monotonic() + PROOF_WAIT_S
+            if time.monotonic() > proof_deadline:
+                return record
+            time.sleep(0.5)
+            continue
         if answer.status_code != 404 or time.monotonic() > deadline:
             return None
         time.sleep(0.2)
@@ -117,10 +135,11 @@ def miner_of(served: Served, admitted: list[dict[str, Any]]) -> dict[str, Any] |
 def receipt_verdict(
     record: Any, miner: dict[str, Any] | None, request_id: str, sealed: bool
 ) -> tuple[bool, str]:
-    """(ok, what to print) for the record's receipt, verified here against the miner's
-    attested signing key. A plain request whose Route leaves the hop unsealed carries no
-    receipt (the bill follows the engine's usage, capped by the gateway): printed, not a
-    failure. A sealed request always carries one: without it, or unverified, it fails."""
+    """(ok, what to print) for the record's receipt, proven here by its inclusion proof under
+    a root signed by the miner's attested key. A plain request whose Route leaves the hop
+    unsealed carries no receipt (the bill follows the engine's usage, capped by the gateway):
+    printed, not a failure. A sealed request always carries one: without it, without its
+    proof, or unproven, it fails."""
     if record is None:
         return False, "unknown: the gateway's ledger has no record of this request"
     receipt = record.get("receipt")
@@ -129,20 +148,33 @@ def receipt_verdict(
         return not sealed, f"none: the hop was not sealed, so no signed usage (bill: {reason})"
     if miner is None:
         return False, "not checked: the serving enclave is not among the admitted ones"
+    proof = record.get("receipt_proof")
+    if not proof:
+        status = record.get("receipt_status") or "-"
+        return False, f"unproven: no signed root covers it yet (the gateway's verdict: {status})"
     try:
-        checked = verify_receipt(
-            receipt,
-            signing_key_sha256=miner["signing_key_sha256"],
-            request_id=request_id,
-            hpke_key_sha256=miner["hpke_key_sha256"],
-        )
+        checked = proven(receipt, proof, miner, request_id)
     except SealingError as exc:
         return False, f"INVALID ({exc})"
     return True, (
-        "valid: signed by the enclave's attested key for this request "
-        f"({checked.input_tokens} in + {checked.output_tokens} out tokens, "
+        "valid: signed by the enclave's attested key (a Merkle root over its receipts) for "
+        f"this request ({checked.input_tokens} in + {checked.output_tokens} out tokens, "
         f"{checked.usage_source}; the gateway's verdict: {record.get('receipt_status') or '-'})"
     )
+
+
+def proven(receipt: Any, proof: Any, miner: dict[str, Any], request_id: str) -> ReceiptV2:
+    """The receipt the proof proves, if its root is signed by the key its receipt names, that
+    is the miner's attested key, and it is the ledger's receipt for this request on this
+    miner; ReceiptInvalid names the check that failed."""
+    bundle = proof if isinstance(proof, str) else json.dumps(proof)
+    checked = verify_bundle(bundle, None)  # the root's own key; compared just below
+    verify_receipt_v2(checked, signing_key_sha256=miner["signing_key_sha256"])
+    verify_receipt_v2(checked, request_id=request_id, hpke_key_sha256=miner["hpke_key_sha256"])
+    held = receipt if isinstance(receipt, dict) else None
+    if held is None or held != json.loads(checked.body):
+        raise ReceiptInvalid("receipt.ledger", "the ledger's receipt is not the proven one")
+    return checked
 
 
 def age(attested_at: str | None, now: dt.datetime) -> str:
@@ -163,7 +195,7 @@ def cost(record: Any, header: str) -> str:
 def report(title: str, served: Served, http: httpx.Client, model: str, sealed: bool) -> bool:
     """Print one request's facts; True if they all check out."""
     miner = miner_of(served, evidence(http, model))
-    record = generation(http, served.request_id) if served.request_id else None
+    record = generation(http, served.request_id, proof=True) if served.request_id else None
     ok, verdict = receipt_verdict(record, miner, served.request_id, sealed)
     now = dt.datetime.now(dt.UTC)
     lines = [

@@ -1,13 +1,18 @@
-"""Enclaves with real keys, real simulated evidence and the real enclave half of the envelope
-API (`open_request`, `ResponseSealer`, `sign_receipt`), and a gateway stand-in that routes
-sealed requests to them by key id, for the client's unit tests. Only the HTTP hop is
-in-process (httpx.MockTransport); every byte the client checks is real crypto."""
+"""Enclaves with real keys, real simulated evidence and the real enclave half of wire v2
+(`accept`, `Session.open_request`, `Reply.chunk`, `receipt_frame`; a ONESHOT opened under a
+throwaway session, as the agent does), and a gateway stand-in that opens client sessions and
+routes sealed requests by session (a ONESHOT: by the key its HELLO names), for the client's
+unit tests. Only the HTTP hop is in-process (httpx.MockTransport); every byte the client
+checks is real crypto."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
+import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +26,19 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from teeroute.attestation import simulated
 from teeroute.attestation.policy import bind
 from teeroute.client.policy import ClientPolicy, policy_from_mapping
-from teeroute.sealing import envelope, receipts
+from teeroute.client.session import SealedClient
+from teeroute.sealing import frames
+from teeroute.sealing.receipt_mac import CLIENT_TAG, GATEWAY_TAG, iso_utc, receipt_frame
+from teeroute.sealing.session import Reply, Session, accept, parse_hello
 
 NOW = dt.datetime.now(dt.UTC)
 MODEL = "sim-model"
+CHAT = "/v1/chat/completions"
 MEASUREMENT = bytes.fromhex("ab" * 48)
 _RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+GATEWAY_SESSION = bytes(16)
+GATEWAY_RECEIPT_KEY = bytes(range(32))
+"""The gateway session's id and receipt key the fake enclave tags receipts with (kind 1)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,8 @@ class FakeEnclave:
     debug: bool = False
     bound_pool: str | None = "ns/pool-a"
     """The pool its evidence binds (None: none), as TEEROUTE_AGENT_POOL makes an agent's."""
+    sessions: dict[bytes, Session] = field(default_factory=dict)
+    """The client sessions it holds, by id (cleared: it restarted, or forgot them)."""
 
     @property
     def hpke_public(self) -> bytes:
@@ -75,7 +89,7 @@ class FakeEnclave:
 
     @property
     def key_id(self) -> str:
-        return envelope.key_id(self.hpke_public)
+        return hashlib.sha256(self.hpke_public).hexdigest()
 
     @property
     def endpoint_id(self) -> str:
@@ -106,51 +120,89 @@ class FakeEnclave:
             "endpoint_id": self.endpoint_id,
             "tee": "simulated",
             "hpke_key_sha256": self.key_id,
-            "signing_key_sha256": envelope.key_id(self.signing_public),
+            "signing_key_sha256": self.signing_key_sha256,
             "pricing": {"input_per_million": "1", "output_per_million": "2", "currency": "USD"},
             "evidence": self.document(nonce),
         }
 
-    def open(self, raw: bytes) -> tuple[envelope.SealedRequest, bytes, envelope.ResponseSealer]:
-        sealed = envelope.SealedRequest.parse(raw)
-        body, sealer = envelope.open_request(sealed, self.hpke, self.hpke_public)
-        return sealed, body, sealer
+    @property
+    def signing_key_sha256(self) -> str:
+        return hashlib.sha256(self.signing_public).hexdigest()
+
+    def welcome(self, raw_hello: bytes, now: float | None = None) -> bytes:
+        """The enclave's answer to a client HELLO: a WELCOME, and the session kept."""
+        hello = parse_hello(frames.decode_one(raw_hello).payload)
+        welcome, session = accept(
+            hello, self.hpke, self.hpke_public, self.signing_key_sha256, now or time.time()
+        )
+        self.sessions[session.id] = session
+        return welcome
+
+    def open(self, raw: bytes) -> Opened:
+        """A REQUEST of a session this enclave holds (KeyError: it does not) or a ONESHOT."""
+        frame = frames.decode_one(raw)
+        now = time.time()
+        if frame.type == frames.FrameType.ONESHOT:  # as the agent: a throwaway session
+            size = int.from_bytes(frame.payload[:2], "big")
+            hello = parse_hello(frame.payload[2 : 2 + size])
+            _, session = accept(hello, self.hpke, self.hpke_public, self.signing_key_sha256, now)
+            meta, body, reply = session.open_request(frame.payload[2 + size :], now)
+            return Opened(json.loads(meta), body, reply, session.receipt_key)
+        session = self.sessions[frame.payload[:16]]
+        meta, body, reply = session.open_request(frame.payload, now)
+        return Opened(json.loads(meta), body, reply, session.receipt_key)
 
     def receipt(
         self,
-        sealed: envelope.SealedRequest,
-        sealer: envelope.ResponseSealer,
+        opened: Opened,
         request_id: str,
         status: int = 200,
         complete: bool = True,
         usage: tuple[int, int] = (7, 5),
         model: str | None = None,
+        client_key: bytes | None = None,
     ) -> bytes:
-        signed = receipts.sign_receipt(
-            sign=self.signing.sign,
-            signing_public=self.signing_public,
-            hpke_public=self.hpke_public,
-            request_id=request_id,
-            model=model or str(sealed.meta["model"]),
-            served_model="upstream-" + str(sealed.meta["model"]),
-            input_tokens=usage[0],
-            output_tokens=usage[1],
-            usage_source="engine",
-            status=status,
-            complete=complete,
-            request_sha256=sealed.digest,
-            response_sha256=sealer.digest.hexdigest(),
-            now=dt.datetime.now(dt.UTC),
-        )
-        return envelope.sse_event(envelope.RECEIPT_EVENT, signed.text().encode())
+        """The RECEIPT frame: tagged for the gateway (a key of its own) and for the client
+        (its session's receipt key, or `client_key`)."""
+        fields = {
+            "session_id": GATEWAY_SESSION.hex(),
+            "index": 0,
+            "request_id": request_id,
+            "model": model or str(opened.meta["model"]),
+            "served_model": "upstream-" + str(opened.meta["model"]),
+            "input_tokens": usage[0],
+            "output_tokens": usage[1],
+            "usage_source": "engine",
+            "status": status,
+            "complete": complete,
+            "request_sha256": opened.reply.request_sha256,
+            "response_sha256": opened.reply.response_sha256,
+            "hpke_key_sha256": self.key_id,
+            "signing_key_sha256": self.signing_key_sha256,
+            "issued_at": iso_utc(time.time()),
+        }
+        keys = [(GATEWAY_TAG, GATEWAY_RECEIPT_KEY), (CLIENT_TAG, client_key or opened.key)]
+        return receipt_frame(fields, keys)
 
     def answer(
         self, raw: bytes, request_id: str, pieces: list[bytes], status: int = 200, **receipt: Any
     ) -> list[bytes]:
-        """The sealed response body, one element per frame then the receipt."""
-        sealed, _, sealer = self.open(raw)
-        frames = [sealer.frame(p, final=i == len(pieces) - 1) for i, p in enumerate(pieces)]
-        return [*frames, self.receipt(sealed, sealer, request_id, status, **receipt)]
+        """The sealed answer, one element per CHUNK frame, then the RECEIPT frame."""
+        opened = self.open(raw)
+        last = len(pieces) - 1
+        chunks = [opened.reply.chunk(p, final=i == last) for i, p in enumerate(pieces)]
+        return [*chunks, self.receipt(opened, request_id, status, **receipt)]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A request as the enclave opened it, and what answers it."""
+
+    meta: dict[str, Any]
+    body: bytes
+    reply: Reply
+    key: bytes
+    """The receipt key of the request's client session (a one-shot's own)."""
 
 
 def engine_answer(body: bytes) -> list[bytes]:
@@ -195,8 +247,9 @@ Tamper = Callable[[list[bytes]], list[bytes]]
 
 @dataclass
 class FakeGateway:
-    """Answers /v1/attestations with each enclave's evidence for the caller's nonce and
-    routes sealed requests by key id, as the gateway does (docs/sealed-mode.md, 1 and 5)."""
+    """Answers /v1/attestations with each enclave's evidence for the caller's nonce, passes
+    client HELLOs to the enclave the `x-teeroute-enclave-key` header names, and routes sealed
+    requests by the key id in their meta (a ONESHOT: in its HELLO), as the gateway does."""
 
     enclaves: list[FakeEnclave]
     gone: set[str] = field(default_factory=set)
@@ -204,10 +257,17 @@ class FakeGateway:
     clear_answer: bool = False
     inference: list[str] = field(default_factory=list)
     """The key id of each sealed request that reached the gateway."""
+    kinds: list[str] = field(default_factory=list)
+    """The frame type of each (REQUEST or ONESHOT)."""
+    hellos: list[str] = field(default_factory=list)
+    """The key id of each client HELLO (session open) that reached the gateway."""
     attestations: int = 0
     status: int = 200
     unavailable: list[str] = field(default_factory=list)
     """Endpoint ids the gateway reports as giving no evidence in time."""
+    welcome_tamper: Callable[[bytes], bytes] | None = None
+    routes: dict[bytes, str] = field(default_factory=dict)
+    """Client session id -> the enclave key it was opened with (learned from WELCOMEs)."""
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self)
@@ -225,26 +285,61 @@ class FakeGateway:
             return httpx.Response(200, json={"object": "list", "data": [{"id": MODEL}]})
         if request.headers.get("authorization") != "Bearer sk-test":
             return _error(401, "authentication_error", "unknown key", "invalid_api_key")
+        if path == "/v1/sessions":
+            return self._session(request)
         return self._sealed(request)
 
-    def _sealed(self, request: httpx.Request) -> httpx.Response:
-        sealed = envelope.SealedRequest.parse(request.content)
-        self.inference.append(sealed.key_id)
-        if sealed.key_id in self.gone:
+    def _enclave(self, key_id: str) -> FakeEnclave | httpx.Response:
+        if key_id in self.gone:
             return _error(503, "service_unavailable", "enclave left", "sealed_key_unavailable")
-        enclave = next(e for e in self.enclaves if e.key_id == sealed.key_id)
+        return next(e for e in self.enclaves if e.key_id == key_id)
+
+    def _route(self, frame: frames.Frame) -> str:
+        """What the gateway routes a sealed request by, read without any key: the session
+        a REQUEST belongs to, or the enclave key a ONESHOT's HELLO names."""
+        if frame.type == frames.FrameType.ONESHOT:
+            size = int.from_bytes(frame.payload[:2], "big")
+            return parse_hello(frame.payload[2 : 2 + size]).params.enclave_hpke_sha256
+        return self.routes[frame.payload[:16]]
+
+    def _session(self, request: httpx.Request) -> httpx.Response:
+        key_id = request.headers["x-teeroute-enclave-key"]
+        self.hellos.append(key_id)
+        enclave = self._enclave(key_id)
+        if isinstance(enclave, httpx.Response):
+            return enclave
+        welcome = enclave.welcome(request.content)
+        self.routes[frames.decode_one(welcome).payload[:16]] = key_id
+        if self.welcome_tamper is not None:
+            welcome = self.welcome_tamper(welcome)
+        return httpx.Response(200, headers={"content-type": frames.CONTENT_TYPE}, content=welcome)
+
+    def _sealed(self, request: httpx.Request) -> httpx.Response:
+        frame = frames.decode_one(request.content)
+        key_id = self._route(frame)
+        self.inference.append(key_id)
+        self.kinds.append(frame.type.name)
+        enclave = self._enclave(key_id)
+        if isinstance(enclave, httpx.Response):
+            return enclave
         request_id = f"req-{len(self.inference)}"
-        _, body, _ = enclave.open(request.content)
+        try:
+            opened = enclave.open(request.content)
+        except KeyError:  # as the agent: a session it does not hold
+            body = {"error": {"message": "no such session", "type": "session_unknown"}}
+            return httpx.Response(409, json=body)
+        pieces = engine_answer(opened.body)
         if self.clear_answer:
-            return httpx.Response(200, content=b"".join(engine_answer(body)))
-        parts = enclave.answer(request.content, request_id, engine_answer(body), self.status)
+            return httpx.Response(200, content=b"".join(pieces))
+        last = len(pieces) - 1
+        chunks = [opened.reply.chunk(p, final=i == last) for i, p in enumerate(pieces)]
+        parts = [*chunks, enclave.receipt(opened, request_id, self.status)]
         if self.tamper is not None:
             parts = self.tamper(parts)
         return httpx.Response(
             self.status,
             headers={
-                "content-type": "text/event-stream",
-                envelope.SEALED_HEADER: "v1",
+                "content-type": frames.CONTENT_TYPE,
                 "x-request-id": request_id,
                 "x-teeroute-pool": enclave.pool,
             },
@@ -259,3 +354,19 @@ def _pieces(parts: list[bytes]) -> Iterator[bytes]:
 def _error(status: int, kind: str, message: str, code: str) -> httpx.Response:
     body = {"error": {"message": message, "type": kind, "code": code, "param": None}}
     return httpx.Response(status, json=body)
+
+
+def body(stream: bool = False, **extra: object) -> bytes:
+    """A chat request for MODEL."""
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    return json.dumps({**request, **extra}).encode()
+
+
+def client_for(
+    gateway: FakeGateway, policy: ClientPolicy, seed: int = 1, **options: Any
+) -> SealedClient:
+    """A SealedClient whose HTTP goes to `gateway` in-process."""
+    http = httpx.Client(transport=gateway.transport())
+    return SealedClient(
+        "http://gw/v1/", "sk-test", policy, http=http, rng=random.Random(seed), **options
+    )

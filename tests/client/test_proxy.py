@@ -36,9 +36,17 @@ def chip() -> Chip:
 
 
 class Running:
-    def __init__(self, gateway: FakeGateway, policy: ClientPolicy, api_key: str | None) -> None:
+    def __init__(
+        self,
+        gateway: FakeGateway,
+        policy: ClientPolicy,
+        api_key: str | None,
+        one_shot: bool = False,
+    ) -> None:
         http = httpx.Client(transport=gateway.transport())
-        client = SealedClient("http://gw", api_key, policy, http=http, rng=random.Random(1))
+        client = SealedClient(
+            "http://gw", api_key, policy, http=http, rng=random.Random(1), one_shot=one_shot
+        )
         self.log = io.StringIO()
         self.server = ProxyServer(("127.0.0.1", 0), client, api_key, verbose=True, log=self.log)
         self.gateway = gateway
@@ -59,11 +67,13 @@ def running(chip: Chip, tmp_path: Path) -> Iterator[Any]:
         gateway: FakeGateway | None = None,
         policy: ClientPolicy | None = None,
         api_key: str | None = "sk-test",
+        one_shot: bool = False,
     ) -> Running:
         proxy = Running(
             gateway or FakeGateway([FakeEnclave(chip)]),
             policy or simulated_policy(chip, tmp_path),
             api_key,
+            one_shot,
         )
         started.append(proxy)
         return proxy
@@ -83,7 +93,8 @@ def test_a_chat_completion_through_the_proxy(running: Any) -> None:
     assert raw.headers["x-teeroute-hpke-key"] == proxy.gateway.enclaves[0].key_id
     line = proxy.log.getvalue()
     assert "req-1 pool=ns/pool-a tee=simulated measurement=abababababababab" in line
-    assert "tokens=7+5 receipt ok" in line
+    session = next(iter(proxy.gateway.enclaves[0].sessions)).hex()[:16]
+    assert f"session={session} tokens=7+5 receipt ok" in line
     assert "secret" not in line and "Sealed" not in line
 
 
@@ -179,7 +190,41 @@ def test_a_stream_whose_first_frame_fails_is_a_502(running: Any, chip: Chip) -> 
     proxy = running(FakeGateway([FakeEnclave(chip)], tamper=lambda p: p[1:]))
     with pytest.raises(openai.InternalServerError) as raised:
         proxy.sdk().chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
-    assert raised.value.code == "frame.open"
+    assert raised.value.code == "chunk.order"  # the first chunk is missing
+
+
+@pytest.mark.parametrize(
+    ("one_shot", "kind", "hellos"), [(False, "REQUEST", 1), (True, "ONESHOT", 0)]
+)
+def test_the_proxy_in_both_modes(running: Any, one_shot: bool, kind: str, hellos: int) -> None:
+    proxy = running(one_shot=one_shot)
+    sdk = proxy.sdk()
+    for _ in range(3):
+        chunks = list(sdk.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == ANSWER
+        answer = sdk.chat.completions.create(model=MODEL, messages=MESSAGES)
+        assert answer.choices[0].message.content == ANSWER
+    assert proxy.gateway.kinds == [kind] * 6
+    assert len(proxy.gateway.hellos) == hellos
+    assert proxy.log.getvalue().count("receipt ok") == 6
+    sessions = {line.split("session=")[1].split()[0] for line in proxy.log.getvalue().splitlines()}
+    assert len(sessions) == 1 and (sessions == {"one-shot"}) == one_shot
+
+
+def test_a_stream_whose_receipt_is_not_tagged_for_us_fails_before_done(
+    running: Any, chip: Chip
+) -> None:
+    def untagged(parts: list[bytes]) -> list[bytes]:
+        return [*parts[:-1], parts[-1][:-1] + bytes([parts[-1][-1] ^ 1])]
+
+    proxy = running(FakeGateway([FakeEnclave(chip)], tamper=untagged))
+    stream = proxy.sdk().chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    seen = []
+    with pytest.raises(openai.APIError, match=r"receipt\.mac"):
+        for chunk in stream:
+            seen.append(chunk.choices[0].delta.content or "")
+    assert "".join(seen) == ANSWER
+    assert "receipt FAILED (receipt.mac)" in proxy.log.getvalue()
 
 
 def test_an_answer_in_clear_is_a_502(running: Any, chip: Chip) -> None:
@@ -225,6 +270,13 @@ def test_the_relay_keeps_event_boundaries_and_holds_done_back(keep_usage: bool) 
     out = b"".join(relay.feed(raw[i : i + 7]) for i in range(0, len(raw), 7))
     assert out == (events[0] + events[1] if keep_usage else events[0])
     assert relay.flush() == events[2]
+
+
+def test_the_one_shot_flag_is_a_proxy_option() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["proxy", "--gateway", "http://gw", "--one-shot"])
+    assert args.one_shot is True
+    assert parser.parse_args(["proxy", "--gateway", "http://gw"]).one_shot is False
 
 
 def test_the_proxy_refuses_non_loopback_hosts(capsys: pytest.CaptureFixture[str]) -> None:
@@ -278,6 +330,7 @@ def test_concurrent_streams_share_one_attestation_round(running: Any, chip: Chip
     assert texts == [ANSWER] * 12
     assert gateway.attestations == 1
     assert len(gateway.inference) == 12
+    assert len(gateway.hellos) <= 2  # at most one session per enclave
     assert proxy.log.getvalue().count("receipt ok") == 12
 
 

@@ -1,9 +1,10 @@
 """`teeroute proxy` end to end, every part a real process on loopback: the engine simulator,
 the enclave agent on the simulated TEE (refusing plain requests), the gateway from a config
 file with a Route that accepts only client-sealed requests, and the proxy in front, with the
-official openai SDK streaming through it. A policy pinning a measurement the miner does not
-have gets the SDK a 403 attestation_refused, and nothing reaches the gateway's ledger or the
-enclave."""
+official openai SDK streaming through it, in one client session (wire v2) or one-shot. A
+policy pinning a measurement the miner does not have gets the SDK a 403 attestation_refused,
+and nothing reaches the gateway's ledger or the enclave. A gateway restarted under a client
+forgot its session: the client opens a new one and gets its answer."""
 
 from __future__ import annotations
 
@@ -21,8 +22,20 @@ import openai
 import pytest
 import yaml
 
+from teeroute.client.policy import load_policy
+from teeroute.client.session import SealedClient
+
 from ..gateway.miners import agent, chip_dir, verified_lease
-from ..gateway.procs import CLI, Proc, create_key, engine, free_port, gateway, started
+from ..gateway.procs import (
+    CLI,
+    Proc,
+    create_key,
+    engine,
+    free_port,
+    gateway,
+    started,
+    with_gateway_key,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -68,10 +81,10 @@ def gateway_config(path: Path, lease: dict[str, Any]) -> Path:
 
 
 @contextmanager
-def proxy(gw: Proc, policy: Path, key: str, log: Path) -> Iterator[Proc]:
+def proxy(gw: Proc, policy: Path, key: str, log: Path, *options: str) -> Iterator[Proc]:
     port = free_port()
     argv = [*CLI, "proxy", "--gateway", f"{gw.url}/v1", "--policy", str(policy)]
-    argv += ["--port", str(port), "--api-key-env", KEY_ENV, "--verbose"]
+    argv += ["--port", str(port), "--api-key-env", KEY_ENV, "--verbose", *options]
     with started(argv, port, log, "/healthz", {KEY_ENV: key}) as local:
         yield local
 
@@ -140,10 +153,14 @@ def sdk(url: str, key: str = "unused") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=60)
 
 
-def test_the_openai_sdk_streams_sealed_through_the_proxy(setup: Setup) -> None:
+@pytest.mark.parametrize("options", [(), ("--one-shot",)], ids=["session", "one-shot"])
+def test_the_openai_sdk_streams_sealed_through_the_proxy(
+    setup: Setup, options: tuple[str, ...]
+) -> None:
     policy = write_policy(setup.tmp / "policy.json", setup.chips, setup.lease["measurement"])
     expected = sdk(setup.engine.url).chat.completions.create(**chat(False))
-    with proxy(setup.gw, policy, setup.key, setup.tmp / "proxy.log") as local:
+    log_file = setup.tmp / f"proxy{'-'.join(options)}.log"
+    with proxy(setup.gw, policy, setup.key, log_file, *options) as local:
         client = sdk(local.url)
         with client.chat.completions.with_streaming_response.create(**chat(True)) as response:
             request_id = response.headers["x-request-id"]
@@ -161,6 +178,9 @@ def test_the_openai_sdk_streams_sealed_through_the_proxy(setup: Setup) -> None:
         assert [m.id for m in client.models.list()] == [MODEL]
     log = local.log.read_text()
     assert log.count("receipt ok") == 2
+    sessions = {x.split("session=")[1].split()[0] for x in log.splitlines() if "session=" in x}
+    assert len(sessions) == 1  # one session for both requests, or one-shots
+    assert ("one-shot" in sessions) == bool(options)
     assert f"{request_id} pool=" in log
     assert "tee=simulated" in log
     assert f"hpke={setup.lease['hpkeKeySha256'][:16]}" in log
@@ -214,3 +234,30 @@ def test_the_attest_command_against_the_real_gateway(setup: Setup) -> None:
     )
     assert default.returncode == 5  # no policy file: hardware TEEs only
     assert json.loads(default.stdout)["refused"][0]["failed"] == ["policy.tee_allowed"]
+
+
+def test_a_client_session_a_restarted_gateway_forgot_is_opened_again(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The gateway routes a session's requests by what it learned when the session opened;
+    after a restart it knows nothing (409 session_unknown) and the client opens a new
+    session, once, and gets its answer."""
+    config = with_gateway_key(gateway_config(tmp_path / "gateway.yaml", setup.lease))
+    key = create_key(config, "10")
+    port = free_port()
+    argv = [*CLI, "gateway", "serve", "--config", str(config), "--port", str(port)]
+    policy = load_policy(
+        write_policy(tmp_path / "policy.json", setup.chips, setup.lease["measurement"])
+    )
+    client = SealedClient(f"http://127.0.0.1:{port}", key, policy)
+    request = json.dumps(chat(True)).encode()
+    answers = []
+    for run in ("before", "after"):
+        with started(argv, port, tmp_path / f"gateway-{run}.log", "/readyz"):
+            with client.request("/v1/chat/completions", request) as answer:
+                assert b"[DONE]" in answer.read()
+            assert answer.receipt is not None and answer.receipt.complete
+            answers.append(answer)
+    client.close()
+    assert answers[0].session_id != answers[1].session_id
+    assert client.sessions.opened == 2  # the first, then one again after the 409

@@ -1,18 +1,14 @@
-"""The sealed client against enclaves with real keys: requests sealed to a verified enclave
-only, answers opened frame by frame, receipts checked against this request and answer; every
-way a hostile gateway or host could cut, reorder, replay or relabel the answer is caught."""
+"""The sealed client (wire v2) against enclaves with real keys: what it reads of a request,
+requests sealed to a verified enclave only, whole round trips, the enclave chosen, gone
+enclaves replaced, gateway errors passed on."""
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from teeroute.client.attest import Attestor
 from teeroute.client.errors import (
     AttestationRefused,
     GatewayError,
@@ -20,44 +16,23 @@ from teeroute.client.errors import (
     ResponseInvalid,
 )
 from teeroute.client.policy import ClientPolicy
-from teeroute.client.session import SealedClient, SealedReader, normalize_gateway, request_meta
-from teeroute.sealing import envelope
-from teeroute.sealing.errors import OpenFailed, ReceiptInvalid, SealingError
-from teeroute.sealing.receipts import SIGNATURE_CONTEXT
+from teeroute.client.session import (
+    normalize_gateway,
+    request_meta,
+    sealed_meta,
+)
 
 from .fakes import (
+    CHAT,
     MODEL,
     Chip,
     FakeEnclave,
     FakeGateway,
-    Tamper,
+    body,
+    client_for,
     engine_answer,
-    make_chip,
     simulated_policy,
 )
-
-CHAT = "/v1/chat/completions"
-
-
-@pytest.fixture(scope="module")
-def chip() -> Chip:
-    return make_chip()
-
-
-@pytest.fixture
-def policy(chip: Chip, tmp_path: Path) -> ClientPolicy:
-    return simulated_policy(chip, tmp_path)
-
-
-def body(stream: bool = False, **extra: object) -> bytes:
-    request = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-    return json.dumps({**request, **extra}).encode()
-
-
-def client_for(gateway: FakeGateway, policy: ClientPolicy, seed: int = 1) -> SealedClient:
-    http = httpx.Client(transport=gateway.transport())
-    return SealedClient("http://gw/v1/", "sk-test", policy, http=http, rng=random.Random(seed))
-
 
 # --- the request side ---------------------------------------------------------------------
 
@@ -89,6 +64,14 @@ def test_requests_we_cannot_seal(path: str, raw: bytes, param: str) -> None:
     assert raised.value.param == param
 
 
+def test_the_sealed_meta_names_the_enclave_key_and_the_time() -> None:
+    raw = sealed_meta(request_meta(CHAT, body(True, max_tokens=9)), "ab" * 32, 1795600000)
+    assert raw == (
+        b'{"key_id":"' + b"ab" * 32 + b'","max_tokens":9,"model":"sim-model",'
+        b'"path":"/v1/chat/completions","sealed_at":1795600000,"stream":true}'
+    )
+
+
 def test_gateway_urls_with_or_without_v1() -> None:
     assert normalize_gateway("http://gw/v1/") == "http://gw"
     assert normalize_gateway("http://gw") == "http://gw"
@@ -111,6 +94,7 @@ def test_a_non_streamed_answer_opens_and_its_receipt_verifies(
     assert (answer.receipt.input_tokens, answer.receipt.output_tokens) == (7, 5)
     assert answer.receipt.request_id == answer.request_id == "req-1"
     assert gateway.inference == [enclave.key_id]
+    assert gateway.hellos == [enclave.key_id]  # the session was opened through the gateway
 
 
 def test_a_stream_yields_each_frame_as_it_opens(chip: Chip, policy: ClientPolicy) -> None:
@@ -170,8 +154,24 @@ def test_an_enclave_that_left_is_dropped_and_another_used(chip: Chip, policy: Cl
     client = client_for(gateway, policy)
     for _ in range(5):
         client.request(CHAT, body()).read()
-    assert gateway.inference.count(gone.key_id) == 1  # tried once, then forgotten
+    assert gateway.hellos.count(gone.key_id) == 1  # tried once, then forgotten
     assert gateway.inference.count(staying.key_id) == 5
+
+
+def test_an_enclave_leaving_between_requests_is_replaced(chip: Chip, policy: ClientPolicy) -> None:
+    """Its session was open: the 503 comes for the request itself, and the request is sealed
+    again to the other enclave, in a session of its own."""
+    a, b = FakeEnclave(chip), FakeEnclave(chip, name="e1")
+    gateway = FakeGateway([a, b])
+    client = client_for(gateway, policy, seed=5)
+    client.request(CHAT, body()).read()
+    first = gateway.inference[0]
+    gateway.gone.add(first)
+    answer = client.request(CHAT, body())
+    assert answer.read() and answer.receipt is not None
+    other = next(e.key_id for e in (a, b) if e.key_id != first)
+    assert gateway.inference[1:] == [first, other]
+    assert gateway.hellos.count(other) == 1
 
 
 def test_when_the_only_enclave_left_its_503_is_returned(chip: Chip, policy: ClientPolicy) -> None:
@@ -180,7 +180,8 @@ def test_when_the_only_enclave_left_its_503_is_returned(chip: Chip, policy: Clie
     with pytest.raises(GatewayError) as raised:
         client_for(gateway, policy).request(CHAT, body())
     assert (raised.value.status, raised.value.code) == (503, "sealed_key_unavailable")
-    assert gateway.inference == [gone.key_id]
+    assert gateway.hellos == [gone.key_id]
+    assert gateway.inference == []  # no session, nothing sealed was sent
     assert gateway.attestations == 2  # a fresh round found no other enclave
 
 
@@ -189,7 +190,7 @@ def test_retries_happen_once(chip: Chip, policy: ClientPolicy) -> None:
     gateway = FakeGateway([a, b], gone={a.key_id, b.key_id})
     with pytest.raises(GatewayError, match="503"):
         client_for(gateway, policy).request(CHAT, body())
-    assert len(gateway.inference) == 2
+    assert len(gateway.hellos) == 2
 
 
 def test_gateway_errors_pass_through(chip: Chip, policy: ClientPolicy) -> None:
@@ -216,157 +217,3 @@ def test_a_sealed_engine_error_keeps_its_status(chip: Chip, policy: ClientPolicy
     assert answer.status == 400
     assert answer.receipt is not None
     assert answer.receipt.status == 400
-
-
-# --- a hostile path between us and the enclave --------------------------------------------
-
-
-def failing(chip: Chip, policy: ClientPolicy, tamper: Tamper) -> SealingError:
-    gateway = FakeGateway([FakeEnclave(chip)], tamper=tamper)
-    answer = client_for(gateway, policy).request(CHAT, body(stream=True))
-    with pytest.raises(SealingError) as raised:
-        answer.read()
-    assert answer.receipt is None
-    return raised.value
-
-
-@pytest.mark.parametrize(
-    ("tamper", "check"),
-    [
-        (lambda p: p[:-2] + p[-1:], "response.truncated"),  # final frame dropped
-        (lambda p: p[:3], "response.truncated"),  # cut mid-stream
-        (lambda p: p[:-1], "receipt.missing"),
-        (lambda p: [p[1], p[0], *p[2:]], "frame.open"),  # reordered
-        (lambda p: [p[0], p[0], *p[1:]], "frame.open"),  # replayed
-        (lambda p: [p[0], *p[2:]], "frame.open"),  # dropped
-        (lambda p: [*p[:-1], p[-2], p[-1]], "frame.final"),  # a frame after the final one
-        (lambda p: [*p, p[-1]], "receipt.format"),  # two receipts
-        (lambda p: [*p[:-2], p[-1], p[-2]], "response.truncated"),  # receipt before final
-        (lambda p: [*p, p[0]], "frame.order"),  # a frame after the receipt
-        (lambda p: [*p[:-1], p[-1][:-5]], "response.truncated"),  # cut inside the receipt
-    ],
-)
-def test_cut_reordered_or_replayed_frames_are_caught(
-    chip: Chip, policy: ClientPolicy, tamper: Tamper, check: str
-) -> None:
-    assert failing(chip, policy, tamper).check == check
-
-
-def flip(event: bytes) -> bytes:
-    head, _, data = event.rstrip(b"\n").rpartition(b"data: ")
-    raw = bytearray(envelope.unb64(data.decode(), "x"))
-    raw[0] ^= 1
-    return head + b"data: " + envelope.b64(bytes(raw)).encode() + b"\n\n"
-
-
-def test_an_altered_frame_fails_to_open(chip: Chip, policy: ClientPolicy) -> None:
-    error = failing(chip, policy, lambda p: [flip(p[0]), *p[1:]])
-    assert isinstance(error, OpenFailed)
-    assert error.check == "frame.open"
-
-
-def relabel(**fields: object) -> Tamper:
-    def tamper(parts: list[bytes]) -> list[bytes]:
-        receipt = json.loads(parts[-1].split(b"data: ", 1)[1])
-        receipt.update(fields)
-        return [*parts[:-1], envelope.sse_event(b"receipt", envelope.canonical(receipt))]
-
-    return tamper
-
-
-@pytest.mark.parametrize(
-    ("fields", "check"),
-    [
-        ({"output_tokens": 1}, "receipt.signature"),
-        ({"input_tokens": 10**6}, "receipt.signature"),
-        ({"signature": "AAAA"}, "receipt.signature"),
-        ({"v": "v0"}, "receipt.format"),
-    ],
-)
-def test_a_relabelled_receipt_is_refused(
-    chip: Chip, policy: ClientPolicy, fields: dict[str, object], check: str
-) -> None:
-    error = failing(chip, policy, relabel(**fields))
-    assert isinstance(error, ReceiptInvalid)
-    assert error.check == check
-
-
-def recorded(
-    enclave: FakeEnclave, policy: ClientPolicy, request_id: str = "req-9", **receipt: Any
-) -> tuple[SealedReader, list[bytes], list[bytes]]:
-    """A sealed streamed request to `enclave`, a reader for its answer (expecting the gateway
-    request id "req-9") and the recorded bytes of that answer."""
-    http = httpx.Client(transport=FakeGateway([enclave]).transport())
-    verified = Attestor(http, "http://gw", policy).attest(MODEL, None).verified[0]
-    request = body(stream=True)
-    sealed, opener = envelope.seal_request(
-        enclave.hpke_public, request_meta(CHAT, request), request
-    )
-    pieces = engine_answer(request)
-    parts = enclave.answer(sealed.to_bytes(), request_id, pieces, **receipt)
-    return SealedReader(opener, sealed, verified, 200, "req-9"), parts, pieces
-
-
-def test_reading_a_recorded_stream_byte_by_byte(chip: Chip, policy: ClientPolicy) -> None:
-    reader, parts, pieces = recorded(FakeEnclave(chip), policy)
-    raw = b"".join(parts)
-    opened = [p for i in range(len(raw)) for p in reader.feed(raw[i : i + 1])]
-    assert opened == pieces
-    assert reader.finish().output_tokens == 5
-
-
-@pytest.mark.parametrize(
-    ("receipt", "check"),
-    [
-        ({"model": "other-model"}, "receipt.model"),
-        ({"status": 500}, "receipt.status"),
-        ({"request_id": "req-other"}, "receipt.request_id"),  # another request's receipt
-    ],
-)
-def test_a_receipt_for_other_terms_is_refused(
-    chip: Chip, policy: ClientPolicy, receipt: dict[str, Any], check: str
-) -> None:
-    reader, parts, _ = recorded(FakeEnclave(chip), policy, **receipt)
-    for part in parts:
-        reader.feed(part)
-    with pytest.raises(SealingError) as raised:
-        reader.finish()
-    assert raised.value.check == check
-
-
-def test_a_receipt_from_another_request_is_refused(chip: Chip, policy: ClientPolicy) -> None:
-    enclave = FakeEnclave(chip)
-    reader, parts, _ = recorded(enclave, policy)
-    _, other, _ = recorded(enclave, policy)
-    for part in [*parts[:-1], other[-1]]:
-        reader.feed(part)
-    with pytest.raises(ReceiptInvalid) as raised:
-        reader.finish()
-    assert raised.value.check == "receipt.request"
-
-
-def test_a_receipt_signed_by_another_key_is_refused(chip: Chip, policy: ClientPolicy) -> None:
-    enclave = FakeEnclave(chip)
-    reader, parts, _ = recorded(enclave, policy)
-    impostor = FakeEnclave(chip)  # a key the attestation never vouched for
-    genuine = json.loads(parts[-1].split(b"data: ", 1)[1])
-    unsigned = {
-        **{k: v for k, v in genuine.items() if k != "signature"},
-        "signing_key": envelope.b64(impostor.signing_public),
-        "signing_key_sha256": envelope.key_id(impostor.signing_public),
-    }
-    signature = impostor.signing.sign(SIGNATURE_CONTEXT + envelope.canonical(unsigned))
-    forged = {**unsigned, "signature": envelope.b64(signature)}
-    for part in [*parts[:-1], envelope.sse_event(b"receipt", envelope.canonical(forged))]:
-        reader.feed(part)
-    with pytest.raises(ReceiptInvalid) as raised:
-        reader.finish()
-    assert raised.value.check == "receipt.signing_key"
-
-
-def test_a_response_for_another_request_does_not_open(chip: Chip, policy: ClientPolicy) -> None:
-    enclave = FakeEnclave(chip)
-    reader, _, _ = recorded(enclave, policy)
-    _, other, _ = recorded(enclave, policy)
-    with pytest.raises(OpenFailed):
-        reader.feed(other[0])

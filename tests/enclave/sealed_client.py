@@ -1,16 +1,18 @@
-"""The client half of sealed mode, for the agent's tests: the enclave's keys from its
-evidence, a request sealed with `teeroute.sealing.envelope`, the answer opened frame by frame.
-The agents started here pin the tests' gateway key, and requests are sent as the gateway
-sends them, with its authorization (`tests.gateway_key`), unless a test gives its own."""
+"""The initiating ends of wire v2 for the agent's tests: what the gateway does (a session to
+the enclave, HELLO signed with the tests' gateway key, `tests.gateway_key`), and what a client
+does through it (a client session wrapped in the gateway's, or a one-shot request). Answers
+are read frame by frame: CHUNKs opened in order, the RECEIPT parsed, ROOT frames kept."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +20,17 @@ from typing import Any
 
 import httpx
 
-from teeroute.sealing import envelope, gateway_auth, hpke
-from teeroute.sealing.receipts import Receipt, verify_receipt
+from teeroute.sealing import frames
+from teeroute.sealing.frames import FrameType
+from teeroute.sealing.receipt_mac import ReceiptV2, check_tag, parse_receipt
+from teeroute.sealing.session import Exchange, Session, SessionParams, initiate
 from tests import gateway_key
 
 from .test_agent_proxy import free_port, running
 
-SEALED_HEADERS = {"Content-Type": envelope.SEALED_CONTENT_TYPE}
+V2 = {"Content-Type": frames.CONTENT_TYPE}
+GATEWAY = "gateway:" + hashlib.sha256(gateway_key.PUBLIC).hexdigest()
+Sign = Callable[[bytes], bytes]
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,12 @@ class EnclaveKeys:
     signing: bytes
 
     @property
+    def hpke_sha256(self) -> str:
+        return hashlib.sha256(self.hpke).hexdigest()
+
+    @property
     def signing_sha256(self) -> str:
-        return envelope.key_id(self.signing)
+        return hashlib.sha256(self.signing).hexdigest()
 
 
 def enclave_keys(agent: str) -> EnclaveKeys:
@@ -46,25 +56,119 @@ def enclave_keys(agent: str) -> EnclaveKeys:
     return EnclaveKeys(base64.b64decode(keys["hpke"]), base64.b64decode(keys["signing"]))
 
 
-def meta_for(path: str, body: dict[str, Any]) -> dict[str, Any]:
+def params(
+    keys: EnclaveKeys,
+    initiator: str = GATEWAY,
+    *,
+    lifetime_s: int = 600,
+    created_at: int | None = None,
+    rekey_messages: int = 1 << 20,
+) -> SessionParams:
+    created = int(time.time()) if created_at is None else created_at
+    return SessionParams(
+        session_id=os.urandom(16),
+        enclave_hpke_sha256=keys.hpke_sha256,
+        enclave_signing_sha256=keys.signing_sha256,
+        attested={"tee": "simulated"},
+        initiator=initiator,
+        created_at=created,
+        expires_at=created + lifetime_s,
+        rekey_messages=rekey_messages,
+    )
+
+
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def post_frame(agent: str, path: str, content: bytes, headers: dict[str, str] | None = None) -> Any:
+    return httpx.post(f"{agent}{path}", content=content, headers=headers or V2, timeout=30)
+
+
+def welcome(answer: httpx.Response, session: Session) -> Session:
+    """The session, confirmed by the WELCOME the agent answered."""
+    assert answer.status_code == 200, answer.text
+    session.confirm(frames.decode_one(answer.content).payload)
+    return session
+
+
+def gateway_session(
+    agent: str,
+    keys: EnclaveKeys,
+    *,
+    lifetime_s: int = 600,
+    sign: Sign | None = None,
+    rekey_messages: int = 1 << 20,
+) -> Session:
+    """The gateway's session to `agent` (HELLO signed with the tests' gateway key)."""
+    opened = params(keys, lifetime_s=lifetime_s, rekey_messages=rekey_messages)
+    hello, session = initiate(keys.hpke, opened, sign or gateway_key.PRIVATE.sign)
+    return welcome(post_frame(agent, "/v1/sessions", hello), session)
+
+
+def wrap(gateway: Session, path: str, inner: str, frame: bytes, **meta: Any) -> bytes:
+    """A client's frame inside a REQUEST of the gateway's session, as the gateway sends it."""
+    fields = {"path": path, "inner": inner, "sealed_at": int(time.time()), **meta}
+    return gateway.seal_request(canonical(fields), frame, time.time())[0]
+
+
+def client_session(agent: str, keys: EnclaveKeys, gateway: Session) -> Session:
+    """A client's session to `agent`, its HELLO forwarded in the gateway's session."""
+    hello, session = initiate(keys.hpke, params(keys, "client"))
+    return welcome(
+        post_frame(agent, "/v1/sessions", wrap(gateway, "/v1/sessions", "client", hello)), session
+    )
+
+
+def meta_for(path: str, body: dict[str, Any], inner: str = "none") -> dict[str, Any]:
     return {
         "path": path,
         "model": body["model"],
         "stream": bool(body.get("stream")),
         "max_tokens": body.get("max_tokens"),
+        "inner": inner,
+        "sealed_at": int(time.time()),
     }
 
 
-def seal(
-    keys: EnclaveKeys,
-    path: str,
-    body: dict[str, Any],
-    aead: hpke.Aead = hpke.Aead.AES_128_GCM,
-    meta: dict[str, Any] | None = None,
-) -> tuple[envelope.SealedRequest, envelope.ResponseOpener]:
-    return envelope.seal_request(
-        keys.hpke, meta or meta_for(path, body), json.dumps(body).encode(), aead
-    )
+@dataclass
+class Sealer:
+    """Seals requests to one agent as one of the three modes: `inner` "none" (the gateway
+    seals the hop), "client" (a client session inside the gateway's), "oneshot"."""
+
+    keys: EnclaveKeys
+    gateway: Session
+    inner: str = "none"
+    client: Session | None = None
+    last_client_key: bytes = b""
+    """The receipt key of the innermost client session of the last request sealed."""
+
+    def seal(
+        self, path: str, body: dict[str, Any], meta: dict[str, Any] | None = None
+    ) -> tuple[bytes, Exchange]:
+        meta = meta or meta_for(path, body, self.inner)
+        plain = json.dumps(body).encode()
+        now = time.time()
+        if self.inner == "none":
+            return self.gateway.seal_request(canonical(meta), plain, now)
+        client_meta = canonical({k: v for k, v in meta.items() if k != "inner"})
+        if self.inner == "client":
+            assert self.client is not None
+            frame, exchange = self.client.seal_request(client_meta, plain, now)
+            self.last_client_key = self.client.receipt_key
+        else:
+            frame, exchange, self.last_client_key = oneshot(self.keys, client_meta, plain)
+        return self.gateway.seal_request(canonical(meta), frame, now)[0], exchange
+
+
+def oneshot(keys: EnclaveKeys, meta: bytes, body: bytes) -> tuple[bytes, Exchange, bytes]:
+    """A ONESHOT frame as `teeroute.sealing.session.oneshot` builds it, keeping the throwaway
+    session's receipt key (the client checks the receipt's kind 2 tag with it)."""
+    hello, session = initiate(keys.hpke, params(keys, "client"))
+    request, exchange = session.seal_request(meta, body, session.params.created_at)
+    hello_payload = hello[frames.HEADER_LEN :]
+    payload = len(hello_payload).to_bytes(2, "big") + hello_payload + request[frames.HEADER_LEN :]
+    return frames.encode(FrameType.ONESHOT, payload), exchange, session.receipt_key
 
 
 @dataclass
@@ -72,11 +176,15 @@ class SealedAnswer:
     status: int
     headers: httpx.Headers
     pieces: list[bytes] = field(default_factory=list)
-    """Each frame's plaintext, in order (the final frame's included)."""
+    """Each CHUNK's plaintext, in order (the final one's included)."""
     arrivals: list[float] = field(default_factory=list)
-    """Seconds from sending to each frame's arrival."""
-    receipt: bytes = b""
+    """Seconds from sending to each CHUNK's arrival."""
+    receipt: ReceiptV2 | None = None
+    tags: dict[int, bytes] = field(default_factory=dict)
+    roots: list[bytes] = field(default_factory=list)
+    """The ROOT frames' payloads."""
     finished: bool = False
+    request_sha256: str = ""
     response_sha256: str = ""
     error: Any = None
     """The agent's own JSON error body, when it refused the request."""
@@ -85,77 +193,71 @@ class SealedAnswer:
     def plaintext(self) -> bytes:
         return b"".join(self.pieces)
 
-    def verified_receipt(self, keys: EnclaveKeys, sealed: envelope.SealedRequest) -> Receipt:
-        return verify_receipt(
-            self.receipt,
-            signing_key_sha256=keys.signing_sha256,
-            request_sha256=sealed.digest,
-            response_sha256=self.response_sha256,
-            hpke_key_sha256=envelope.key_id(keys.hpke),
+    def checked_receipt(self, sealer: Sealer) -> ReceiptV2:
+        """The receipt, its tags checked (kind 1: the gateway session's key; kind 2: the
+        client's) and its hashes those of this request and answer."""
+        receipt = self.receipt
+        assert receipt is not None
+        check_tag(receipt, self.tags, 1, sealer.gateway.receipt_key)
+        if sealer.inner == "none":
+            assert set(self.tags) == {1}
+        else:
+            assert set(self.tags) == {1, 2}
+            check_tag(receipt, self.tags, 2, sealer.last_client_key)
+        assert receipt.session_id == sealer.gateway.id.hex()
+        assert (receipt.request_sha256, receipt.response_sha256) == (
+            self.request_sha256,
+            self.response_sha256,
         )
+        return receipt
 
 
 def post_sealed(
-    agent: str,
-    path: str,
-    sealed: envelope.SealedRequest,
-    opener: envelope.ResponseOpener,
-    headers: dict[str, str] | None = None,
-    content: bytes | None = None,
+    agent: str, path: str, raw: bytes, exchange: Exchange, headers: dict[str, str] | None = None
 ) -> SealedAnswer:
-    with stream_sealed(agent, path, sealed, opener, headers, content) as (answer, frames):
-        for _ in frames:
+    with stream_sealed(agent, path, raw, exchange, headers) as (answer, pieces):
+        for _ in pieces:
             pass
     return answer
 
 
 @contextmanager
 def stream_sealed(
-    agent: str,
-    path: str,
-    sealed: envelope.SealedRequest,
-    opener: envelope.ResponseOpener,
-    headers: dict[str, str] | None = None,
-    content: bytes | None = None,
+    agent: str, path: str, raw: bytes, exchange: Exchange, headers: dict[str, str] | None = None
 ) -> Iterator[tuple[SealedAnswer, Iterator[bytes]]]:
-    """The answer as it arrives: the iterator yields each frame's plaintext when it opens."""
+    """The answer as it arrives: the iterator yields each CHUNK's plaintext when it opens."""
     start = time.monotonic()
-    body = sealed.to_bytes() if content is None else content
-    headers = {**SEALED_HEADERS, **(headers or {})}
-    if gateway_auth.HEADER not in headers:
-        key_id = gateway_key.hpke_key_id(agent)
-        headers.update(gateway_key.header("POST", path, body, key_id))
-    with httpx.stream(
-        "POST", f"{agent}{path}", content=body, headers=headers, timeout=60
-    ) as response:
-        answer = SealedAnswer(response.status_code, response.headers)
-        if response.headers.get(envelope.SEALED_HEADER) != envelope.VERSION:
-            answer.error = json.loads(response.read())
+    headers = {**V2, "X-Request-Id": uuid.uuid4().hex, **(headers or {})}
+    with httpx.stream("POST", f"{agent}{path}", content=raw, headers=headers, timeout=60) as got:
+        answer = SealedAnswer(got.status_code, got.headers)
+        if got.headers.get("content-type") != frames.CONTENT_TYPE:
+            answer.error = json.loads(got.read())
             yield answer, iter(())
             return
-        yield answer, _frames(response, opener, answer, start)
+        yield answer, _frames(got, exchange, answer, start)
 
 
 def _frames(
-    response: httpx.Response,
-    opener: envelope.ResponseOpener,
-    answer: SealedAnswer,
-    start: float,
+    response: httpx.Response, exchange: Exchange, answer: SealedAnswer, start: float
 ) -> Iterator[bytes]:
-    reader = envelope.FrameReader()
+    decoder = frames.FrameDecoder()
     for data in response.iter_raw():
-        for event in reader.feed(data):
-            if event.name == envelope.RECEIPT_EVENT:
-                answer.receipt = event.data
-                continue
-            assert not answer.receipt, "a frame after the receipt"
-            piece = opener.open(envelope.frame_ciphertext(event))
-            answer.pieces.append(piece)
-            answer.arrivals.append(time.monotonic() - start)
-            yield piece
-    assert reader.pending == b""
-    answer.finished = opener.finished
-    answer.response_sha256 = opener.digest.hexdigest()
+        for frame in decoder.feed(data):
+            if frame.type is FrameType.CHUNK:
+                assert answer.receipt is None, "a chunk after the receipt"
+                piece = exchange.open(frame.payload)
+                answer.pieces.append(piece)
+                answer.arrivals.append(time.monotonic() - start)
+                yield piece
+            elif frame.type is FrameType.RECEIPT:
+                answer.receipt, answer.tags = parse_receipt(frame.payload)
+            else:
+                assert frame.type is FrameType.ROOT, frame.type
+                answer.roots.append(frame.payload)
+    assert decoder.pending == 0
+    answer.finished = exchange.finished
+    answer.request_sha256 = exchange.request_sha256
+    answer.response_sha256 = exchange.response_sha256
 
 
 def sse_json(stream: bytes) -> list[Any]:
@@ -178,7 +280,7 @@ def without_ids(value: Any) -> Any:
 @contextmanager
 def agent_process(chips: Path, engine_url: str, log: Path, **settings: str) -> Iterator[str]:
     """The agent as in production (`python -m teeroute_enclave`), with extra TEEROUTE_AGENT_
-    settings (`require_sealed="true"`, `secrets_dir=...`)."""
+    settings (`require_sealed="true"`, `root_receipts="4"`)."""
     port = free_port()
     env = {
         "TEEROUTE_TEE": "simulated",

@@ -20,11 +20,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from teeroute.sealing import envelope, gateway_auth
+from teeroute.sealing.session import initiate
 from tests import gateway_key
 
 from ..gateway.miners import NODE, agent, chip_dir, verified_lease
 from ..gateway.procs import Proc, create_key, engine, free_port, gateway, write_config
-from .sealed_client import enclave_keys, meta_for
+from .sealed_client import V2, Sealer, enclave_keys, params
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -75,14 +76,13 @@ def test_a_direct_call_without_the_gateways_authorization_is_refused(
 
 
 def test_a_direct_sealed_request_or_model_list_is_refused(setup: Setup) -> None:
+    """Sealed requests come in a session only a pinned gateway key can open (wire v2)."""
     miner = setup[0]
-    sealed, _ = envelope.seal_request(
-        enclave_keys(miner.url).hpke, meta_for(TEXT, TEXT_BODY), json.dumps(TEXT_BODY).encode()
-    )
-    answer = post(
-        miner.url, TEXT, sealed.to_bytes(), {"Content-Type": envelope.SEALED_CONTENT_TYPE}
-    )
-    assert refusal(answer) == (401, "gateway_auth_missing")
+    keys = enclave_keys(miner.url)
+    hello, session = initiate(keys.hpke, params(keys))  # not signed by the gateway's key
+    assert refusal(post(miner.url, "/v1/sessions", hello, V2)) == (401, "gateway_auth_missing")
+    raw, _ = Sealer(keys, session).seal(TEXT, TEXT_BODY)  # in the session the agent refused
+    assert refusal(post(miner.url, TEXT, raw, V2)) == (409, "session_unknown")
     assert refusal(httpx.get(f"{miner.url}/v1/models", timeout=10)) == (
         401,
         "gateway_auth_missing",

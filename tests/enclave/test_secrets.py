@@ -27,7 +27,14 @@ from teeroute.attestation.policy import Policy
 from teeroute.sealing import envelope, hpke, secrets
 from tests import gateway_key
 
-from .sealed_client import EnclaveKeys, agent_process, enclave_keys, post_sealed, seal
+from .sealed_client import (
+    EnclaveKeys,
+    Sealer,
+    agent_process,
+    enclave_keys,
+    gateway_session,
+    post_sealed,
+)
 from .test_agent import chip_dir  # noqa: F401 - a fixture, used by name
 from .test_agent_proxy import MODEL, engine_process
 
@@ -77,9 +84,10 @@ def plain(agent: str, authorization: str | None = None) -> httpx.Response:
 
 
 def sealed_status(agent: str, keys: EnclaveKeys, authorization: str | None = None) -> int:
-    sealed, opener = seal(keys, TEXT, {"model": MODEL, "prompt": "hi", "max_tokens": 2})
+    sealer = Sealer(keys, gateway_session(agent, keys))
+    raw, exchange = sealer.seal(TEXT, {"model": MODEL, "prompt": "hi", "max_tokens": 2})
     headers = {"Authorization": authorization} if authorization else {}
-    answer = post_sealed(agent, TEXT, sealed, opener, headers)
+    answer = post_sealed(agent, TEXT, raw, exchange, headers)
     assert answer.finished
     return answer.status
 

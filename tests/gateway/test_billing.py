@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from teeroute.sealing.receipts import Receipt
+from teeroute.sealing.receipt_body import ReceiptV2, parse_body, receipt_body
 from teeroute_gateway.billing import Bill, Counted, Counts, Held, bill
 from teeroute_gateway.metering import Usage
 from teeroute_gateway.sealed import HopMode, Judgement
@@ -18,13 +18,15 @@ OURS = Counted(10, 20)
 NONE = Judgement("")
 
 
-def receipt(input_tokens: int, output_tokens: int) -> Receipt:
-    return Receipt(
-        request_id="r", model="m", served_model="m", input_tokens=input_tokens,
-        output_tokens=output_tokens, usage_source="engine", status=200, complete=True,
-        hpke_key_sha256="", signing_key_sha256="", request_sha256="", response_sha256="",
-        issued_at="", signing_key="",
-    )  # fmt: skip
+def receipt(input_tokens: int, output_tokens: int) -> ReceiptV2:
+    sha = "00" * 32
+    return parse_body(receipt_body({
+        "session_id": "00" * 16, "index": 0, "request_id": "r", "model": "m",
+        "served_model": "m", "input_tokens": input_tokens, "output_tokens": output_tokens,
+        "usage_source": "engine", "status": 200, "complete": True, "hpke_key_sha256": sha,
+        "signing_key_sha256": sha, "request_sha256": sha, "response_sha256": sha,
+        "issued_at": "2026-12-05T00:00:00Z",
+    }))  # fmt: skip
 
 
 def usage(i: int, o: int, i_rep: bool = False, o_rep: bool = False) -> Usage:

@@ -1,6 +1,7 @@
-"""An enclave whose clock is off, through a real gateway and real agents: the enclave refuses
-requests sealed by the gateway's clock as stale, the gateway takes that as the endpoint's
-failure and serves from another, and a client sealing to that enclave gets the typed refusal.
+"""Clocks that disagree, through a real gateway and real agents (wire v2): an enclave whose
+clock is off refuses the gateway's session HELLO (its `created_at` is the gateway's clock,
+session.time), the gateway takes that as the endpoint's failure and serves from another; a
+client whose own clock is off gets the enclave's typed refusal of its HELLO.
 
 The clock is moved by libfaketime (LD_PRELOAD) in the agent process only, the way a host
 could set its confidential VM's clock."""
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
+import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ import openai
 import pytest
 import yaml
 
-from teeroute.sealing import envelope
+from teeroute.sealing.session import initiate
 
+from . import sealed_v2
 from .miners import agent, chip_dir, verified_lease
 from .procs import Proc, create_key, engine, gateway, write_config
 
@@ -68,9 +71,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         "LD_PRELOAD": libfaketime(),
         "FAKETIME": f"-{BEHIND_S}",
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-        # the gateway's authorization would be stale first (60 s window): widen its window
-        # so that these requests reach the sealed request's own clock check
-        "TEEROUTE_AGENT_GATEWAY_AUTH_WINDOW_S": "600",
     }
     with (
         engine(tmp, "e0") as eng,
@@ -124,23 +124,30 @@ def test_with_only_that_enclave_the_client_gets_a_typed_upstream_error(setup: Se
     error = failed.value.body
     assert isinstance(error, dict)
     assert error["code"] == "upstream_sealed", error
-    assert "sealed_request_stale" in error["message"], error
+    assert "session.time" in error["message"], error
 
 
-def test_a_client_sealing_by_its_own_clock_gets_the_enclaves_refusal(setup: Setup) -> None:
+def test_a_client_whose_clock_is_off_gets_the_enclaves_refusal(setup: Setup) -> None:
+    """The gateway's session with the enclave in time is fine; the client's own HELLO, made
+    by a clock 400 s behind, is the enclave's to refuse, and the refusal comes back as is."""
     gw, key, parts = setup
-    body = _chat("sim-behind")
-    meta = {"path": "/v1/chat/completions", "model": "sim-behind", "stream": False}
-    public = base64.b64decode(parts["behind"]["hpkePublicKey"])
-    sealed, _ = envelope.seal_request(public, {**meta, "max_tokens": 8}, json.dumps(body).encode())
-    answer = httpx.post(
-        f"{gw.url}/v1/chat/completions",
-        content=sealed.to_bytes(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": envelope.SEALED_CONTENT_TYPE},
-        timeout=30,
+    true = parts["true"]
+    params = dataclasses.replace(
+        sealed_v2.client_params(true), created_at=int(time.time()) - BEHIND_S
     )
+    hello, _ = initiate(base64.b64decode(true["hpkePublicKey"]), params)
+    answer = sealed_v2.post_hello(gw.url, key, hello, true["hpkeKeySha256"])
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
-    assert error["type"] == "sealed_request_stale"
-    assert error["message"].startswith("meta.sealed_at: "), error
-    assert "s ahead of the enclave's clock" in error["message"], error
+    assert error["type"] == "session_invalid", error
+    assert error["message"].startswith("session.time"), error
+
+
+def test_a_client_sealing_to_the_enclave_behind_gets_a_typed_upstream_error(setup: Setup) -> None:
+    gw, key, parts = setup
+    behind = parts["behind"]
+    hello, _ = sealed_v2.hello(behind)
+    answer = sealed_v2.post_hello(gw.url, key, hello, behind["hpkeKeySha256"])
+    assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "upstream_sealed" and "session.time" in error["message"], error

@@ -1,23 +1,26 @@
-"""The gateway's sealed-mode decisions, as pure functions: how a request reaches an endpoint,
-which published keys are believed, and when a receipt's counts are implausible."""
+"""The gateway's sealed-mode decisions and its reading of sealed answers (wire v2), against the
+protocol's own functions (an in-process enclave end, `enclave_end.py`): how a request reaches
+an endpoint, which published keys are believed, how answers open (or fail to), what a client
+hop relays, and when a receipt is valid, invalid, missing or implausible."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import dataclasses
-import datetime as dt
 import hashlib
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from teeroute.sealing import hpke
-from teeroute.sealing.envelope import open_request, seal_request
-from teeroute.sealing.receipts import Receipt, sign_receipt
+from teeroute.sealing import frames
+from teeroute.sealing.receipt_body import parse_body, receipt_body
+from teeroute.sealing.receipt_mac import ReceiptV2
+from teeroute_gateway import hop_v2
 from teeroute_gateway.catalog import UNATTESTED, Endpoint
 from teeroute_gateway.sealed import Hop, Observed, hop_mode, implausible, judge, public_key
+from teeroute_gateway.sessions import Pooled, Proofs, SessionPool
 from teeroute_gateway.upstream import UpstreamError
+
+from .enclave_end import REQUEST_ID, Enclave, enclave
 
 KEY = bytes(range(32))
 SHA = hashlib.sha256(KEY).hexdigest()
@@ -55,23 +58,15 @@ def test_a_published_key_is_believed_only_if_it_is_the_attested_one() -> None:
     assert public_key(short, hashlib.sha256(KEY[:31]).hexdigest()) is None
 
 
-def _receipt(input_tokens: int, output_tokens: int) -> Receipt:
-    return Receipt(
-        request_id="r",
-        model="m",
-        served_model="m",
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        usage_source="engine",
-        status=200,
-        complete=True,
-        hpke_key_sha256=SHA,
-        signing_key_sha256=SHA,
-        request_sha256="",
-        response_sha256="",
-        issued_at="",
-        signing_key="",
-    )
+def _receipt(input_tokens: int, output_tokens: int) -> ReceiptV2:
+    fields = {
+        "session_id": "00" * 16, "index": 0, "request_id": "r", "model": "m",
+        "served_model": "m", "input_tokens": input_tokens, "output_tokens": output_tokens,
+        "usage_source": "engine", "status": 200, "complete": True, "request_sha256": SHA,
+        "response_sha256": SHA, "hpke_key_sha256": SHA, "signing_key_sha256": SHA,
+        "issued_at": "2026-12-05T00:00:00Z",
+    }  # fmt: skip
+    return parse_body(receipt_body(fields))
 
 
 @pytest.mark.parametrize(
@@ -89,67 +84,93 @@ def test_implausible_counts(observed: Observed, counts: tuple[int, int], problem
     assert implausible(_receipt(*counts), observed) == problem
 
 
-def _sealed_exchange() -> tuple[Hop, Endpoint, bytes, ed25519.Ed25519PrivateKey]:
-    private, public = hpke.generate_key_pair()
-    signing = ed25519.Ed25519PrivateKey.generate()
-    signing_public = signing.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    endpoint = dataclasses.replace(
-        ATTESTED,
-        hpke_public=public,
-        hpke_key_sha256=hashlib.sha256(public).hexdigest(),
-        signing_key_sha256=hashlib.sha256(signing_public).hexdigest(),
+def _session(end: Enclave, proofs: Proofs | None = None) -> Pooled:
+    pool = SessionPool(end.handshake, "gateway:" + "00" * 32, None)
+    if proofs is not None:
+        pool.sink = proofs.extend
+    return asyncio.run(pool.get(end.endpoint))
+
+
+def _sealed(end: Enclave, pooled: Pooled, pieces: list[bytes]) -> tuple[Hop, bytes]:
+    hop, request = hop_v2.sealed_plain(
+        pooled, "/v1/completions", "m", False, 16, b'{"prompt":"x"}', REQUEST_ID
     )
-    sealed, opener = seal_request(public, {"path": "/v1/completions"}, b"{}")
-    _, sealer = open_request(sealed, private, public)
-    hop = Hop("gateway", sealed, opener, request_bytes=2)
-    stream = sealer.frame(b'{"usage":1}') + sealer.frame(b"", final=True)
-    receipt = sign_receipt(
-        sign=signing.sign,
-        signing_public=signing_public,
-        hpke_public=public,
-        request_id="gen-1",
-        model="m",
-        served_model="m",
-        input_tokens=1,
-        output_tokens=2,
-        usage_source="engine",
-        status=200,
-        complete=True,
-        request_sha256=sealed.digest,
-        response_sha256=sealer.digest.hexdigest(),
-        now=dt.datetime.now(dt.UTC),
-    )
-    return (
-        hop,
-        endpoint,
-        stream + b"event: receipt\ndata: " + receipt.text().encode() + b"\n\n",
-        signing,
-    )
+    return hop, end.answer(request, pieces)
 
 
 def test_a_whole_sealed_answer_opens_and_its_receipt_is_judged_valid() -> None:
-    hop, endpoint, stream, _ = _sealed_exchange()
-    assert hop.open_all(stream) == b'{"usage":1}'
-    verdict = judge(hop, endpoint, "gen-1", Observed(2, hop.frame_bytes))
+    end = enclave()
+    hop, answer = _sealed(end, _session(end), [b'{"usage":', b"1}"])
+    assert hop.open_all(answer) == b'{"usage":1}'
+    verdict = judge(hop, end.endpoint, REQUEST_ID, Observed(2, hop.frame_bytes))
     assert verdict.status == "valid" and verdict.receipt is not None
-    assert judge(hop, endpoint, "gen-2", Observed(2, hop.frame_bytes)).check == "receipt.request_id"
+    assert verdict.text is not None and verdict.text.startswith('{"complete":true')
+    other = judge(hop, end.endpoint, "gen-2", Observed(2, hop.frame_bytes))
+    assert (other.status, other.check) == ("invalid", "receipt.request_id")
 
 
-def test_a_cut_short_sealed_answer_is_an_upstream_failure() -> None:
-    hop, _, stream, _ = _sealed_exchange()
-    cut = stream[: stream.index(b"event: sealed", 10)]
+@pytest.mark.parametrize(
+    ("cut", "why"),
+    [(-1, "cut short"), (-200, "cut short")],
+    ids=["mid-frame", "before the final chunk"],
+)
+def test_a_cut_short_sealed_answer_is_an_upstream_failure(cut: int, why: str) -> None:
+    end = enclave()
+    hop, answer = _sealed(end, _session(end), [b"x" * 300])
+    chunks = answer[: answer.index(b"TR\x02\x20")]  # without the receipt
     with pytest.raises(UpstreamError) as failed:
-        hop.open_all(cut)
-    assert failed.value.kind == "sealed"
+        hop.open_all(chunks[:cut])
+    assert failed.value.kind == "sealed" and why in str(failed.value)
+
+
+def test_a_flipped_bit_fails_the_answer_naming_the_check() -> None:
+    end = enclave()
+    hop, answer = _sealed(end, _session(end), [b"hello"])
+    tampered = bytearray(answer)
+    tampered[frames.HEADER_LEN + 40] ^= 1  # inside the first chunk's ciphertext
+    with pytest.raises(UpstreamError) as failed:
+        hop.open_all(bytes(tampered))
+    assert "session.open" in str(failed.value)
+
+
+def test_a_receipt_tagged_with_another_sessions_key_is_invalid() -> None:
+    """A receipt moved over from another session (or made up) fails its MAC check."""
+    end = enclave()
+    pooled, other = _session(end), _session(end)
+    hop, request = hop_v2.sealed_plain(pooled, "/v1/completions", "m", False, 16, b"{}", "r")
+    answer = end.answer(request, [b"{}"], request_id="r", tag_with=other.session.id)
+    hop.open_all(answer)
+    verdict = judge(hop, end.endpoint, "r", Observed(2, 100))
+    assert (verdict.status, verdict.check) == ("invalid", "receipt.mac")
 
 
 def test_no_receipt_is_missing_and_garbage_is_not_stored() -> None:
-    hop, endpoint, stream, _ = _sealed_exchange()
-    hop.open_all(stream[: stream.index(b"event: receipt")])
-    assert judge(hop, endpoint, "gen-1", Observed(2, 100)).status == "missing"
-    hop.receipt = b"\x00\xff not json"
-    verdict = judge(hop, endpoint, "gen-1", Observed(2, 100))
-    assert (verdict.status, verdict.text, verdict.check) == ("invalid", None, "receipt.format")
+    end = enclave()
+    hop, answer = _sealed(end, _session(end), [b"{}"])
+    hop.open_all(answer[: answer.index(b"TR\x02\x20")])
+    assert judge(hop, end.endpoint, REQUEST_ID, Observed(2, 100)).status == "missing"
+    hop.open(frames.encode(frames.FrameType.RECEIPT, b"\x00\xff not a receipt"))
+    verdict = judge(hop, end.endpoint, REQUEST_ID, Observed(2, 100))
+    assert (verdict.status, verdict.text, verdict.check) == ("invalid", None, "receipt.frame")
+
+
+def test_a_client_hop_relays_up_to_the_receipt_and_proves_it_with_the_root() -> None:
+    """Read one byte at a time: the client gets exactly the chunks and the receipt, the ROOT
+    frame (the gateway session's) stays with the gateway, whose proofs it completes."""
+    end = enclave()
+    proofs: Proofs = []
+    pooled = _session(end, proofs)
+    first, answer = _sealed(end, pooled, [b"{}"])  # the batch's first receipt
+    first.open_all(answer)
+    hop, request = hop_v2.sealed_plain(pooled, "/v1/completions", "m", False, 16, b"{}", "r")
+    hop.mode = "client"  # counted and hashed, never opened
+    answer = end.answer(request, [b"sealed for the client"], request_id="r")
+    root_at = answer.index(b"TR\x02\x21")  # the batch of 2 is due: a ROOT after the receipt
+    relayed = b"".join(hop.inspect(answer[n : n + 1]) for n in range(len(answer)))
+    assert relayed == answer[:root_at]
+    assert (hop.broken, hop.frames, hop.roots) == ("", 2, 1)
+    assert judge(hop, end.endpoint, "r", Observed(2, 100)).status == "valid"
+    assert [rid for rid, _ in proofs] == [REQUEST_ID, "r"]
 
 
 def test_a_plain_hop_expects_no_receipt() -> None:

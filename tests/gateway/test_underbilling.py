@@ -7,11 +7,10 @@ with its reason, and settlement shows what miners claimed beyond what they were 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,12 @@ import httpx
 import pytest
 import yaml
 
-from teeroute.sealing import envelope
+from teeroute.sealing.frames import FrameDecoder
 from teeroute_engine_sim.generation import natural_length, request_digest
 from teeroute_sandbox.testing import wait_for
 from tests.enclave.test_agent_proxy import PROMPT, long_answer_seed
 
+from . import sealed_v2
 from .miners import agent, chip_dir, verified_lease
 from .procs import Proc, create_key, engine, free_port, gateway, lease, started
 
@@ -243,17 +243,15 @@ def _long_body(tokens: int, stream: bool = True) -> dict[str, Any]:
     }
 
 
-def _seal(entry: dict[str, Any], body: dict[str, Any], **meta: Any) -> envelope.SealedRequest:
-    fields = {"path": TEXT, "model": body["model"], "stream": body["stream"]}
-    public = base64.b64decode(entry["hpkePublicKey"])
-    sealed, _ = envelope.seal_request(
-        public, fields | meta, httpx.Request("POST", "/", json=body).content
-    )
-    return sealed
+def _seal(entry: dict[str, Any], body: dict[str, Any], bound: bool = True) -> bytes:
+    """A client's one-shot sealed request (wire v2) to the enclave of `entry`."""
+    return sealed_v2.oneshot(entry, body, TEXT, bound)[0]
 
 
-def _leave_after(gw: Proc, key: str, content: bytes, headers: dict[str, str], events: int) -> str:
-    """Reads `events` SSE events of the answer, then leaves; the request's id."""
+def _leave_after(
+    gw: Proc, key: str, content: bytes, headers: dict[str, str], enough: Callable[[bytes], bool]
+) -> str:
+    """Reads the answer until `enough` of it came, then leaves; the request's id."""
     with httpx.stream(
         "POST",
         gw.url + TEXT,
@@ -265,9 +263,20 @@ def _leave_after(gw: Proc, key: str, content: bytes, headers: dict[str, str], ev
         seen = b""
         for chunk in answer.iter_raw():
             seen += chunk
-            if seen.count(b"\n\n") >= events:
+            if enough(seen):
                 break
         return answer.headers["x-request-id"]
+
+
+def _events(count: int) -> Callable[[bytes], bool]:
+    return lambda seen: seen.count(b"\n\n") >= count
+
+
+def _frames(count: int) -> Callable[[bytes], bool]:
+    def enough(seen: bytes) -> bool:
+        return len(FrameDecoder().feed(seen)) >= count
+
+    return enough
 
 
 def test_a_client_leaving_a_client_sealed_stream_early_is_billed_for_the_frames(
@@ -275,9 +284,8 @@ def test_a_client_leaving_a_client_sealed_stream_early_is_billed_for_the_frames(
 ) -> None:
     """(a) no receipt comes when the client leaves: billed from the frames relayed."""
     gw, key, entry = sealed
-    body = _long_body(100)
-    content = _seal(entry, body, max_tokens=100).to_bytes()
-    rid = _leave_after(gw, key, content, {"Content-Type": envelope.SEALED_CONTENT_TYPE}, 4)
+    content = _seal(entry, _long_body(100))
+    rid = _leave_after(gw, key, content, {"Content-Type": sealed_v2.V2}, _frames(4))
     record = _record(gw, key, rid)
     assert record["charged_nano"] == record["cost_nano"] > 0
     assert 0 < record["output_tokens"] < 100  # left long before the end
@@ -290,7 +298,7 @@ def test_a_client_leaving_a_gateway_sealed_stream_early_is_billed_for_what_was_r
     """(a) the gateway opened the frames itself: billed from its own count of them."""
     gw, key, _ = sealed
     content = httpx.Request("POST", "/", json=_long_body(100)).content
-    rid = _leave_after(gw, key, content, {"Content-Type": "application/json"}, 6)
+    rid = _leave_after(gw, key, content, {"Content-Type": "application/json"}, _events(6))
     record = _record(gw, key, rid)
     assert record["charged_nano"] == record["cost_nano"] > 0
     assert 0 < record["output_tokens"] < 100
@@ -301,13 +309,8 @@ def test_a_client_sealed_request_without_its_bound_is_refused(sealed: Sealed) ->
     """(c) without meta.max_tokens the gateway held its default while the enclave was
     unbounded: the bound is required (and the agent refuses such a body too)."""
     gw, key, entry = sealed
-    sealed_request = _seal(entry, _long_body(100, stream=False))  # no max_tokens in meta
-    answer = httpx.post(
-        gw.url + TEXT,
-        content=sealed_request.to_bytes(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": envelope.SEALED_CONTENT_TYPE},
-        timeout=30,
-    )
+    content = _seal(entry, _long_body(100, stream=False), bound=False)  # no max_tokens in meta
+    answer = sealed_v2.post_sealed(gw.url, key, content, TEXT)
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert (error["code"], error["param"]) == ("sealed_bound_missing", "meta.max_tokens")

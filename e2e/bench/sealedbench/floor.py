@@ -1,24 +1,29 @@
 """How far the 0.9x target is: what sealing cannot do without, against what the target leaves.
 
-`measure` times on this machine the cryptography every sealed request needs, however well the
-code around it is written:
-- public-key work, once per request, which the issue prescribes: X25519 for HPKE (when the
-  gateway seals: its ephemeral key and one exchange; inside the enclave: one exchange), the
-  enclave's Ed25519 signature on the receipt and the gateway's check of it;
-- work per KiB of answer: AES-128-GCM on every frame (sealed by the enclave; opened by the
-  gateway when it sealed the request) and SHA-256 over the frames for the receipt's
+`measure` times on this machine the cryptography every sealed request needs on wire v2,
+however well the code around it is written:
+- public-key work, amortized: requests travel in attested sessions (one X25519 handshake per
+  session, hundreds of requests: left out), and receipts are audited by one Ed25519 signature
+  on a Merkle root per batch of `ROOT_BATCH` receipts (the enclave signs, the gateway checks):
+  a request's share is 1/ROOT_BATCH of each;
+- per request: the receipt's HMAC-SHA256 tags (the enclave makes one per session the request
+  came through, the gateway checks its own);
+- work per KiB of answer: AES-128-GCM on every chunk (sealed by the enclave; opened by the
+  gateway when it sealed the request) and SHA-256 over the chunks for the receipt's
   `response_sha256` (enclave and gateway).
 
-Everything else sealing adds (JSON, base64, HKDF, HTTP framing, the interpreter) is left out,
-so a floor is a lower bound. `reach` (pure) sets each floor against its budget: the CPU plain
-spends per request on that side, times 1/0.9 - 1. Two sides are judged: the gateway's own
-capacity (its process) and the end-to-end rate (the core that limited plain's max-load run;
-here the agent's, shared with the engine and wrk, so its floor is the agent's).
+Everything else sealing adds (frames, the request's AEAD, HKDF rekeys, Merkle hashing, HTTP
+framing, the interpreter) is left out, so a floor is a lower bound. `reach` (pure) sets each
+floor against its budget: the CPU plain spends per request on that side, times 1/0.9 - 1.
+Two sides are judged: the gateway's own capacity (its process) and the end-to-end rate (the
+core that limited plain's max-load run; here the agent's, shared with the engine and wrk, so
+its floor is the agent's).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import statistics
 import time
@@ -30,17 +35,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sealedbench.kinds import Kind
 from sealedbench.stats import TARGET_RATIO
+from teeroute.sealing.batcher import DEFAULT_BATCH
 
 KIB = 1024
 BULK = 64 * KIB  # per-KiB costs are timed on 64 KiB, about a long answer
-RECEIPT_BYTES = 512  # about a signed receipt's canonical JSON
+RECEIPT_BYTES = 512  # about a receipt's canonical JSON
 BATCH = 10  # operations per timed sample
+ROOT_BATCH = DEFAULT_BATCH
+"""Receipts under one signed Merkle root (the agent's default batch)."""
 
 OPS = (
     "x25519_keygen",
     "x25519_exchange",
     "ed25519_sign",
     "ed25519_verify",
+    "hmac_sha256_receipt",
     "aes128gcm_per_kib",
     "sha256_per_kib",
 )
@@ -60,6 +69,7 @@ def _operations() -> dict[str, tuple[Callable[[], object], float]]:
         "x25519_exchange": (lambda: mine.exchange(peer), 1),
         "ed25519_sign": (lambda: signer.sign(message), 1),
         "ed25519_verify": (lambda: public.verify(signature, message), 1),
+        "hmac_sha256_receipt": (lambda: hmac.new(bulk[:32], message, "sha256").digest(), 1),
         "aes128gcm_per_kib": (lambda: aead.encrypt(nonce, bulk, None), per),
         "sha256_per_kib": (lambda: hashlib.sha256(bulk).digest(), per),
     }
@@ -82,18 +92,20 @@ def measure(samples: int) -> dict[str, float]:
 
 
 def floors(ops: dict[str, float], mode: str, answer_bytes: int) -> dict[str, dict[str, float]]:
-    """Per side (`gateway`, `agent`): the public-key floor and the per-byte floor, in µs per
-    request of `mode` whose answer is `answer_bytes` of plaintext."""
+    """Per side (`gateway`, `agent`): the public-key floor (a root's signature, shared by a
+    batch), the receipt tags and the per-byte floor, in µs per request of `mode` whose answer
+    is `answer_bytes` of plaintext."""
     kib = answer_bytes / KIB
     aead, sha = ops["aes128gcm_per_kib"] * kib, ops["sha256_per_kib"] * kib
-    if mode == "gateway":  # the gateway seals, opens every frame and checks the receipt
-        gateway = {
-            "public_key": ops["x25519_keygen"] + ops["x25519_exchange"] + ops["ed25519_verify"],
-            "per_byte": aead + sha,
-        }
-    else:  # frames pass unopened; the gateway hashes them and checks the receipt
-        gateway = {"public_key": ops["ed25519_verify"], "per_byte": sha}
-    agent = {"public_key": ops["x25519_exchange"] + ops["ed25519_sign"], "per_byte": aead + sha}
+    mac = ops["hmac_sha256_receipt"]
+    checks_root, signs_root = ops["ed25519_verify"] / ROOT_BATCH, ops["ed25519_sign"] / ROOT_BATCH
+    if mode == "gateway":  # the gateway opens every chunk of its session, checks its tag
+        gateway = {"public_key": checks_root, "mac": mac, "per_byte": aead + sha}
+        tags = 1
+    else:  # chunks pass unopened; the gateway hashes them and checks its tag
+        gateway = {"public_key": checks_root, "mac": mac, "per_byte": sha}
+        tags = 2  # the gateway's and the client's
+    agent = {"public_key": signs_root, "mac": tags * mac, "per_byte": aead + sha}
     return {"gateway": gateway, "agent": agent}
 
 
@@ -118,10 +130,11 @@ def _load_core_ms(row: dict[str, Any]) -> float | None:
 
 
 def _side(budget: float, floor: dict[str, float], added_ms: float | None) -> dict[str, Any]:
-    total = floor["public_key"] + floor["per_byte"]
+    total = floor["public_key"] + floor["mac"] + floor["per_byte"]
     return {
         "budget_us": round(budget, 1),
         "public_key_us": round(floor["public_key"], 1),
+        "mac_us": round(floor["mac"], 1),
         "per_byte_us": round(floor["per_byte"], 1),
         "floor_us": round(total, 1),
         "added_us": round(added_ms * 1000, 1) if added_ms is not None else None,

@@ -1,7 +1,9 @@
 """The load: wrk (one thread, pinned) with gatewaybench's script (status and body checks, one
 `WRK_SUMMARY` line) plus a `request()` hook that cycles through a pool of bodies read from a
-file, one per line. Every mode goes through the same hook (plain modes with a pool of one
-body), so the load generator does the same work per request whatever the mode. Each kind of
+file, one per line, hex-encoded (a sealed body is binary frames) and decoded once as the
+script starts, before any request is timed. Every mode goes through the same hook (plain
+modes with a pool of one body), so the load generator does the same work per request
+whatever the mode. Each kind of
 request (`kinds`) has two scenarios: moderate load (latency) and max load (throughput).
 
 `measure` is one wrk run with the CPU time the gateway, the agent and the engine each spent
@@ -29,7 +31,7 @@ from gatewaybench.procs import (
 
 from sealedbench.kinds import KINDS, Kind
 from sealedbench.modes import CHAT, Mode, expect
-from teeroute.sealing.envelope import SEALED_CONTENT_TYPE
+from teeroute.sealing.frames import CONTENT_TYPE
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,10 @@ SCENARIOS = scenarios(KINDS)
 _POOL_LUA = """
 -- appended by e2e/bench/sealedbench/load.py: each request takes the pool's next body
 local pool = {{}}
-for line in io.lines([==[{path}]==]) do pool[#pool + 1] = line end
+local function unhex(text)
+  return (text:gsub("%x%x", function(pair) return string.char(tonumber(pair, 16)) end))
+end
+for line in io.lines([==[{path}]==]) do pool[#pool + 1] = unhex(line) end
 local next_body = 0
 function request()
   next_body = next_body % #pool + 1
@@ -75,16 +80,17 @@ end
 
 
 def write_pool(path: Path, bodies: Sequence[bytes]) -> Path:
-    if not bodies or any(b"\n" in item for item in bodies):
-        raise BenchError("a pool needs at least one body and no newline in any")
-    path.write_bytes(b"\n".join(bodies) + b"\n")
+    """One body per line, hex-encoded (the script decodes them as it starts)."""
+    if not bodies or not all(bodies):
+        raise BenchError("a pool needs at least one body and no empty one")
+    path.write_bytes(b"".join(item.hex().encode() + b"\n" for item in bodies))
     return path
 
 
 def load_for(mode: Mode, scenario: Scenario, first_body: bytes, key: str, seconds: int) -> wrk.Load:
     headers = {"Authorization": f"Bearer {key}"}
     if mode.client_sealed:
-        headers["Content-Type"] = SEALED_CONTENT_TYPE
+        headers["Content-Type"] = CONTENT_TYPE
     return wrk.Load(
         path=CHAT,
         body=first_body.decode(),

@@ -4,8 +4,9 @@ Route (public model) each, and the gateway's file config that serves all three. 
     plain     Route `sealing: off`: gateway -> agent in clear -> engine (the baseline)
     gateway   Route `sealing: gateway`: the client sends a plain request, the gateway seals it
               to the enclave's attested key, opens the sealed answer and verifies the receipt
-    client    Route `sealing: required`: the client seals to the enclave's key; the gateway
-              forwards the body unopened, relays the frames and verifies the receipt
+    client    Route `sealing: required`: the client seals in its session with the enclave;
+              the gateway forwards the frame unopened, relays the chunks and checks the
+              receipt's gateway tag
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from teeroute.sealing.frames import MAGIC, WIRE_VERSION, FrameType
 
 UPSTREAM_MODEL = "sim-model"  # what the engine simulator serves
 POOL = "sim"
@@ -62,11 +65,15 @@ def sealed_meta(model: str, stream: bool, max_tokens: int) -> dict[str, Any]:
     return {"path": CHAT, "model": model, "stream": stream, "max_tokens": max_tokens}
 
 
+RECEIPT_HEADER = (MAGIC + bytes([WIRE_VERSION, FrameType.RECEIPT])).decode("latin-1")
+"""How a wire v2 RECEIPT frame begins (its length follows)."""
+
+
 def expect(mode: Mode, stream: bool) -> str:
-    """A substring every 200 answer must hold: a plain stream's end, a sealed answer's receipt
-    (its [DONE] is inside the ciphertext), a whole answer's usage."""
+    """A substring every 200 answer must hold: a plain stream's end, a sealed answer's
+    RECEIPT frame (its [DONE] is inside the ciphertext), a whole answer's usage."""
     if mode.client_sealed:
-        return "event: receipt"
+        return RECEIPT_HEADER
     return "[DONE]" if stream else '"usage"'
 
 

@@ -121,15 +121,16 @@ def setup_notes(settings: dict[str, Any]) -> list[str]:
         f"{settings['tokens_per_s']:g}`, one worker): each token its own write, as an "
         "engine's steps",
         "agent, gateway and the three modes as in sealed.md (one gateway, three Routes on the "
-        "attested agent: `sealing: off`, `gateway`, `required`); client-sealed requests are "
-        "sealed by their stream just before each is sent",
+        "attested agent: `sealing: off`, `gateway`, `required`); client-sealed requests go in "
+        "one client session with the enclave per run (wire v2, opened through the gateway "
+        "before the streams start), each sealed by its stream just before it is sent",
         "clients: in this harness (asyncio + httptools, one keep-alive connection per stream); "
         "each stream asks for answer after answer; the streams start staggered over one "
         "answer's length, the measured window opens once all are in flight, and every answer "
         "still in flight when it closes is finished and checked",
         "every answer is checked whole: its token events, its usage and (client-sealed) its "
-        "verified receipt must all count the tokens the engine's generator gives the prompt; "
-        "client-sealed frames are opened in order",
+        "receipt (tagged with the client session's key) must all count the tokens the "
+        "engine's generator gives the prompt; client-sealed chunks are opened in order",
         f"each run's window {settings['seconds']:g} s, {settings['rounds']} round(s) (modes in "
         "turn per stream count, the order reversed in odd rounds); tok/s is the median over "
         "the rounds, CPU per token over all of them; CPU seconds from /proc/<pid>/stat "

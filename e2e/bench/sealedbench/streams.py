@@ -5,9 +5,10 @@ streamed answer after another, counting its tokens as their events arrive.
 
 Every answer is checked whole: its token events, its usage and (client-sealed) its receipt
 must all say the number of tokens the engine generates for the request, and the stream must
-end (`[DONE]`; client-sealed: every frame opened in order, the final one, a receipt signed by
-the attested key over this request and these frames). A client-sealed request is sealed by
-its stream just before it is sent (the agent takes each sealed body once).
+end (`[DONE]`; client-sealed: every chunk opened in order, the final one, a receipt tagged
+with our session's key over this request and these chunks). Client-sealed requests go in one
+client session with the enclave (wire v2), opened through the gateway before the streams
+start; each stream seals its next request just before it is sent.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from gatewaybench.procs import BenchError, Service, busy_seconds_by_core, cpu_se
 from sealedbench.client import Enclave
 from sealedbench.modes import CHAT, Mode, sealed_meta
 from sealedbench.paced import MAX_TOKENS, Paced, body
-from teeroute.sealing import envelope, receipts
-from teeroute.sealing.envelope import FrameReader, ResponseOpener, SealedRequest
+from teeroute.client.answer import SealedReader
+from teeroute.client.session import sealed_meta as meta_bytes
+from teeroute.sealing import frames
 from teeroute.sealing.errors import SealingError
 
 MAX_EVENT = 64 * 1024  # a plaintext SSE event of the simulator is a few hundred bytes
@@ -147,47 +149,44 @@ class Target:
     expected: int  # tokens the engine generates for it
 
 
-def _request_bytes(target: Target) -> tuple[bytes, SealedRequest | None, ResponseOpener | None]:
+def _request_bytes(target: Target) -> tuple[bytes, _Sealed | None]:
+    """The request's bytes on the wire, and (client-sealed) what reads its answer."""
     content = body(target.mode.model, target.variant)
     kind = "application/json"
-    sealed = opener = None
+    sealed = None
     if target.mode.client_sealed:
+        enclave = target.enclave
+        session = enclave.session()
         meta = sealed_meta(target.mode.model, True, MAX_TOKENS)
-        sealed, opener = envelope.seal_request(target.enclave.hpke_public, meta, content)
-        content, kind = sealed.to_bytes(), envelope.SEALED_CONTENT_TYPE
+        raw_meta = meta_bytes(meta, enclave.hpke_key_sha256, int(time.time()))
+        content, exchange = session.seal_request(raw_meta, content, time.time())
+        reader = SealedReader(
+            exchange, session.receipt_key, enclave.verified, target.mode.model, 200
+        )
+        sealed, kind = _Sealed(reader), frames.CONTENT_TYPE
     head = (
         f"POST {CHAT} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
         f"Authorization: Bearer {target.key}\r\nContent-Type: {kind}\r\n"
         f"Content-Length: {len(content)}\r\n\r\n"
     )
-    return head.encode() + content, sealed, opener
+    return head.encode() + content, sealed
 
 
 class _Sealed:
-    """A client-sealed answer: frames opened in order into the token counter."""
+    """A client-sealed answer: chunks opened in order into the token counter, the receipt
+    checked at the end (the SDK's reader)."""
 
-    def __init__(self, opener: ResponseOpener, tokens: SseTokens) -> None:
-        self.reader, self.opener, self.tokens = FrameReader(), opener, tokens
-        self.receipt = b""
+    def __init__(self, reader: SealedReader) -> None:
+        self.reader = reader
+        self.tokens: SseTokens | None = None
 
     def feed(self, data: bytes) -> None:
-        for event in self.reader.feed(data):
-            if event.name == envelope.RECEIPT_EVENT:
-                self.receipt = event.data
-            else:
-                self.tokens.feed(self.opener.open(envelope.frame_ciphertext(event)))
+        for plain in self.reader.feed(data):
+            if self.tokens is not None:
+                self.tokens.feed(plain)
 
-    def receipt_tokens(self, sealed: SealedRequest, enclave: Enclave) -> int:
-        if not self.opener.finished:
-            raise StreamBroken("no final frame")
-        found = receipts.verify_receipt(
-            self.receipt,
-            signing_key_sha256=enclave.signing_key_sha256,
-            request_sha256=sealed.digest,
-            response_sha256=self.opener.digest.hexdigest(),
-            hpke_key_sha256=enclave.hpke_key_sha256,
-        )
-        return found.output_tokens
+    def receipt_tokens(self) -> int:
+        return self.reader.finish().output_tokens
 
 
 class Connection:
@@ -200,7 +199,7 @@ class Connection:
 
     async def answer(self) -> None:
         """One request and its whole answer, counted and checked into the tally."""
-        raw, sealed, opener = _request_bytes(self.target)
+        raw, unsealer = _request_bytes(self.target)
         sent, last = time.monotonic(), [0.0]
 
         def on_token(count: int) -> None:
@@ -215,13 +214,10 @@ class Connection:
             last[0] = now
 
         tokens = SseTokens(on_token)
-        unsealer = _Sealed(opener, tokens) if opener is not None else None
+        if unsealer is not None:
+            unsealer.tokens = tokens
         keep = await self._exchange(raw, unsealer.feed if unsealer else tokens.feed)
-        receipt = (
-            unsealer.receipt_tokens(sealed, self.target.enclave)
-            if unsealer is not None and sealed is not None
-            else None
-        )
+        receipt = unsealer.receipt_tokens() if unsealer is not None else None
         why = check(self.target.expected, tokens.tokens, tokens.usage, tokens.done, receipt)
         if why:
             raise StreamBroken(why)
@@ -294,6 +290,8 @@ async def run(
 ) -> dict[str, Any]:
     """One run: `streams` slots started staggered over one answer's length (so all are in
     flight when the window opens), the window, then every answer in flight finished."""
+    if target.mode.client_sealed:  # the run's session, opened before the streams start
+        target.enclave.session(fresh=True)
     length = settings.answer_s(target.expected)
     start = time.monotonic() + 0.2
     window = (start + length + 0.5, start + length + 0.5 + settings.seconds)

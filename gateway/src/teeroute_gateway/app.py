@@ -5,6 +5,8 @@
     GET  /v1/attestations?model=M                  public: current evidence of M's endpoints
     POST /v1/attestations {model, nonce}           API key: fresh evidence for the client's
                                                    own nonce (challenges.py; sealed mode)
+    POST /v1/sessions (a client HELLO frame)       API key: opens the client's own session
+                                                   with an enclave (client_sessions.py)
     POST /v1/gateway/attestation {nonce}           public: the gateway's own evidence, bound
                                                    to its TLS key (identity.py; tee not off)
     GET  /v1/generation?id=ID                      the key's own usage record of one request
@@ -31,7 +33,7 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from teeroute_gateway import challenges, identity, listings, reports
+from teeroute_gateway import challenges, client_sessions, identity, listings, reports
 from teeroute_gateway.asgi import (
     ClientGone,
     Receive,
@@ -74,6 +76,7 @@ class GatewayApp:
             ("GET", "/v1/attestations"): self._attestations,
             ("POST", "/v1/attestations"): self._challenge,
             ("POST", "/v1/gateway/attestation"): self._gateway_attestation,
+            ("POST", "/v1/sessions"): self._client_session,
             ("GET", "/v1/generation"): self._generation,
             ("GET", "/v1/miners"): self._miners,
             ("GET", "/v1/settlement"): self._settlement,
@@ -163,6 +166,9 @@ class GatewayApp:
         answer = await challenges.challenge(s.dispatcher, targets, nonce)
         await respond(send, 200, orjson.dumps({"model": name, **answer}))
 
+    async def _client_session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await client_sessions.open_client_session(self.services, scope, receive, send)
+
     async def _gateway_attestation(self, scope: Scope, receive: Receive, send: Send) -> None:
         me = identity.attested(self.gateway_identity)
         nonce = identity.parse_nonce(await read_body(scope, receive, identity.MAX_BODY))
@@ -177,7 +183,9 @@ class GatewayApp:
             raise NotFound(
                 "no such generation for this key", code="generation_not_found", param="id"
             )
-        await respond(send, 200, orjson.dumps({"data": _record(record)}))
+        found = _record(record)  # + the receipt's inclusion proof, once a signed root covers it
+        found["receipt_proof"] = _json_or_text(await s.ledger.receipt_proof(rid))
+        await respond(send, 200, orjson.dumps({"data": found}))
 
     async def _miners(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self.services

@@ -6,13 +6,15 @@ then the next candidate is tried, up to `max_attempts`. A non-streamed answer is
 inside the attempt, so even a miner dying mid-body is retried; a stream's attempt ends with
 its first body chunk, after which the client has seen the 200 and nothing is retried.
 Other statuses (4xx) are the client's problem: they end the attempts and are passed on,
-except where the gateway sealed the request itself and the enclave refused that envelope
-(421: its key changed; a stale or replayed `sealed_at`: its clock is off), which are the
-endpoint's failures.
+except where the gateway sealed the request itself and the enclave refused it (421: its key
+changed; a `session_*` or `sealed_*` refusal), which are the endpoint's failures.
 
-Every request carries `teeroute-gateway-auth`, signed by the gateway key (`gatewayKeyFile`)
+Sealed hops (wire v2) go in the gateway's session with the enclave (sessions.py, hop_v2.py):
+the first request to an admission opens it (a HELLO signed by the gateway key), and a 409
+`session_unknown` (the agent restarted) opens it again and sends the request once more. A
+plain request carries `teeroute-gateway-auth`, signed by the gateway key (`gatewayKeyFile`)
 for this method, path and body to the candidate's attested HPKE key: enclave agents answer
-no one else (teeroute.sealing.gateway_auth). An agent refusing it (401/403
+no one else (teeroute.sealing.gateway_auth). An agent refusing either (401/403
 `gateway_auth_*`: it pins another key, or its clock is off) is the endpoint's failure too.
 
 Every attempt is reported to the HealthBook (which may eject the endpoint) and counted.
@@ -21,15 +23,17 @@ Every attempt is reported to the HealthBook (which may eject the endpoint) and c
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from teeroute.sealing import envelope, gateway_auth
-from teeroute_gateway import gateway_key
+from teeroute.sealing import frames, gateway_auth
+from teeroute.sealing.errors import SealingError
+from teeroute_gateway import gateway_key, hop_v2, sessions
 from teeroute_gateway.catalog import Endpoint
+from teeroute_gateway.client_sealed import ClientRoutes
 from teeroute_gateway.errors import (
     GatewayError,
     UpstreamFailed,
@@ -39,7 +43,7 @@ from teeroute_gateway.errors import (
 from teeroute_gateway.health import EndpointHealth, HealthBook
 from teeroute_gateway.metrics import GatewayMetrics
 from teeroute_gateway.requests import CHAT, InferenceRequest, upstream_body
-from teeroute_gateway.sealed import SEALED_TYPE, Hop, hop_mode
+from teeroute_gateway.sealed import Hop, hop_mode
 from teeroute_gateway.selection import Candidate
 from teeroute_gateway.settings import GatewaySettings
 from teeroute_gateway.upstream import Origin, Response, UpstreamError, UpstreamPool
@@ -47,9 +51,9 @@ from teeroute_gateway.upstream import Origin, Response, UpstreamError, UpstreamP
 MAX_RESPONSE = 64 * 1024 * 1024
 ERROR_PEEK = 4096
 PATHS = {CHAT: b"/v1/chat/completions", "text_completion": b"/v1/completions"}
-SEALED_VERSION = envelope.VERSION.encode()
-CLOCK_REFUSALS = frozenset({"sealed_request_stale", "sealed_request_replayed"})
-"""The agent's refusals of a sealed request by its time (enclave-images/agent replay.py)."""
+SEALED_REFUSALS = ("session_", "sealed_", "unsupported_wire_version")
+"""The agent's refusals of a gateway-sealed request: the hop's failure (the gateway sealed
+it), never the client's."""
 
 
 @dataclass(slots=True)
@@ -70,6 +74,8 @@ class Attempt:
     """How the request went (sealed.py): its frames and receipt as they come back."""
     passthrough: bool = False
     """A client-sealed answer: relay `body` and `stream` as they are (unopened frames)."""
+    peeked: bytes | None = None
+    """A sealed hop's error body, already read (to see whether the session was gone)."""
 
 
 class _Failed(Exception):
@@ -92,7 +98,10 @@ class Dispatcher:
         self._origins: dict[str, Origin] = {}
         key_file = settings.gateway_key_file
         self.gateway_key = None if key_file is None else gateway_key.load(key_file)
-        """Signs each request to a miner; None: requests go unsigned (agents refuse them)."""
+        """Signs each plain request to a miner and each session HELLO; None: unsigned
+        (agents refuse them)."""
+        self.sessions = self._session_pool()
+        self.client_routes = ClientRoutes()
 
     async def attempt(
         self,
@@ -116,23 +125,12 @@ class Dispatcher:
         self, candidate: Candidate, request: InferenceRequest, max_tokens: int, request_id: str
     ) -> Attempt:
         endpoint = candidate.endpoint
-        hop, body, headers = outgoing(candidate, request, max_tokens)
-        headers += b"X-Request-Id: %s\r\n" % request_id.encode()
-        origin = self.origin(endpoint.url)
-        headers += self._authorization(origin, PATHS[request.kind], body, endpoint)
         entry = self.health.started(endpoint.key, endpoint.pool)
         sent = time.perf_counter()
         try:
-            response = await self.upstream.request(
-                origin,
-                b"POST",
-                PATHS[request.kind],
-                headers,
-                body,
-                self.settings.first_byte_timeout_s,
-            )
+            response, hop, peeked = await self._send(candidate, request, max_tokens, request_id)
             first = time.perf_counter()
-            found = Attempt(candidate, response, entry, sent, first, hop=hop)
+            found = Attempt(candidate, response, entry, sent, first, hop=hop, peeked=peeked)
             if response.status == 429 or response.status >= 500:
                 peek = await response.read(self.settings.idle_timeout_s, MAX_RESPONSE)
                 self._failed(
@@ -148,6 +146,77 @@ class Dispatcher:
             self._failed(entry, candidate, exc.kind)
             raise _Failed(_as_error(exc)) from None
         return found
+
+    async def _send(
+        self, candidate: Candidate, request: InferenceRequest, max_tokens: int, request_id: str
+    ) -> tuple[Response, Hop, bytes | None]:
+        endpoint = candidate.endpoint
+        mode = hop_mode(candidate.model.spec.sealing, request.sealed is not None, endpoint)
+        if mode is None:  # plan() leaves such candidates out
+            raise UpstreamError("sealed", "no attested key to seal to")
+        if mode != "plain":
+            return await self._send_sealed(mode, candidate, request, max_tokens, request_id)
+        hop, body, headers = outgoing(candidate, request, max_tokens)
+        headers += b"X-Request-Id: %s\r\n" % request_id.encode()
+        origin = self.origin(endpoint.url)
+        headers += self._authorization(origin, PATHS[request.kind], body, endpoint)
+        response = await self.upstream.request(
+            origin, b"POST", PATHS[request.kind], headers, body, self.settings.first_byte_timeout_s
+        )
+        return response, hop, None
+
+    async def _send_sealed(
+        self,
+        mode: str,
+        candidate: Candidate,
+        request: InferenceRequest,
+        max_tokens: int,
+        request_id: str,
+    ) -> tuple[Response, Hop, bytes | None]:
+        """A sealed attempt in the endpoint's session (hop_v2.py); one the enclave no longer
+        knows (409 session_unknown: it restarted) is opened again and the request sent once
+        more. The session authenticates the gateway: no per-request signature."""
+        origin = self.origin(candidate.endpoint.url)
+        headers = hop_v2.headers(request_id, candidate.backend.upstream_model, request.stream)
+        for again in (False, True):
+            pooled = await self.sessions.get(candidate.endpoint)
+            try:
+                hop, body = hop_v2.sealed_outgoing(
+                    pooled, mode, candidate, request, max_tokens, request_id
+                )
+            except SealingError as exc:
+                raise UpstreamError("sealed", f"the request could not be sealed: {exc}") from None
+            timeout = self.settings.first_byte_timeout_s
+            path = PATHS[request.kind]
+            response = await self.upstream.request(origin, b"POST", path, headers, body, timeout)
+            if response.status != 409 or again:
+                return response, hop, None
+            peeked = await response.read(self.settings.idle_timeout_s, sessions.MAX_ERROR)
+            if not sessions.Refusal.of(409, peeked).session_gone:
+                return response, hop, peeked
+            self.sessions.forget(pooled)
+        raise AssertionError("unreachable")
+
+    def _session_pool(self) -> sessions.SessionPool:
+        """The sessions with enclaves; HELLOs signed by the gateway key (none without one:
+        agents then refuse them, as they refuse unsigned requests)."""
+        key = self.gateway_key
+        public = key.public_key().public_bytes_raw() if key is not None else b""
+        handshake = sessions.handshake_over(
+            self.upstream, self.origin, self.settings.first_byte_timeout_s
+        )
+        return sessions.SessionPool(
+            handshake,
+            sessions.gateway_initiator(public),
+            key.sign if key is not None else None,
+            on_open=lambda endpoint: self.metrics.sessions.labels(endpoint.pool).inc(),
+        )
+
+    def post_frames(self, endpoint: Endpoint, path: bytes, body: bytes) -> Awaitable[bytes]:
+        """POSTs wire-v2 bytes to an endpoint (a client HELLO, a roots flush): its answer."""
+        return sessions.post_frames(
+            self.upstream, self.origin(endpoint.url), path, body, self.settings.first_byte_timeout_s
+        )
 
     def _authorization(self, origin: Origin, path: bytes, body: bytes, endpoint: Endpoint) -> bytes:
         """The `teeroute-gateway-auth` header line for this request to this endpoint's
@@ -181,16 +250,20 @@ class Dispatcher:
 
     async def _read_sealed(self, found: Attempt, request: InferenceRequest) -> None:
         response, hop = found.response, found.hop
-        if response.header(b"x-teeroute-sealed") != SEALED_VERSION:
+        kind = (response.header(b"content-type") or b"").decode("latin-1")
+        if not frames.looks_v2(kind):
             # the agent's own error, in clear (no content in it); a 200 must be sealed
             if response.status == 200:
                 raise UpstreamError("protocol", "the miner did not seal its answer", False)
-            found.body = await response.read(self.settings.idle_timeout_s, MAX_RESPONSE)
+            peeked = found.peeked
+            if peeked is None:
+                peeked = await response.read(self.settings.idle_timeout_s, MAX_RESPONSE)
+            found.body = peeked
             if response.status == 421:  # sealed to a key the enclave no longer holds
                 raise UpstreamError("sealed", "the enclave's key changed", False)
-            refusal = _error_type(found.body) if hop.mode == "gateway" else None
-            if refusal in CLOCK_REFUSALS:
-                # our own envelope, sealed just now: the enclave's clock is off, not the client
+            refusal = sessions.Refusal.of(response.status, found.body)
+            if hop.mode == "gateway" and refusal.type.startswith(SEALED_REFUSALS):
+                # our own request, sealed just now: the hop failed, not the client
                 message = f"the enclave refused the gateway's sealed request ({refusal})"
                 raise UpstreamError("sealed", message, False)
             return
@@ -237,32 +310,11 @@ class Dispatcher:
 def outgoing(
     candidate: Candidate, request: InferenceRequest, max_tokens: int
 ) -> tuple[Hop, bytes, bytes]:
-    """The hop, body and headers for sending `request` to this candidate."""
-    mode = hop_mode(candidate.model.spec.sealing, request.sealed is not None, candidate.endpoint)
-    upstream_model = candidate.backend.upstream_model.encode()
-    sealed_headers = b"Content-Type: %s\r\nX-Teeroute-Upstream-Model: %s\r\n" % (
-        SEALED_TYPE,
-        upstream_model,
-    )
-    if mode == "client" and request.sealed is not None:
-        hop = Hop("client", request.sealed, request_bytes=len(request.sealed.ciphertext))
-        return hop, request.raw, sealed_headers
+    """The hop, body and headers for sending `request` to this candidate in plain (sealed
+    hops: hop_v2.sealed_outgoing)."""
     body = upstream_body(request, candidate.backend.upstream_model, max_tokens)
     accept = b"Accept: text/event-stream\r\n" if request.stream else b""
-    if mode == "plain":
-        return Hop("plain"), body, b"Content-Type: application/json\r\n" + accept
-    public = candidate.endpoint.hpke_public
-    if mode is None or public is None:  # plan() leaves such candidates out
-        raise UpstreamError("sealed", "no attested key to seal to")
-    meta = {
-        "path": PATHS[request.kind].decode(),
-        "model": candidate.model.name,
-        "stream": request.stream,
-        "max_tokens": max_tokens * request.choices,  # the whole bound held for
-    }
-    sealed, opener = envelope.seal_request(public, meta, body)
-    hop = Hop("gateway", sealed, opener, request_bytes=len(body))
-    return hop, sealed.to_bytes(), sealed_headers + accept
+    return Hop("plain"), body, b"Content-Type: application/json\r\n" + accept
 
 
 def _object(body: bytes) -> dict[str, Any] | None:

@@ -6,6 +6,8 @@
     ├── PaymentRequired       402 insufficient_quota      credit or budget too small
     ├── Forbidden             403 permission_error        admin endpoints
     ├── NotFound              404 not_found_error         unknown model or path, no provider matches
+    ├── UnsupportedWireVersion  400 unsupported_wire_version  a v1 sealed body
+    ├── SessionUnknown        409 session_unknown         a client session unknown here
     ├── MethodNotAllowed      405 invalid_request_error
     ├── PayloadTooLarge       413 invalid_request_error   body over the limit
     ├── RateLimited           429 rate_limit_error        rpm/tpm of the key on this route
@@ -58,6 +60,16 @@ class GatewayError(Exception):
 class BadRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
+
+
+class UnsupportedWireVersion(GatewayError):
+    status = 400
+    type = "unsupported_wire_version"
+
+
+class SessionUnknown(GatewayError):
+    status = 409
+    type = "session_unknown"
 
 
 class Unauthorized(GatewayError):

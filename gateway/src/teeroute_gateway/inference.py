@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from teeroute.sealing import envelope
+from teeroute.sealing import frames
 from teeroute_gateway import tracing
 from teeroute_gateway.asgi import (
     JSON,
@@ -40,6 +40,7 @@ from teeroute_gateway.asgi import (
 )
 from teeroute_gateway.billing import Bill, Counted, Counts, Held, bill
 from teeroute_gateway.catalog import Catalog, PublicModel
+from teeroute_gateway.client_sealed import parse_client_frame, refuse_v1
 from teeroute_gateway.dispatch import Attempt
 from teeroute_gateway.errors import (
     BadRequest,
@@ -69,7 +70,7 @@ from teeroute_gateway.metering import (
     reported_usage,
 )
 from teeroute_gateway.requests import InferenceRequest, parse_request, parse_sealed
-from teeroute_gateway.sealed import NO_RECEIPT, Judgement, Observed, hop_mode, judge
+from teeroute_gateway.sealed import NO_RECEIPT, SEALED_TYPE, Judgement, Observed, hop_mode, judge
 from teeroute_gateway.selection import Candidate, Context, plan
 from teeroute_gateway.services import Services
 from teeroute_gateway.streaming import StreamRelay, error_event, usage_body
@@ -156,8 +157,12 @@ class InferenceHandler:
     ) -> tuple[Account, InferenceRequest, list[PublicModel], list[Candidate], Reserved]:
         account = await self.s.keys.account(bearer(scope))
         raw = await read_body(scope, receive, self.s.settings.max_body_bytes)
-        if envelope.looks_sealed((header(scope, b"content-type") or b"").decode("latin-1")):
-            request = parse_sealed(raw, kind)
+        content_type = (header(scope, b"content-type") or b"").decode("latin-1")
+        if frames.looks_v2(content_type):
+            routes = self.s.dispatcher.client_routes
+            request = parse_sealed(parse_client_frame(raw, routes, time.time()), kind)
+        elif frames.looks_v1(content_type):
+            raise refuse_v1()
         else:
             session = header(scope, b"x-session-id")
             request = parse_request(raw, kind, session.decode("latin-1") if session else None)
@@ -385,7 +390,7 @@ class InferenceHandler:
         """A client-sealed answer: frames and receipt relayed unopened, billed by the receipt
         (by the frames relayed when none came)."""
         result.status = attempt.response.status
-        headers = [SSE, (b"cache-control", b"no-cache"), (b"x-teeroute-sealed", b"v1")]
+        headers = [(b"content-type", SEALED_TYPE), (b"cache-control", b"no-cache")]
         await send(
             {
                 "type": "http.response.start",

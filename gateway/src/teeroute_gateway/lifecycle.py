@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from teeroute_gateway import declared_keys
+from teeroute_gateway import declared_keys, root_keeper
 from teeroute_gateway.asgi import Receive, Send
 from teeroute_gateway.auth import KeyCache
 from teeroute_gateway.dispatch import Dispatcher
@@ -88,16 +88,18 @@ class Lifecycle:
         metrics = GatewayMetrics()
         health = HealthBook()
         self._upstream = UpstreamPool(connect_timeout_s=settings.connect_timeout_s)
+        dispatcher = Dispatcher(self._upstream, health, metrics, settings)
         services = Services(
             settings=settings,
             ledger=ledger,
             limiter=limiter,
             keys=KeyCache(ledger, settings.admin_key_sha256),
             health=health,
-            dispatcher=Dispatcher(self._upstream, health, metrics, settings),
+            dispatcher=dispatcher,
             metrics=metrics,
             tracer=make_tracer(settings.tracing, settings.trace_sample_ratio, self.span_exporter),
         )
+        roots = _root_keeper(services)
         metrics.registry.register(
             PoolHealthCollector(health, lambda: _admitted(services), time.monotonic)
         )
@@ -107,7 +109,11 @@ class Lifecycle:
         else:
             source = self._kube_source(settings, services)
         self.services = services
-        self._tasks = [asyncio.create_task(source.run()), asyncio.create_task(_reap(services))]
+        self._tasks = [
+            asyncio.create_task(source.run()),
+            asyncio.create_task(_reap(services)),
+            asyncio.create_task(roots.run()),
+        ]
 
     def _kube_source(self, settings: GatewaySettings, services: Services) -> Any:
         from teeroute.kube import Kube
@@ -141,6 +147,22 @@ class Lifecycle:
             self._upstream.close()
         if self._kube is not None:
             await self._kube.aclose()
+
+
+def _root_keeper(services: Services) -> root_keeper.RootKeeper:
+    """Signed roots for the sealed sessions' receipts: proofs stored, the late flagged."""
+    settings, dispatcher = services.settings, services.dispatcher
+    dispatcher.sessions.root_interval_s = settings.receipt_root_interval_s
+    keeper = root_keeper.RootKeeper(
+        services.ledger,
+        dispatcher.sessions,
+        dispatcher.post_frames,
+        settings.receipt_root_grace_s,
+        every_s=min(settings.receipt_root_interval_s, settings.receipt_root_grace_s) / 2,
+    )
+    dispatcher.sessions.sink = keeper.store
+    keeper.unrooted = services.metrics.unrooted.inc
+    return keeper
 
 
 def _admitted(services: Services) -> dict[str, int]:

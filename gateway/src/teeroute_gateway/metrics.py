@@ -75,6 +75,18 @@ class GatewayMetrics:
             ["pool", "status"],
             registry=r,
         )
+        self.sessions = Counter(
+            "teeroute_gateway_sealed_sessions_opened_total",
+            "Sessions the gateway opened with enclaves (one handshake each; sealed requests "
+            "then travel in them until the lease ends).",
+            ["pool"],
+            registry=r,
+        )
+        self.unrooted = Counter(
+            "teeroute_gateway_receipts_unrooted_total",
+            "Receipts no signed Merkle root covered in time (flagged in the ledger).",
+            registry=r,
+        )
         self.rejections = Counter(
             "teeroute_gateway_rejections_total",
             "Requests refused before dispatch, by reason "

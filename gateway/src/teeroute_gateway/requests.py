@@ -23,8 +23,7 @@ from typing import Any, TypeVar
 import orjson
 
 from teeroute.sealing import bounds
-from teeroute.sealing.envelope import SealedRequest
-from teeroute.sealing.errors import SealingError
+from teeroute_gateway.client_sealed import ClientSealed
 from teeroute_gateway.errors import BadRequest
 from teeroute_gateway.provider import ProviderPrefs, parse_provider
 
@@ -51,7 +50,7 @@ class InferenceRequest:
     session_id: str | None
     input_estimate: int
     """Input tokens, estimated from the body size before the miner counts them."""
-    sealed: SealedRequest | None = None
+    sealed: ClientSealed | None = None
     """A client-sealed request: routed by its metadata, forwarded as `raw`, never opened."""
     raw: bytes = b""
     choices: int = 1
@@ -92,20 +91,12 @@ def parse_request(raw: bytes, kind: str, session_header: str | None) -> Inferenc
     )
 
 
-def parse_sealed(raw: bytes, kind: str) -> InferenceRequest:
-    """A client-sealed request (docs/sealed-mode.md): only its authenticated metadata is
-    read; the body stays sealed to the enclave the client chose."""
-    try:
-        sealed = SealedRequest.parse(raw)
-    except SealingError as exc:
-        raise BadRequest(
-            f"the sealed request is malformed: {exc}",
-            code="sealed_envelope_invalid",
-            param=exc.check,
-        ) from None
+def parse_sealed(sealed: ClientSealed, kind: str) -> InferenceRequest:
+    """A client-sealed request (docs/sealed-mode.md, client_sealed.py): only its
+    authenticated metadata is read; the body stays sealed to the enclave the client chose."""
     meta = sealed.meta
     path = PATHS[kind]
-    if meta.get("path") != path:
+    if meta.get("path", path) != path:
         raise BadRequest(f"the sealed request is for another path than {path}", param="meta.path")
     model = meta.get("model")
     if not isinstance(model, str) or not model:
@@ -121,9 +112,9 @@ def parse_sealed(raw: bytes, kind: str) -> InferenceRequest:
         max_tokens=_sealed_bound(meta.get("max_tokens")),
         prefs=parse_provider(None),
         session_id=None,
-        input_estimate=estimate_input_tokens(len(sealed.ciphertext)),
+        input_estimate=estimate_input_tokens(sealed.ciphertext_bytes),
         sealed=sealed,
-        raw=raw,
+        raw=sealed.raw,
     )
 
 

@@ -1,20 +1,25 @@
-"""Sealed mode at the gateway (docs/sealed-mode.md): the hop to the miner and the receipt.
+"""Sealed mode at the gateway (docs/sealed-mode.md, wire v2): the hop to the miner and the
+receipt.
 
 Every request reaches a miner in one of three ways, chosen per candidate by `hop_mode`:
 
-    client    the client sealed the body to one enclave's key: forwarded unchanged, the
-              answer's frames passed back unopened (the gateway never sees the prompt)
-    gateway   a plain request under a Route with `sealing: gateway`: the gateway seals it to
-              the chosen enclave's attested key and opens the answer, so the miner's host
-              sees only ciphertext
+    client    the client sealed the body to one enclave (a REQUEST of its own session with
+              that enclave, or a ONESHOT): wrapped in a REQUEST of the gateway's session,
+              the answer's CHUNK frames passed back unopened (the gateway never sees the
+              prompt), only counted and hashed
+    gateway   a plain request under a Route with `sealing: gateway`: sealed in the
+              gateway's session with the chosen enclave, the answer's CHUNKs opened, so
+              the miner's host sees only ciphertext
     plain     `sealing: off`, or an unattested endpoint allowed by config: as it is
 
 An attested endpoint without a usable HPKE key is never sent a plain prompt: under
-`gateway` or `required` it is not a candidate. Sealed answers end with a usage receipt;
-`judge` decides whether it is valid (signed by the attested key, for this request and these
-frames) and plausible (against what the gateway can count). Missing, invalid or implausible
-receipts are flagged; billing.py decides what a request is billed given the verdict (the
-receipt's counts only when valid; the gateway's own counts, or nothing, otherwise).
+`gateway` or `required` it is not a candidate. Sealed answers end with a RECEIPT frame
+(tagged with the session's receipt key) and, when a batch is due, ROOT frames (the enclave's
+signed Merkle root over its receipts). `Hop` reads them as they come: the receipt's tag is
+checked and the receipt noted in the session's RootTracker at once (so a root arriving on
+another request's answer finds it), roots become inclusion proofs to store. `judge` decides
+whether the receipt is valid (this session's tag, for this request and these frames) and
+plausible (against what the gateway can count); billing.py decides the bill given the verdict.
 """
 
 from __future__ import annotations
@@ -22,27 +27,31 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from teeroute.sealing import envelope, receipts
-from teeroute.sealing.envelope import (
-    FrameReader,
-    ResponseDigest,
-    ResponseOpener,
-    SealedRequest,
-)
+from teeroute.sealing import frames, receipt_mac
 from teeroute.sealing.errors import SealingError
-from teeroute.sealing.receipts import Receipt
+from teeroute.sealing.frames import HEADER_LEN, Frame, FrameDecoder, FrameType
+from teeroute.sealing.receipt_mac import ReceiptV2
+from teeroute.sealing.session import Exchange
 from teeroute_gateway.catalog import UNATTESTED, Endpoint
+from teeroute_gateway.sessions import Pooled
 from teeroute_gateway.upstream import UpstreamError
+
+log = logging.getLogger(__name__)
 
 HopMode = Literal["client", "gateway", "plain"]
 ReceiptStatus = Literal["", "valid", "missing", "invalid", "implausible"]
-SEALED_TYPE = envelope.SEALED_CONTENT_TYPE.encode()
-MAX_RECEIPT = 8192
+SEALED_TYPE = frames.CONTENT_TYPE.encode()
+MAX_ROOTS = 16
+"""ROOT frames one answer may carry (a batch is due at most once per receipt)."""
+CHUNK_OVERHEAD = 16 + 4 + 8 + 1 + 16
+"""A CHUNK payload's bytes beyond its plaintext: session id, epoch, counter, flags, tag."""
+_CHUNK = FrameType.CHUNK
 TEMPLATE_TOKENS = 1024
 """Input tokens a chat template may add beyond one per byte of the sealed body."""
 
@@ -76,55 +85,124 @@ class Hop:
     """One attempt's sealed hop: what was sent and what has come back so far."""
 
     mode: HopMode
-    sealed: SealedRequest | None = None
-    opener: ResponseOpener | None = None
-    """Gateway mode: opens the frames (the gateway holds the request's HPKE context)."""
-    reader: FrameReader = field(default_factory=FrameReader)
-    digest: ResponseDigest = field(default_factory=ResponseDigest)
-    receipt: bytes | None = None
+    pooled: Pooled | None = None
+    """The gateway's session with the enclave (sealed modes)."""
+    exchange: Exchange | None = None
+    """This request's answer in that session: opens (gateway) or hashes (client) CHUNKs."""
+    request_id: str = ""
+    request_sha256: str = ""
+    """What the receipt must name as the request (the innermost REQUEST's digest)."""
+    request_bytes: int = 0
+    """The sealed body's plaintext size (gateway mode) or the client frame's size."""
+    decoder: FrameDecoder = field(default_factory=FrameDecoder)
+    receipt: ReceiptV2 | None = None
+    receipt_check: str = ""
+    """Why the receipt that came could not be taken (its frame or tag), if it could not."""
+    got_receipt: bool = False
+    roots: int = 0
+    """ROOT frames that came with this answer (their proofs go to the session's sink)."""
     frames: int = 0
     frame_bytes: int = 0
-    request_bytes: int = 0
-    """The sealed body's plaintext size (gateway mode) or ciphertext size (client mode)."""
     final: bool = False
     broken: str = ""
     """Why the frames could not be read (then the receipt cannot be trusted either)."""
-
-    def inspect(self, raw: bytes) -> None:
-        """Client mode: note frames and the receipt in bytes passed on unchanged."""
-        if self.broken:
-            return
-        try:
-            for event in self.reader.feed(raw):
-                if event.name == envelope.RECEIPT_EVENT:
-                    self._take_receipt(event.data)
-                else:
-                    ciphertext = envelope.frame_ciphertext(event)
-                    self.digest.add(ciphertext)
-                    self._count(ciphertext)
-        except SealingError as exc:
-            self.broken = exc.check
+    relay_end: int = -1
+    """Client mode: where the bytes for the client end (after the RECEIPT); -1: not yet."""
+    fed: int = 0
+    done: int = 0
+    """Client mode: bytes fed to the decoder / bytes of the whole frames read so far."""
 
     def open(self, raw: bytes) -> bytes:
         """Gateway mode: the plaintext in `raw` (raises SealingError on any tampering)."""
-        if self.opener is None:
-            raise SealingError("frame.open", "no sealed request was sent")
+        exchange = self.exchange
+        if exchange is None:
+            raise SealingError("session.open", "no sealed request was sent")
         out = []
-        for event in self.reader.feed(raw):
-            if event.name == envelope.RECEIPT_EVENT:
-                self._take_receipt(event.data)
-                continue
-            ciphertext = envelope.frame_ciphertext(event)
-            self._count(ciphertext)
-            out.append(self.opener.open(ciphertext))
-            self.final = self.opener.finished
-        return b"".join(out)
+        for frame in self.decoder.feed(raw):  # per token: no per-chunk work beyond the AEAD
+            if frame.type is _CHUNK:
+                out.append(exchange.open(frame.payload))
+            else:
+                self.final = exchange.finished
+                self._trailer(frame)
+        self.final = exchange.finished
+        self.frames += len(out)
+        plain = out[0] if len(out) == 1 else b"".join(out)
+        self.frame_bytes += len(plain)
+        return plain
+
+    def inspect(self, raw: bytes) -> bytes:
+        """Client mode: the bytes of `raw` to pass on unchanged (the CHUNKs and the RECEIPT;
+        the gateway session's ROOT frames after it are the gateway's), noting them."""
+        if self.broken:
+            return b"" if self.relay_end >= 0 else raw
+        start = self.fed
+        try:
+            for frame in self._frames(raw):
+                self.done += HEADER_LEN + len(frame.payload)
+                if frame.type == FrameType.CHUNK:
+                    self._observe(frame.payload)
+                else:
+                    self._trailer(frame)
+                    if frame.type == FrameType.RECEIPT:
+                        self.relay_end = self.done
+        except SealingError as exc:
+            self.broken = exc.check
+        if self.relay_end < 0:
+            return raw
+        return raw[: max(0, self.relay_end - start)]
+
+    def _frames(self, raw: bytes) -> list[Frame]:
+        self.fed += len(raw)
+        return self.decoder.feed(raw)
+
+    def _observe(self, payload: bytes) -> None:
+        if self.got_receipt or self.exchange is None:
+            raise SealingError("frame.order", "a chunk after the receipt")
+        self.exchange.observe(payload)
+        self.frames += 1
+        self.frame_bytes += max(0, len(payload) - CHUNK_OVERHEAD)
+        self.final = self.exchange.finished
+
+    def _trailer(self, frame: Frame) -> None:
+        """A RECEIPT (one, after the final chunk) or ROOT (after the receipt) frame."""
+        if frame.type == FrameType.RECEIPT and not self.got_receipt and self.final:
+            self.got_receipt = True
+            self._take_receipt(frame.payload)
+        elif frame.type == FrameType.ROOT and self.got_receipt and self.roots < MAX_ROOTS:
+            self.roots += 1
+            self._take_root(frame.payload)
+        else:
+            raise SealingError("frame.order", f"an unexpected {frame.type.name} frame")
+
+    def _take_receipt(self, payload: bytes) -> None:
+        """Checks the tag at once and notes the receipt in its session's RootTracker (a
+        root that came on another answer may cover it already)."""
+        pooled = self._session()
+        try:
+            receipt, tags = receipt_mac.parse_receipt(payload)
+            self.receipt = receipt
+            key = pooled.session.receipt_key
+            receipt_mac.check_tag(receipt, tags, receipt_mac.GATEWAY_TAG, key)
+            pooled.proven(pooled.tracker.note(receipt, self.request_id, time.time()))
+        except SealingError as exc:
+            self.receipt_check = exc.check
+
+    def _take_root(self, payload: bytes) -> None:
+        pooled = self._session()
+        try:
+            pooled.proven(pooled.tracker.on_root(payload, pooled.endpoint.signing_key_sha256))
+        except SealingError as exc:  # the answer stands; its receipts wait for a good root
+            log.warning("a signed root from %s was refused: %s", pooled.endpoint.key, exc.check)
+
+    def _session(self) -> Pooled:
+        if self.pooled is None:
+            raise SealingError("session.open", "no session on this hop")
+        return self.pooled
 
     def open_all(self, raw: bytes) -> bytes:
         """Gateway mode, a whole answer: its plaintext, which must end with the final frame."""
         plain = self._opening(raw)
-        if not self.final:
-            raise UpstreamError("sealed", "the sealed answer was cut short", False)
+        self._ended()
         return plain
 
     async def opened(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -134,14 +212,16 @@ class Hop:
             plain = self._opening(raw)
             if plain:
                 yield plain
-        if not self.final:
-            raise UpstreamError("sealed", "the sealed answer was cut short", False)
+        self._ended()
 
     async def inspected(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Client mode: the bytes unchanged, noted on the way."""
+        """Client mode: the bytes unchanged (up to the receipt), noted on the way."""
         async for raw in chunks:
-            self.inspect(raw)
-            yield raw
+            out = self.inspect(raw)
+            if out:
+                yield out
+        if not self.broken and self.decoder.pending:
+            self.broken = "frame.truncated"
 
     def _opening(self, raw: bytes) -> bytes:
         try:
@@ -149,18 +229,13 @@ class Hop:
         except SealingError as exc:
             raise UpstreamError("sealed", f"the sealed answer failed {exc.check}", False) from None
 
+    def _ended(self) -> None:
+        if not self.final or self.decoder.pending:
+            raise UpstreamError("sealed", "the sealed answer was cut short", False)
+
     @property
     def response_sha256(self) -> str:
-        return (self.opener.digest if self.opener else self.digest).hexdigest()
-
-    def _count(self, ciphertext: bytes) -> None:
-        self.frames += 1
-        self.frame_bytes += max(0, len(ciphertext) - 16)
-
-    def _take_receipt(self, data: bytes) -> None:
-        if self.receipt is not None:
-            raise SealingError("receipt.format", "more than one receipt")
-        self.receipt = data[:MAX_RECEIPT]
+        return self.exchange.response_sha256 if self.exchange else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +252,9 @@ class Observed:
 @dataclass(frozen=True, slots=True)
 class Judgement:
     status: ReceiptStatus
-    receipt: Receipt | None = None
+    receipt: ReceiptV2 | None = None
     text: str | None = None
-    """What to store with the record: the receipt as received (bounded), if any."""
+    """What to store with the record: the receipt's canonical body, if it could be read."""
     check: str = ""
 
 
@@ -189,39 +264,39 @@ NO_RECEIPT = Judgement("")
 def judge(hop: Hop, endpoint: Endpoint, request_id: str, observed: Observed) -> Judgement:
     if hop.mode == "plain":
         return Judgement("")
-    raw = hop.receipt
-    if raw is None:
-        return Judgement("missing", check="receipt.present")
-    text = _storable(raw)
-    if hop.broken:
-        return Judgement("invalid", text=text, check=hop.broken)
-    try:
-        receipt = receipts.verify_receipt(
-            raw,
-            signing_key_sha256=endpoint.signing_key_sha256,
-            request_id=request_id,
-            request_sha256=hop.sealed.digest if hop.sealed else None,
-            response_sha256=hop.response_sha256,
-            hpke_key_sha256=endpoint.hpke_key_sha256,
-        )
-    except SealingError as exc:
-        return Judgement("invalid", text=text, check=exc.check)
+    receipt = hop.receipt
+    if not hop.got_receipt:
+        return Judgement("missing", check=hop.broken or "receipt.present")
+    if receipt is None:
+        return Judgement("invalid", check=hop.receipt_check)
+    text = receipt.text
+    problem = hop.broken or hop.receipt_check or _mismatch(hop, endpoint, receipt, request_id)
+    if problem:
+        return Judgement("invalid", receipt, text, problem)
     problem = implausible(receipt, observed)
     if problem:
-        return Judgement("implausible", receipt, receipt.text(), problem)
-    return Judgement("valid", receipt, receipt.text())
+        return Judgement("implausible", receipt, text, problem)
+    return Judgement("valid", receipt, text)
 
 
-def _storable(raw: bytes) -> str | None:
-    """A receipt that failed, kept for the dispute if it is JSON at all (canonical, so
-    the ledger gets valid text); unreadable bytes are not stored."""
+def _mismatch(hop: Hop, endpoint: Endpoint, receipt: ReceiptV2, request_id: str) -> str:
+    """The first check of the receipt against what the gateway sent and saw ("" if none)."""
     try:
-        return envelope.canonical(json.loads(raw)).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
+        receipt_mac.verify_receipt_v2(
+            receipt,
+            session_id=hop.pooled.session.id if hop.pooled else None,
+            request_id=request_id,
+            request_sha256=hop.request_sha256 or None,
+            response_sha256=hop.response_sha256,
+            hpke_key_sha256=endpoint.hpke_key_sha256,
+            signing_key_sha256=endpoint.signing_key_sha256,
+        )
+    except SealingError as exc:
+        return exc.check
+    return ""
 
 
-def implausible(receipt: Receipt, observed: Observed) -> str:
+def implausible(receipt: ReceiptV2, observed: Observed) -> str:
     """Names the first count the receipt claims that the gateway's own view rules out."""
     if observed.input_tokens is not None and receipt.input_tokens != observed.input_tokens:
         return "receipt.input_tokens"

@@ -7,6 +7,7 @@ take `services.catalog` once per request and never see a half-built one.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,10 @@ class Services:
         catalog = build_catalog(inventory)
         self.catalog = catalog
         self.health.forget_except({e.key for p in catalog.pools.values() for e in p.endpoints})
+        # sessions with endpoints no longer listed (or whose lease ended) are dropped
+        self.dispatcher.sessions.prune(
+            [e for p in catalog.pools.values() for e in p.endpoints], time.time()
+        )
         if not self.ready:
             log.info(
                 "catalog ready: %d models, %d endpoints",

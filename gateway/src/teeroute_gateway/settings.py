@@ -108,6 +108,16 @@ class GatewaySettings(BaseModel):
     idle_timeout_s: float = Field(default=60.0, gt=0)
     """Longest pause between two pieces of a response."""
 
+    receipt_root_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    """Sealed mode: how long a receipt may wait for the enclave's signed Merkle root before
+    the gateway asks the agent for it (POST /v1/sessions/roots). Match the agents'
+    TEEROUTE_AGENT_ROOT_INTERVAL_S (S, default 10)."""
+
+    receipt_root_grace_s: float = Field(default=30.0, gt=0, le=3600)
+    """Sealed mode: a receipt no signed root covers this many seconds after
+    `receiptRootIntervalS` is flagged (receipt_status `unrooted`): it cannot be proven to
+    a third party."""
+
     admin_key_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
         default_factory=list
     )

@@ -90,6 +90,8 @@ def main() -> int:
             settings.agent_gateway_auth_window_s,
             allow_any=settings.agent_allow_any_caller,
         ),
+        root_receipts=settings.agent_root_receipts,
+        root_interval_s=settings.agent_root_interval_s,
     )
     plain = "refused" if settings.agent_require_sealed else "allowed"
     release = (

@@ -1,4 +1,9 @@
-"""Sealed requests are opened only when fresh, and only once (docs/sealed-mode.md, section 1).
+"""Sealed messages are opened only when fresh, and only once (docs/sealed-mode.md, section 1).
+
+Wire v2 uses this guard for HELLOs and ONESHOTs (`sealed.remember_hello`: `created_at` plays
+the part of `meta.sealed_at`, the HELLO's `enc` is remembered), and gateway_auth.py for the
+nonces of plain requests; requests inside a session are taken once by its replay window.
+What follows is the rule as v1 sealed requests had it.
 
 Every sealed inference request carries `meta.sealed_at`, whole seconds since the epoch, which
 is authenticated as associated data. The agent takes a request only if that time is within

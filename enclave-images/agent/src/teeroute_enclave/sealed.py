@@ -1,76 +1,118 @@
-"""Sealed requests through the agent (docs/sealed-mode.md, sections 1 to 4).
+"""Sealed requests through the agent, wire v2 (docs/sealed-mode.md).
 
-    open_sealed(keys, raw, path, ...)      -> Opened: the engine's request and the sealer
-    sealed_body(answer, opened, keys)      -> the sealed response body, piece by piece
-    open_release(keys, raw)                -> a `/v1/secrets` release, signature checked
+    Sealing(keys, gateways, clients, guard, callers, ...)   what sealed traffic needs
+    open_gateway_request(sealing, raw, path, now)            a gateway session's REQUEST, opened
+    open_inference(sealing, raw, path, ...)                  -> Opened: the engine's request,
+                                                             the Reply its answer is sealed in
+    open_release(keys, raw)                                  a `/v1/secrets` release (v1 envelope)
 
-A sealed request is opened with the enclave's HPKE key and forwarded in clear to the engine
-(on loopback, inside the enclave) with two changes: `"model"` becomes the gateway's
-`X-Teeroute-Upstream-Model` when present (the gateway cannot rewrite a sealed body), and a
-stream gets `stream_options.include_usage = true`, so the engine reports usage for the receipt.
-Also the output bound (teeroute.sealing.bounds): `meta.max_tokens` is what the gateway
-reserved credit for, and the client authenticated it, so it is required, and the engine is
-asked for at most that many tokens in all: the per-choice limit becomes meta.max_tokens divided
-by the completions the body asks for (n, best_of, a batch of prompts), in every limit field.
-A body asking for more completions than meta.max_tokens covers (or without meta.max_tokens)
-is refused, 400 `sealed_envelope_invalid` naming `meta.max_tokens`.
+Every sealed body is one frame (`teeroute.sealing.frames`). Inference comes as a REQUEST of a
+gateway session (opened by POST /v1/sessions, `handshake.py`); its authenticated meta says
+what is inside (`inner`): "none", the plain OpenAI request (the gateway sealed the hop);
+"client", a REQUEST frame of a client session the agent holds; "oneshot", a client ONESHOT
+frame (its own HELLO inside). The answer is sealed under the innermost session (`answer.py`).
 
-The answer: each piece the engine sends becomes one frame, sealed and passed on at once (a
-stream holds back only an unfinished SSE event, until the read that completes it); then one
-final frame (empty) and the signed receipt. If the engine breaks off, an OpenAI-style SSE error
-event is sealed as the last frame before the final one, the receipt says `complete: false`,
-and the client still sees an authenticated end.
+The engine's request is the opened body with two changes: `"model"` becomes the gateway's
+`X-Teeroute-Upstream-Model` when present (the gateway cannot rewrite a client-sealed body),
+and a stream gets `stream_options.include_usage = true`, so the engine reports usage for the
+receipt. Also the output bound (teeroute.sealing.bounds): the gateway's `meta.max_tokens` is
+what it holds credit for (required), a client's own `meta.max_tokens` what the client
+authorized; the engine is asked for at most the smaller in all: the per-choice limit becomes
+it divided by the completions the body asks for (n, best_of, a batch of prompts), in every
+limit field. A body asking for more completions than that covers is refused, 400
+`sealed_envelope_invalid` naming `meta.max_tokens`.
 
 Errors before the answer are `SealedRejected` (status, type, message naming the check; never
-content or key bytes): 400 `sealed_envelope_invalid` (cannot be read, or its meta does not fit
-the request), 421 `sealed_key_mismatch` (sealed to another enclave's key), 400
-`sealed_open_failed` (does not authenticate), 400 `invalid_request` (the opened body or the
-request id is not usable), 403 `release_refused` (a secret release not signed by the release
-key this agent pins, or signed for another enclave key or pool); and the replay guard's
-(replay.py): 400 `sealed_request_stale`, 409 `sealed_request_replayed`, 503
-`replay_cache_full`.
+content or key bytes; the table is `refusals.py`): 400 `unsupported_wire_version` (a v1
+body), 400 `sealed_frame_invalid` (not one whole frame of the expected type), 409
+`session_unknown` (no such open session, or it expired: open a new one), 409
+`sealed_request_replayed` (a counter the session already took), 400 `sealed_open_failed`
+(does not authenticate), 400 `sealed_envelope_invalid` (meta unusable), 400
+`invalid_request` (the opened body is no JSON object, or the request id is unusable), 403
+`release_refused` (a secret release not signed by the pinned key).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import time
 import uuid
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from teeroute.sealing import bounds, envelope, receipts, secrets
-from teeroute.sealing.errors import OpenFailed, ReleaseInvalid, SealingError
-from teeroute_enclave import proxy, usage
+from teeroute.sealing import bounds, frames, receipt_body, secrets
+from teeroute.sealing.errors import FrameInvalid, OpenFailed, ReleaseInvalid, SealingError
+from teeroute.sealing.frames import FrameType
+from teeroute.sealing.session import Reply
+from teeroute_enclave import usage
+from teeroute_enclave.gateway_auth import Callers
 from teeroute_enclave.keys import EnclaveKeys
+from teeroute_enclave.refusals import SealedRejected as SealedRejected
+from teeroute_enclave.refusals import (
+    invalid,
+    key_mismatch,
+    open_failed,
+    rejected,
+    unknown_session,
+)
+from teeroute_enclave.refusals import unsupported_v1 as unsupported_v1
 from teeroute_enclave.replay import Refused, ReplayGuard
+from teeroute_enclave.sessions import Entry, SessionStore
 
 SEALED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+SESSIONS_PATH = "/v1/sessions"
+ROOTS_PATH = "/v1/sessions/roots"
 UPSTREAM_MODEL_HEADER = "X-Teeroute-Upstream-Model"
 REQUEST_ID_HEADER = "X-Request-Id"
-RESPONSE_HEADERS = (
-    ("Content-Type", "text/event-stream"),
-    ("Cache-Control", "no-cache"),
-    ("X-Teeroute-Sealed", envelope.VERSION),
-)
-MAX_TEXT = receipts.MAX_TEXT  # request id, model names: what a receipt can carry
+RESPONSE_HEADERS = (("Content-Type", frames.CONTENT_TYPE), ("Cache-Control", "no-cache"))
+MAX_BODY = frames.HEADER_LEN + frames.MAX_PAYLOAD
+"""A sealed request body is one frame: at most this many bytes are read."""
+MAX_TEXT = receipt_body.MAX_TEXT  # request id, model names: what a receipt can carry
+INNER = frozenset({"none", "client", "oneshot"})
+SESSION_ID_LEN = 16
+DEFAULT_ROOT_RECEIPTS = 64
+DEFAULT_ROOT_INTERVAL_S = 10.0
 
 
-class SealedRejected(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
+@dataclass(frozen=True)
+class Sealing:
+    """What sealed traffic needs of the agent."""
+
+    keys: EnclaveKeys
+    guard: ReplayGuard
+    """Takes each HELLO (and ONESHOT) once: its `enc` is remembered while it is fresh."""
+    callers: Callers
+    """The gateway keys a gateway session's HELLO must be signed by."""
+    gateways: SessionStore
+    clients: SessionStore
+    root_receipts: int = DEFAULT_ROOT_RECEIPTS
+    """A gateway session's receipts are covered by a signed root every this many..."""
+    root_interval_s: float = DEFAULT_ROOT_INTERVAL_S
+    """... or once the oldest uncovered one is this old (at the next receipt or flush)."""
+
+
+@dataclass(frozen=True)
+class GatewayRequest:
+    """A gateway session's REQUEST, opened: its entry, authenticated meta, body, Reply."""
+
+    entry: Entry
+    meta: Mapping[str, Any]
+    body: bytes
+    reply: Reply
 
 
 @dataclass(frozen=True)
 class Opened:
-    """An opened sealed request, ready for the engine, and what its receipt needs."""
+    """An opened sealed inference request, ready for the engine, and what its answer and
+    receipt need."""
 
     body: bytes
-    sealer: envelope.ResponseSealer
-    request_sha256: str
+    reply: Reply
+    """The innermost session's: the answer's CHUNKs, the request and response hashes."""
+    gateway: Entry
+    """The gateway session: numbers the receipt, tags it (kind 1), batches it under roots."""
+    client_receipt_key: bytes | None
+    """The client session's receipt key (tag kind 2), for inner "client" / "oneshot"."""
     request_id: str
     model: str
     upstream_model: str | None
@@ -81,51 +123,151 @@ class Opened:
         return [("Content-Type", "application/json"), (REQUEST_ID_HEADER, self.request_id)]
 
 
-def open_sealed(
-    keys: EnclaveKeys,
+def open_gateway_request(sealing: Sealing, raw: bytes, path: str, now: float) -> GatewayRequest:
+    """`raw`, a REQUEST frame of an open gateway session, POSTed to `path`, opened."""
+    payload = frame_of(raw, FrameType.REQUEST)
+    entry = sealing.gateways.get(payload[:SESSION_ID_LEN], now, sealing.keys.hpke_key_id)
+    if entry is None:
+        raise unknown_session("session.id", "gateway")
+    try:
+        meta, body, reply = entry.session.open_request(payload, now)
+    except SealingError as exc:
+        raise rejected(exc) from None
+    return GatewayRequest(entry, _meta(meta, path), body, reply)
+
+
+def open_inference(
+    sealing: Sealing,
     raw: bytes,
     path: str,
-    guard: ReplayGuard,
+    now: float,
     *,
     request_id: str | None = None,
     upstream_model: str | None = None,
-    now: float | None = None,
 ) -> Opened:
-    """`raw`, a sealed request body POSTed to `path`, opened if fresh and new to `guard`;
-    `request_id` and `upstream_model` are the gateway's headers (REQUEST_ID_HEADER,
-    UPSTREAM_MODEL_HEADER); `now` is the enclave's clock (seconds since the epoch)."""
-    now = time.time() if now is None else now
-    sealed = _parse(raw)
-    if sealed.meta.get("path") != path:
-        raise _invalid("meta.path", "sealed for another path")
-    model = sealed.meta.get("model")
+    """A sealed inference request (see the module docstring); `request_id` and
+    `upstream_model` are the gateway's headers (REQUEST_ID_HEADER, UPSTREAM_MODEL_HEADER)."""
+    outer = open_gateway_request(sealing, raw, path, now)
+    model = outer.meta.get("model")
     if not isinstance(model, str) or not 0 < len(model) <= MAX_TEXT:
-        raise _invalid("meta.model", "expected the model's name")
+        raise invalid("meta.model", "expected the model's name")
     request_id = _request_id(request_id)
-    try:
-        sealed_at = guard.check_time(sealed.meta.get(envelope.SEALED_AT), now)
-        plain, sealer = _open(keys, sealed)
-        guard.remember(sealed.enc, sealed_at, now)
-    except Refused as exc:
-        raise SealedRejected(exc.status, exc.kind, exc.message) from None
-    try:
-        request = json.loads(plain)
-    except (ValueError, UnicodeDecodeError):
-        request = None
-    if not isinstance(request, dict):
-        raise SealedRejected(400, "invalid_request", "the sealed body is not a JSON object")
+    plain, reply, client_key, client_meta = _inner(sealing, outer, path, now)
+    request = _json_object(plain)
     upstream_model = upstream_model or None
+    bound = _bound(outer.meta, client_meta)
     return Opened(
         body=json.dumps(
-            engine_request(request, sealed.meta, upstream_model), ensure_ascii=False
+            engine_request(request, bound, upstream_model), ensure_ascii=False
         ).encode(),
-        sealer=sealer,
-        request_sha256=sealed.digest,
+        reply=reply,
+        gateway=outer.entry,
+        client_receipt_key=client_key,
         request_id=request_id,
         model=model,
         upstream_model=upstream_model,
         input_estimate=usage.prompt_tokens(request),
     )
+
+
+_Inner = tuple[bytes, Reply, bytes | None, Mapping[str, Any]]
+
+
+def _inner(sealing: Sealing, outer: GatewayRequest, path: str, now: float) -> _Inner:
+    """(the plain request, the innermost Reply, the client's receipt key, the client's meta)."""
+    inner = outer.meta["inner"]
+    if inner == "none":
+        return outer.body, outer.reply, None, {}
+    if inner == "client":
+        payload = frame_of(outer.body, FrameType.REQUEST)
+        entry = sealing.clients.get(payload[:SESSION_ID_LEN], now, sealing.keys.hpke_key_id)
+        if entry is None:
+            raise unknown_session("client.session", "client")
+        try:
+            meta, body, reply = entry.session.open_request(payload, now)
+        except SealingError as exc:
+            raise rejected(exc) from None
+        return body, reply, entry.session.receipt_key, _client_meta(meta, path)
+    return _oneshot(sealing, frame_of(outer.body, FrameType.ONESHOT), path, now)
+
+
+def _oneshot(sealing: Sealing, payload: bytes, path: str, now: float) -> _Inner:
+    try:
+        opened = sealing.keys.open_oneshot(payload, now)
+    except SealingError as exc:
+        raise rejected(exc) from None
+    remember_hello(sealing.guard, opened.hello.enc, opened.hello.params.created_at, now)
+    return opened.body, opened.reply, opened.receipt_key, _client_meta(opened.meta, path)
+
+
+def remember_hello(guard: ReplayGuard, enc: bytes, created_at: int, now: float) -> None:
+    """Takes a HELLO (or ONESHOT) once: a copy sent again, which would open the same session
+    keys, is refused while its `created_at` is within the window; after it, it is stale."""
+    try:
+        guard.check_time(created_at, now)
+        guard.remember(b"hello:" + enc, created_at, now)
+    except Refused as exc:
+        kind = {"sealed_request_stale": "session_invalid"}.get(exc.kind, exc.kind)
+        detail = exc.message.split(": ", 1)[-1]
+        raise SealedRejected(exc.status, kind, f"hello.created_at: {detail}") from None
+
+
+def frame_of(raw: bytes, expected: FrameType) -> bytes:
+    """The payload of `raw`, exactly one frame of type `expected`."""
+    try:
+        frame = frames.decode_one(raw)
+    except FrameInvalid as exc:
+        raise rejected(exc) from None
+    if frame.type is not expected:
+        message = f"frame.type: expected a {expected.name} frame, got {frame.type.name}"
+        raise SealedRejected(400, "sealed_frame_invalid", message)
+    return frame.payload
+
+
+def _meta(raw: bytes, path: str) -> dict[str, Any]:
+    meta = _json(raw, "meta")
+    if meta.get("path") != path:
+        raise invalid("meta.path", f"sealed for another path than {path}")
+    meta.setdefault("inner", "none")
+    if meta["inner"] not in INNER:
+        raise invalid("meta.inner", 'expected "none", "client" or "oneshot"')
+    return meta
+
+
+def _client_meta(raw: bytes, path: str) -> dict[str, Any]:
+    """The client's own meta (may be empty): when it names a path, it is this one."""
+    meta = _json(raw, "meta") if raw else {}
+    if meta.get("path", path) != path:
+        raise invalid("meta.path", f"the client sealed it for another path than {path}")
+    return meta
+
+
+def _json(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise invalid(what, "expected a JSON object")
+    return value
+
+
+def _json_object(plain: bytes) -> dict[str, Any]:
+    try:
+        request = json.loads(plain)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        request = None
+    if not isinstance(request, dict):
+        raise SealedRejected(400, "invalid_request", "the sealed body is not a JSON object")
+    return request
+
+
+def _bound(gateway: Mapping[str, Any], client: Mapping[str, Any]) -> dict[str, Any]:
+    """The meta the output bound is taken from: the gateway's, capped by the client's."""
+    cap, theirs = gateway.get("max_tokens"), client.get("max_tokens")
+    if type(cap) is int and type(theirs) is int and 0 < theirs < cap:
+        cap = theirs
+    return {"path": gateway["path"], "max_tokens": cap}
 
 
 def engine_request(
@@ -153,46 +295,14 @@ def _per_choice(request: dict[str, Any], meta: Mapping[str, Any]) -> int:
     """The per-choice limit that keeps the whole answer within meta.max_tokens."""
     cap = meta.get("max_tokens")
     if type(cap) is not int or cap < 1:
-        raise _invalid("meta.max_tokens", "the output bound the gateway holds for is required")
+        raise invalid("meta.max_tokens", "the output bound the gateway holds for is required")
     try:
         count = bounds.choices(request, str(meta.get("path")))
     except bounds.BoundInvalid as exc:
         raise SealedRejected(400, "invalid_request", str(exc)) from None
     if count > cap:
-        raise _invalid("meta.max_tokens", f"too small for the {count} completions asked")
+        raise invalid("meta.max_tokens", f"too small for the {count} completions asked")
     return cap // count
-
-
-def _parse(raw: bytes) -> envelope.SealedRequest:
-    try:
-        return envelope.SealedRequest.parse(raw)
-    except SealingError as exc:
-        raise _invalid(exc.check, exc.detail) from None
-
-
-def _open(
-    keys: EnclaveKeys, sealed: envelope.SealedRequest
-) -> tuple[bytes, envelope.ResponseSealer]:
-    if sealed.key_id != keys.hpke_key_id:
-        raise _key_mismatch()
-    try:
-        return keys.open_request(sealed)
-    except OpenFailed as exc:
-        raise _open_failed(exc) from None
-    except SealingError as exc:  # an `enc` that is no X25519 key
-        raise _invalid(exc.check, exc.detail) from None
-
-
-def _invalid(check: str, detail: str) -> SealedRejected:
-    return SealedRejected(400, "sealed_envelope_invalid", f"{check}: {detail}")
-
-
-def _open_failed(exc: OpenFailed) -> SealedRejected:
-    return SealedRejected(400, "sealed_open_failed", f"{exc.check}: {exc.detail}")
-
-
-def _key_mismatch() -> SealedRejected:
-    return SealedRejected(421, "sealed_key_mismatch", "key_id: sealed to another enclave key")
 
 
 def _request_id(given: str | None) -> str:
@@ -207,66 +317,6 @@ def _request_id(given: str | None) -> str:
     return given
 
 
-# --- the answer ------------------------------------------------------------------------
-
-
-def sealed_body(
-    answer: proxy.EngineResponse, opened: Opened, keys: EnclaveKeys
-) -> Generator[bytes, None, None]:
-    """The sealed response body: frames as the engine's answer arrives, then the last frame
-    (if any), the final frame and the receipt together (each yielded piece is one write)."""
-    meter = usage.meter_for(_content_type(answer.headers))
-    sealer = opened.sealer
-    complete = True
-    try:
-        for piece in answer.chunks():
-            ready = meter.feed(piece)
-            if ready:
-                yield sealer.frame(ready)
-        rest = meter.tail()
-    except proxy.EngineError as exc:
-        complete = False
-        rest = error_event(exc)  # an unfinished event the engine left is dropped
-    end = [sealer.frame(rest)] if rest else []
-    end.append(sealer.frame(b"", final=True))
-    counted = usage.account(meter, opened.input_estimate, answer.status)
-    receipt = receipts.sign_receipt(
-        sign=keys.sign,
-        signing_public=keys.signing_public,
-        hpke_public=keys.hpke_public,
-        request_id=opened.request_id,
-        model=opened.model,
-        served_model=_served_model(meter.model, opened),
-        input_tokens=counted.input_tokens,
-        output_tokens=counted.output_tokens,
-        usage_source=counted.source,
-        status=answer.status,
-        complete=complete,
-        request_sha256=opened.request_sha256,
-        response_sha256=sealer.digest.hexdigest(),
-        now=dt.datetime.now(dt.UTC),
-    )
-    end.append(envelope.sse_event(envelope.RECEIPT_EVENT, receipt.text().encode()))
-    yield b"".join(end)  # the last frames and the receipt leave in one write
-
-
-def error_event(error: proxy.EngineError) -> bytes:
-    """The OpenAI-style SSE error event that ends a stream the engine broke off."""
-    body = {"error": {"message": str(error), "type": error.kind, "code": error.status}}
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
-
-
-def _content_type(headers: list[tuple[str, str]]) -> str:
-    return next((value for name, value in headers if name.lower() == "content-type"), "")
-
-
-def _served_model(engine_model: str | None, opened: Opened) -> str:
-    for name in (engine_model, opened.upstream_model):
-        if name and len(name) <= MAX_TEXT:
-            return name
-    return opened.model
-
-
 # --- secret release --------------------------------------------------------------------
 
 
@@ -278,6 +328,6 @@ def open_release(keys: EnclaveKeys, raw: bytes) -> secrets.Release:
     except ReleaseInvalid as exc:
         raise SealedRejected(403, "release_refused", f"{exc.check}: {exc.detail}") from None
     except OpenFailed as exc:
-        raise (_key_mismatch() if exc.check == "key_id" else _open_failed(exc)) from None
+        raise (key_mismatch() if exc.check == "key_id" else open_failed(exc)) from None
     except SealingError as exc:
-        raise _invalid(exc.check, exc.detail) from None
+        raise invalid(exc.check, exc.detail) from None

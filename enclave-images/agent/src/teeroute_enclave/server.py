@@ -3,24 +3,32 @@
     GET  /healthz              200 when the agent can serve (and its engine answers), else 503
     POST /v1/attestation       {"nonce": base64 of 32 bytes} -> the evidence document
     POST /v1/chat/completions  forwarded to the engine (`proxy`), relayed as it arrives; with
-                               Content-Type application/vnd.teeroute.sealed+json, a sealed
-                               request (`sealed`): opened here, forwarded, answered in sealed
-                               frames and a signed usage receipt (docs/sealed-mode.md)
+                               Content-Type application/vnd.teeroute.sealed.v2, a REQUEST
+                               frame of a gateway session (`sealed`): opened here, forwarded,
+                               answered in CHUNK frames, a MAC-tagged receipt and, when due,
+                               a signed Merkle root (`answer`, docs/sealed-mode.md)
     POST /v1/completions       likewise
+    POST /v1/sessions          a wire v2 HELLO (the gateway's, signed by a gateway key the agent
+                               pins; or a client's, wrapped in a gateway REQUEST) -> WELCOME
+                               (`handshake`, `sessions`)
+    POST /v1/sessions/roots    a gateway REQUEST -> the ROOT frames still due
     GET  /v1/models            forwarded
     POST /v1/secrets           a sealed secret release from the operator, signed by the release
                                key the agent pins for the pool it serves -> 204 (`secrets_store`)
 
-Everything forwarded to the engine (the completions, sealed or plain, and the model list) is
-answered only to the gateway: a `teeroute-gateway-auth` header signed by a gateway key the
-agent pins, for this request to this enclave (`gateway_auth`). Evidence, /healthz and secret
-releases are not: evidence is public, a release is signed by the operator's release key.
+Everything forwarded to the engine is answered only to the gateway: a plain completion or the
+model list with a `teeroute-gateway-auth` header signed by a gateway key the agent pins, for
+this request to this enclave (`gateway_auth`); a sealed one in a gateway session, whose HELLO
+such a key signed. Evidence, /healthz and secret releases are not: evidence is public, a
+release is signed by the operator's release key.
 
 Every request forwarded to the engine carries `Authorization: Bearer <engine-api-key>` once
 that secret was released, and never the caller's Authorization.
 
 The agent's own errors are JSON `{"error": {"message", "type"}}`: 400 (bad request; sealed:
+`unsupported_wire_version` (a v1 sealed body), `sealed_frame_invalid`, `session_invalid`,
 `sealed_envelope_invalid`, `sealed_open_failed`, `sealed_request_stale`, `secrets_invalid`),
+409 `session_unknown` (no such open session: open a new one), `session_exists`,
 401 `gateway_auth_missing`, `gateway_auth_invalid`, `gateway_auth_stale` or
 `gateway_auth_replayed` and 403 `gateway_auth_disabled` (no gateway key pinned) for a request
 to the engine that the gateway did not authorize (`gateway_auth`), 403 `sealing_required` (a
@@ -61,15 +69,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from teeroute.attestation.providers import Provider, ProviderError
-from teeroute.sealing import envelope, gateway_auth
-from teeroute_enclave import proxy, sealed
+from teeroute.sealing import frames, gateway_auth
+from teeroute_enclave import answer, handshake, proxy, sealed
 from teeroute_enclave.documents import evidence_document
 from teeroute_enclave.gateway_auth import Callers
 from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.replay import ReplayGuard
 from teeroute_enclave.secrets_store import MAX_RELEASE, SecretRejected, SecretStore, StaleRelease
+from teeroute_enclave.sessions import SessionStore
 
 MAX_BODY = 4096  # of an attestation request
+MAX_SESSION_BODY = 64 * 1024  # a HELLO (a client's wrapped in a gateway REQUEST), a roots call
 DRAIN_LIMIT = 2 * proxy.MAX_BODY
 """A refused body up to this size is read (and dropped) after the answer, so a client that
 sends it all before reading gets the answer rather than a reset connection."""
@@ -97,6 +107,8 @@ class AgentServer(ThreadingHTTPServer):
         engine_health: bool = True,
         replay: ReplayGuard | None = None,
         callers: Callers | None = None,
+        root_receipts: int = sealed.DEFAULT_ROOT_RECEIPTS,
+        root_interval_s: float = sealed.DEFAULT_ROOT_INTERVAL_S,
     ) -> None:
         super().__init__(address, _Handler)
         self.provider = provider
@@ -109,6 +121,10 @@ class AgentServer(ThreadingHTTPServer):
         self.replay = ReplayGuard() if replay is None else replay  # an empty guard is falsy
         self.callers = Callers() if callers is None else callers
         """Whom inference is answered: by default no one (no gateway key pinned)."""
+        self.sealing = sealed.Sealing(
+            keys, self.replay, self.callers, SessionStore(), SessionStore(),
+            root_receipts, root_interval_s,
+        )  # fmt: skip
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -120,6 +136,12 @@ class _Handler(BaseHTTPRequestHandler):
     send; a streamed answer is flushed piece by piece (`_relay`)."""
     timeout = IDLE_TIMEOUT_S
     _body_read = False
+
+    def setup(self) -> None:
+        super().setup()
+        # the idle timeout in the kernel: a streamed answer's writes poll nothing first
+        if self.timeout is not None:
+            proxy.kernel_timeouts(self.connection, self.timeout)
 
     def do_GET(self) -> None:
         self._route()
@@ -136,6 +158,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._attest()
         elif (self.command, path) == ("POST", "/v1/secrets"):
             self._release_secrets()
+        elif self.command == "POST" and path in (sealed.SESSIONS_PATH, sealed.ROOTS_PATH):
+            self._session(path)
         elif self.command == "POST" and path in sealed.SEALED_PATHS:
             self._inference(path)
         elif proxy.forwarded(self.command, path):
@@ -168,12 +192,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, document)
 
     def _inference(self, path: str) -> None:
+        content_type = self.headers.get("Content-Type", "")
+        if frames.looks_v2(content_type):  # the gateway session authenticates it
+            self._sealed(path)
+            return
+        if frames.looks_v1(content_type):
+            exc = sealed.unsupported_v1()
+            self._error(exc.status, exc.kind, exc.message)
+            return
         body = self._authorized()
         if body is None:
             return
-        if envelope.looks_sealed(self.headers.get("Content-Type", "")):
-            self._sealed(path, body)
-        elif self.server.require_sealed:
+        if self.server.require_sealed:
             self._error(403, "sealing_required", "this enclave serves sealed requests only")
         else:
             self._forward(path, body)
@@ -213,14 +243,14 @@ class _Handler(BaseHTTPRequestHandler):
         except proxy.ProxyError as exc:
             self._error(exc.status, exc.kind, str(exc))
 
-    def _sealed(self, path: str, raw: bytes) -> None:
+    def _sealed(self, path: str) -> None:
         server = self.server
         try:
-            opened = sealed.open_sealed(
-                server.keys,
-                raw,
+            opened = sealed.open_inference(
+                server.sealing,
+                self._body(sealed.MAX_BODY),
                 path,
-                server.replay,
+                time.time(),
                 request_id=self.headers.get(sealed.REQUEST_ID_HEADER),
                 upstream_model=self.headers.get(sealed.UPSTREAM_MODEL_HEADER),
             )
@@ -232,19 +262,39 @@ class _Handler(BaseHTTPRequestHandler):
                 opened.body,
                 server.engine_timeout_s,
                 bearer=server.secrets.engine_api_key,
-            ) as answer:
-                body = sealed.sealed_body(answer, opened, server.keys)
-                if answer.length is None:  # a stream: each frame leaves as it is sealed
-                    self._relay(answer.status, answer.reason, sealed.RESPONSE_HEADERS, None, body)
+            ) as engine:
+                body = answer.sealed_body(engine, opened, server.keys)
+                if engine.length is None:  # a stream: each frame leaves as it is sealed
+                    self._relay(engine.status, engine.reason, sealed.RESPONSE_HEADERS, None, body)
                 else:  # a whole answer is wanted whole: one write, with its length
                     whole = b"".join(body)
                     self._relay(
-                        answer.status, answer.reason, sealed.RESPONSE_HEADERS, len(whole), whole
+                        engine.status, engine.reason, sealed.RESPONSE_HEADERS, len(whole), whole
                     )
         except sealed.SealedRejected as exc:
             self._error(exc.status, exc.kind, exc.message)
         except proxy.ProxyError as exc:
             self._error(exc.status, exc.kind, str(exc))
+
+    def _session(self, path: str) -> None:
+        """POST /v1/sessions (a HELLO -> WELCOME) or /v1/sessions/roots (-> ROOT frames)."""
+        if frames.looks_v1(self.headers.get("Content-Type", "")):
+            exc = sealed.unsupported_v1()
+            self._error(exc.status, exc.kind, exc.message)
+            return
+        sealing = self.server.sealing
+        try:
+            raw, now = self._body(MAX_SESSION_BODY), time.time()
+            if path == sealed.SESSIONS_PATH:
+                data = handshake.open_session(sealing, raw, now)
+            else:
+                data = handshake.flush_roots(sealing, raw, now)
+        except sealed.SealedRejected as exc:
+            self._error(exc.status, exc.kind, exc.message)
+        except proxy.RequestError as exc:
+            self._error(exc.status, exc.kind, str(exc))
+        else:
+            self._relay(200, "OK", sealed.RESPONSE_HEADERS, len(data), data)
 
     def _release_secrets(self) -> None:
         if not self.server.keys.release_public:

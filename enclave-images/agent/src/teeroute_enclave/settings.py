@@ -39,9 +39,10 @@ class AgentSettings(BaseSettings):
     gateway's Route decides whether a model may be served in clear."""
 
     agent_replay_window_s: int = Field(default=300, ge=10, le=3600)
-    """How far `meta.sealed_at` of a sealed request may be from the enclave's clock, either
-    way (seconds). Each request is taken once; the agent remembers it that long after it was
-    sealed (docs/sealed-mode.md, section 1)."""
+    """How far a wire v2 HELLO's (or ONESHOT's) `created_at` may be from the enclave's clock,
+    either way (seconds). Each HELLO is taken once: the agent remembers it that long after it
+    was made, so a copy cannot open a second session with the same keys (requests within a
+    session are taken once by the session's replay window)."""
 
     agent_secrets_dir: Path | None = None
     """Where released secrets other than `engine-api-key` are written, one file each (mode
@@ -71,6 +72,15 @@ class AgentSettings(BaseSettings):
     agent_gateway_auth_window_s: int = Field(default=60, ge=1, le=600)
     """How far a gateway authorization's time may be from the enclave's clock, either way
     (seconds); its nonce is remembered that long, so it is taken once."""
+
+    agent_root_receipts: int = Field(default=64, ge=1, le=4096)
+    """K: a gateway session's receipts are covered by a Merkle root signed with the attested
+    key every this many receipts (the ROOT frame follows the K-th receipt; docs/sealed-mode.md,
+    wire v2)."""
+
+    agent_root_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    """S: ... or with the first receipt (or POST /v1/sessions/roots) after the oldest receipt
+    not yet covered waited this long (seconds)."""
 
     agent_allow_any_caller: bool = False
     """DEVELOPMENT ONLY: answer inference to anyone who reaches the port, without a gateway

@@ -2,7 +2,7 @@
 
     teeroute proxy --gateway URL [--policy FILE] [--host 127.0.0.1] [--port 8787]
                    [--api-key-env TEEROUTE_API_KEY] [--allow-remote]
-                   [--require-attested-gateway] [--verbose]
+                   [--require-attested-gateway] [--one-shot] [--verbose]
     teeroute attest --gateway URL --model M [--policy FILE] [--api-key-env NAME] [--json]
                     [--verbose]
     teeroute attest --gateway URL --self [--policy FILE] [--json] [--verbose]
@@ -17,6 +17,10 @@ HTTP are imported only when a command runs, so the rest of the CLI never depends
 (REFUSED: exit 5, nothing started) and then talks to the gateway only over TLS pinned to the
 certificate that passed: a server with another key, even at the same address, gets no request
 (`gateway_unreachable`, naming the certificate).
+
+`proxy` keeps one attested session per enclave it verified (wire v2: one handshake, then one
+AEAD per request); `--one-shot` seals each request with its own handshake instead and keeps no
+session (more public-key work per request, nothing held between requests).
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ def register_proxy(commands: Any) -> None:
         help="check the gateway's own attestation first (as attest --self, same policy) and "
         "send only over TLS pinned to the certificate it attested",
     )
+    parser.add_argument(
+        "--one-shot",
+        action="store_true",
+        help="seal each request with its own handshake (no session kept between requests)",
+    )
     parser.set_defaults(handler=_proxy)
 
 
@@ -127,7 +136,7 @@ def _proxy(args: argparse.Namespace) -> int:
         if pinned is None:
             return 5
         http, attested = pinned
-    client = SealedClient(args.gateway, key, policy, http=http)
+    client = SealedClient(args.gateway, key, policy, http=http, one_shot=args.one_shot)
     try:
         server = ProxyServer((args.host, args.port), client, key, verbose=args.verbose)
     except OSError as exc:
@@ -137,7 +146,8 @@ def _proxy(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(
         f"teeroute proxy: http://{shown}:{port}/v1 -> {client.gateway_url} "
-        f"(sealed; policy: {policy.source}{attested})",
+        f"(sealed, {'one-shot' if args.one_shot else 'sessions'}; "
+        f"policy: {policy.source}{attested})",
         file=sys.stderr,
         flush=True,
     )

@@ -79,7 +79,7 @@ class GatewayError(TeerouteError):
 def _error_object(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return {}
     error = doc.get("error") if isinstance(doc, dict) else None
     return error if isinstance(error, dict) else {}

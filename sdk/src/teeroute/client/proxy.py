@@ -7,18 +7,24 @@
     GET  /healthz                                200
 
 Point any OpenAI client at `http://127.0.0.1:PORT/v1`. Streams are relayed event by event as
-their frames open, over chunked transfer encoding, so tokens arrive as the enclave sends them;
+their chunks open, over chunked transfer encoding, so tokens arrive as the enclave sends them;
 only `data: [DONE]` waits for the receipt to verify. The usage-only chunk the enclave asks the
-engine for (to sign its receipt) is dropped unless the client asked for usage, as OpenAI does.
+engine for (to count usage for its receipt) is dropped unless the client asked for usage, as
+OpenAI does.
 
 Errors are OpenAI error bodies: 403 `attestation_refused` (no enclave passed the policy; the
 message names each endpoint's failed checks; nothing was sent), 503 `no_attested_enclave` (no
-enclave gave evidence for our nonce), 502 `sealed_response_invalid` (truncated, a frame or the
+enclave gave evidence for our nonce), 502 `sealed_response_invalid` (truncated, a chunk or the
 receipt failed; `code` names the check) — or, once a stream has begun, an SSE event with a
 top-level `error` and `finish_reason: "error"` after which the body ends without its last
 chunk — 502 `gateway_unreachable`, 400/401/411/413 for requests we cannot take, and the
 gateway's own errors with their status and body. `--verbose` logs one line per request to
-stderr (ids, enclave, key fingerprints, receipt tokens), never content.
+stderr (ids, enclave, key fingerprints, the client session or `one-shot`, receipt tokens),
+never content.
+
+Requests go in one client session per verified enclave (wire v2: one handshake, then one AEAD
+per request; `SealedClient`), or, with `teeroute proxy --one-shot`, each with its own
+handshake.
 """
 
 from __future__ import annotations
@@ -130,7 +136,7 @@ def _usage_only(event: bytes) -> bool:
     data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False
     return isinstance(doc, dict) and doc.get("choices") == [] and bool(doc.get("usage"))
 
@@ -320,10 +326,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _note(self, answer: SealedResponse, outcome: str) -> None:
         enclave, receipt = answer.enclave, answer.receipt
         tokens = f"{receipt.input_tokens}+{receipt.output_tokens}" if receipt else "-"
+        session = answer.session_id[:16] if answer.session_id else "one-shot"
         self.server.note(
             f"{answer.request_id or '-'} pool={enclave.pool} tee={enclave.tee} "
             f"measurement={enclave.measurement[:16]} hpke={enclave.hpke_key_sha256[:16]} "
-            f"tokens={tokens} {outcome}"
+            f"session={session} tokens={tokens} {outcome}"
         )
 
     def _error(

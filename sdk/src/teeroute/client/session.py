@@ -1,30 +1,37 @@
-"""The sealed client: every request sealed to an enclave we verified ourselves, every answer
-opened frame by frame and closed by a receipt we check (docs/sealed-mode.md, sections 1-3).
+"""The sealed client (wire v2, docs/sealed-mode.md): every request sealed to an enclave we
+verified ourselves, every answer opened chunk by chunk and closed by a receipt we check.
 
     client = SealedClient(gateway_url, api_key, load_policy(path))
     with client.request("/v1/chat/completions", body) as answer:
-        for piece in answer:           # plaintext as it arrives, authenticated frame by frame
+        for piece in answer:           # plaintext as it arrives, authenticated chunk by chunk
             ...
         answer.receipt                 # verified once the stream ended (else an error)
 
 Nothing is sent to the inference endpoint unless an enclave of the model passed attestation
-(`AttestationRefused` otherwise). An answer that is not sealed, is cut short, has a frame that
-fails to open or a receipt that does not cover exactly this request and answer raises a
-`SealingError` naming the check. A gateway error (in clear) is raised as `GatewayError`; if it
-is 503 `sealed_key_unavailable` (the enclave left), the request is sealed again to another
-verified enclave, once, before anything was returned.
+(`AttestationRefused` otherwise). Requests travel in a session with the chosen enclave
+(`sessions.SessionPool`: one HPKE handshake per enclave, then one AEAD per request); with
+`one_shot=True` each request carries its own handshake (a ONESHOT frame) and nothing is kept.
+An answer that is not sealed, is cut short, has a chunk that fails to open or a receipt that
+does not cover exactly this request and answer raises a `SealingError` naming the check
+(`answer.py`). A gateway error (in clear) is raised as `GatewayError`; 503
+`sealed_key_unavailable` (the enclave left) seals the request again to another verified
+enclave, once; 409 `session_unknown` (the enclave forgot our session: it restarted, or the
+session died there first) opens a new session and sends once more. Both happen before anything
+was returned.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
-from collections.abc import Iterator, Mapping
-from types import TracebackType
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from teeroute.client.answer import SealedReader, SealedResponse
 from teeroute.client.attest import (
     Attestation,
     Attestor,
@@ -43,15 +50,20 @@ from teeroute.client.errors import (
     ResponseInvalid,
 )
 from teeroute.client.policy import ClientPolicy
-from teeroute.sealing import bounds, envelope, receipts
-from teeroute.wire import raw_pieces
+from teeroute.client.sessions import RENEW_MARGIN_S, SessionPool, oneshot, session_params
+from teeroute.sealing import bounds, frames
+from teeroute.sealing.session import Exchange, Session
+
+__all__ = ["SealedClient", "SealedReader", "SealedResponse", "normalize_gateway", "request_meta"]
 
 SEALED_PATHS = ("/v1/chat/completions", "/v1/completions")
 KEY_UNAVAILABLE = "sealed_key_unavailable"
+SESSION_UNKNOWN = "session_unknown"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0)
+"""Reads may wait long: an engine thinking before its first token sends nothing meanwhile."""
 MAX_CLEAR = 8 << 20
 """Bytes read of an answer in clear: the gateway's own error, or its model list."""
-"""Reads may wait long: an engine thinking before its first token sends nothing meanwhile."""
+RENEW_MARGIN = dt.timedelta(seconds=RENEW_MARGIN_S)
 
 
 def normalize_gateway(url: str) -> str:
@@ -68,7 +80,7 @@ def request_meta(path: str, body: bytes) -> dict[str, Any]:
         raise InvalidRequest("path", f"sealed mode serves {', '.join(SEALED_PATHS)}")
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("body", "not valid JSON") from None
     if not isinstance(doc, dict):
         raise InvalidRequest("body", "expected a JSON object")
@@ -88,129 +100,19 @@ def request_meta(path: str, body: bytes) -> dict[str, Any]:
     }
 
 
-class SealedReader:
-    """Reads one sealed response body, fed in arbitrary pieces: the plaintext of each frame
-    in order, then the receipt, checked against this request and this answer."""
-
-    def __init__(
-        self,
-        opener: envelope.ResponseOpener,
-        sealed: envelope.SealedRequest,
-        enclave: VerifiedEnclave,
-        status: int,
-        request_id: str | None = None,
-    ) -> None:
-        self._frames = envelope.FrameReader()
-        self._opener = opener
-        self._sealed = sealed
-        self._enclave = enclave
-        self._status = status
-        self._request_id = request_id
-        self._receipt: bytes | None = None
-
-    def feed(self, data: bytes) -> list[bytes]:
-        plain: list[bytes] = []
-        for event in self._frames.feed(data):
-            if event.name == envelope.RECEIPT_EVENT:
-                self._take_receipt(event.data)
-            elif self._receipt is not None:
-                raise ResponseInvalid("frame.order", "a frame after the receipt")
-            else:
-                plain.append(self._opener.open(envelope.frame_ciphertext(event)))
-        return plain
-
-    def _take_receipt(self, data: bytes) -> None:
-        if self._receipt is not None:
-            raise ResponseInvalid("receipt.format", "a second receipt")
-        if not self._opener.finished:
-            raise ResponseInvalid("response.truncated", "the receipt came before the final frame")
-        self._receipt = data
-
-    def finish(self) -> receipts.Receipt:
-        """At the end of the body: the verified receipt, or why the answer is not whole."""
-        if self._frames.pending.strip():
-            raise ResponseInvalid("response.truncated", "the answer ends inside a frame")
-        if not self._opener.finished:
-            raise ResponseInvalid("response.truncated", "the answer ends before its final frame")
-        if self._receipt is None:
-            raise ResponseInvalid("receipt.missing", "the answer carries no usage receipt")
-        receipt = receipts.verify_receipt(
-            self._receipt,
-            signing_key_sha256=self._enclave.signing_key_sha256,
-            request_id=self._request_id,
-            request_sha256=self._sealed.digest,
-            response_sha256=self._opener.digest.hexdigest(),
-            hpke_key_sha256=self._enclave.hpke_key_sha256,
-        )
-        if receipt.model != self._sealed.meta.get("model"):
-            raise ResponseInvalid("receipt.model", "the receipt names another model")
-        if receipt.status != self._status:
-            raise ResponseInvalid("receipt.status", "the receipt names another HTTP status")
-        return receipt
+def sealed_meta(meta: Mapping[str, Any], key_id: str, sealed_at: int) -> bytes:
+    """The REQUEST's readable meta, canonical JSON: what the gateway routes and meters on
+    (authenticated, so nobody on the way can change it), the enclave key it is for, and when
+    it was sealed."""
+    doc = {**meta, "key_id": key_id, "sealed_at": sealed_at}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class SealedResponse:
-    """A sealed answer being read. Iterate for the plaintext (or `read()`); `receipt` is set
-    once the body ended and the receipt verified. Close it (or use `with`) when done early:
-    that closes the connection, so the enclave stops generating."""
-
-    def __init__(
-        self,
-        http: httpx.Response,
-        sealed: envelope.SealedRequest,
-        opener: envelope.ResponseOpener,
-        enclave: VerifiedEnclave,
-    ) -> None:
-        self._http = http
-        self.status = http.status_code
-        self.headers = http.headers
-        self.request_id: str | None = http.headers.get("x-request-id")
-        self.sealed = sealed
-        self.enclave = enclave
-        self.meta: Mapping[str, Any] = sealed.meta
-        self.receipt: receipts.Receipt | None = None
-        self._reader = SealedReader(opener, sealed, enclave, self.status, self.request_id)
-        self._consumed = False
-
-    @property
-    def stream(self) -> bool:
-        return self.meta.get("stream") is True
-
-    def __iter__(self) -> Iterator[bytes]:
-        if self._consumed:
-            raise RuntimeError("a sealed response can be read once")
-        self._consumed = True
-        try:
-            if self._http.headers.get("content-encoding", "identity") != "identity":
-                raise ResponseInvalid("response.encoding", "a compressed sealed answer")
-            for piece in raw_pieces(self._http):  # network pieces, never inflated
-                for plain in self._reader.feed(piece):
-                    if plain:
-                        yield plain
-        except httpx.TransportError as exc:
-            raise ResponseInvalid(
-                "response.truncated", f"the connection broke off ({type(exc).__name__})"
-            ) from exc
-        finally:
-            self._http.close()
-        self.receipt = self._reader.finish()
-
-    def read(self) -> bytes:
-        return b"".join(self)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> SealedResponse:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+def _error_code(error: GatewayError) -> str | None:
+    """The error's machine name: OpenAI's `code`, else its `type` (session_unknown is sent
+    as a type)."""
+    kind = error.error.get("type") if error.error else None
+    return error.code or (kind if isinstance(kind, str) else None)
 
 
 class SealedClient:
@@ -223,15 +125,21 @@ class SealedClient:
         http: httpx.Client | None = None,
         rng: random.Random | None = None,
         clock: Clock = utc_now,
+        one_shot: bool = False,
     ) -> None:
         self.gateway_url = normalize_gateway(gateway_url)
         self.api_key = api_key
         self.policy = policy
+        self.one_shot = one_shot
+        """Each request with its own handshake (ONESHOT), no session kept."""
         self._http = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
         self._rng = rng or random.SystemRandom()
+        self._clock = clock
         self.attestor = Attestor(self._http, self.gateway_url, policy, clock)
+        self.sessions = SessionPool(self._http, self.gateway_url, policy.cache_ttl, clock)
 
     def close(self) -> None:
+        self.sessions.close()
         self._http.close()
 
     def attest(self, model: str, api_key: str | None = None) -> Attestation:
@@ -251,21 +159,76 @@ class SealedClient:
                 if last is not None:  # the enclave left and no other is there: say that
                     raise last from None
                 raise
-            sealed, opener = envelope.seal_request(enclave.hpke_public, meta, body)
-            answer = self._send(path, sealed, key)
-            if answer.headers.get(envelope.SEALED_HEADER, "").strip() == envelope.VERSION:
-                return SealedResponse(answer, sealed, opener, enclave)
-            content = self._read_clear(answer)
-            if answer.status_code < 400:
-                raise ResponseInvalid(
-                    "response.sealed", "the gateway answered in clear; only sealed answers count"
+            try:
+                return self._to(enclave, path, meta, body, key)
+            except GatewayError as error:
+                if error.status != 503 or error.code != KEY_UNAVAILABLE or tried:
+                    raise
+                self.attestor.forget(model, enclave.hpke_key_sha256)
+                self.sessions.drop(enclave)
+                tried.add(enclave.hpke_key_sha256)
+                last = error
+
+    def _to(
+        self,
+        enclave: VerifiedEnclave,
+        path: str,
+        meta: Mapping[str, Any],
+        body: bytes,
+        key: str | None,
+    ) -> SealedResponse:
+        """The request sealed to `enclave` and sent; once more in a new session if the
+        enclave no longer knows ours."""
+        renewed = False
+        while True:
+            now = self._clock()
+            raw = sealed_meta(meta, enclave.hpke_key_sha256, int(now.timestamp()))
+            session, frame, exchange, receipt_key = self._seal(enclave, raw, body, key, now)
+            answer = self._send(path, frame, key)
+            if frames.looks_v2(answer.headers.get("content-type", "")):
+                reader = SealedReader(
+                    exchange,
+                    receipt_key,
+                    enclave,
+                    str(meta["model"]),
+                    answer.status_code,
+                    answer.headers.get("x-request-id"),
                 )
-            error = GatewayError(answer.status_code, content, passed_headers(answer.headers))
-            if error.status != 503 or error.code != KEY_UNAVAILABLE or tried:
+                return SealedResponse(
+                    answer, reader, enclave, meta, session.id if session else None
+                )
+            error = self._clear_error(answer)
+            if renewed or session is None or _error_code(error) != SESSION_UNKNOWN:
                 raise error
-            self.attestor.forget(model, enclave.hpke_key_sha256)
-            tried.add(enclave.hpke_key_sha256)
-            last = error
+            self.sessions.drop(enclave, session)
+            renewed = True
+
+    def _seal(
+        self,
+        enclave: VerifiedEnclave,
+        meta: bytes,
+        body: bytes,
+        key: str | None,
+        now: dt.datetime,
+    ) -> tuple[Session | None, bytes, Exchange, bytes]:
+        """(the session or None for a one-shot, the frame to send, its Exchange, the key of
+        the receipt's client tag)."""
+        if self.one_shot:
+            params = session_params(enclave, now, self.policy.cache_ttl, _session_id())
+            frame, exchange, receipt_key = oneshot(enclave, params, meta, body)
+            return None, frame, exchange, receipt_key
+        session = self.sessions.get(enclave, key)
+        frame, exchange = session.seal_request(meta, body, now.timestamp())
+        return session, frame, exchange, session.receipt_key
+
+    def _clear_error(self, answer: httpx.Response) -> GatewayError:
+        """An answer that is not sealed: the gateway's own error (or a refused clear one)."""
+        content = self._read_clear(answer)
+        if answer.status_code < 400:
+            raise ResponseInvalid(
+                "response.sealed", "the gateway answered in clear; only sealed answers count"
+            )
+        return GatewayError(answer.status_code, content, passed_headers(answer.headers))
 
     def _read_clear(self, answer: httpx.Response) -> bytes:
         """An answer that is not sealed: the gateway's own error (or a refused clear one)."""
@@ -280,21 +243,22 @@ class SealedClient:
         # After a 503 the enclave was forgotten: the others cached are used, or, if it was
         # the last, a fresh round asks which enclaves serve the model now.
         attestation = self.attestor.attest(model, api_key)
+        if attestation.at + self.policy.cache_ttl <= self._clock() + RENEW_MARGIN:
+            # too little of the verification left for a session to stand on: verify again
+            attestation = self.attestor.attest(model, api_key, fresh=True)
         offered = [v for v in attestation.verified if v.hpke_key_sha256 not in tried]
         if not offered:
             raise AttestationRefused(model, attestation.refused)
         return self._rng.choice(offered)
 
-    def _send(
-        self, path: str, sealed: envelope.SealedRequest, api_key: str | None
-    ) -> httpx.Response:
+    def _send(self, path: str, frame: bytes, api_key: str | None) -> httpx.Response:
         request = self._http.build_request(
             "POST",
             self.gateway_url + path,
-            content=sealed.to_bytes(),
+            content=frame,
             headers={
-                "Content-Type": envelope.SEALED_CONTENT_TYPE,
-                "Accept": "text/event-stream",
+                "Content-Type": frames.CONTENT_TYPE,
+                "Accept": frames.CONTENT_TYPE,
                 "Accept-Encoding": "identity",
                 **auth_headers(api_key),
             },
@@ -316,3 +280,7 @@ class SealedClient:
         return httpx.Response(
             answer.status_code, headers=answer.headers, content=body, request=answer.request
         )
+
+
+def _session_id() -> bytes:
+    return secrets.token_bytes(16)
