@@ -86,7 +86,7 @@ async def challenge(
     try:
         doc = EvidenceDocument.parse(json.loads(body))
         issued_at = book.redeem(_nonce_of(doc), target.key, clock())
-    except (ValueError, AttestationError) as exc:  # JSONDecodeError is a ValueError
+    except (ValueError, RecursionError, AttestationError) as exc:  # RecursionError: deep nesting
         return Rejected(_describe(exc))
     except NonceRejected as exc:
         return Rejected(f"nonce: {exc}")

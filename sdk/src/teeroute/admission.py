@@ -142,7 +142,7 @@ def _expiry_map(slice_: dict[str, Any]) -> dict[str, str]:
     raw = ((slice_.get("metadata") or {}).get("annotations") or {}).get(EXPIRY, "")
     try:
         value = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return {}
     if not isinstance(value, dict):
         return {}
