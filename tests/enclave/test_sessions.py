@@ -277,6 +277,30 @@ def test_a_root_lost_on_the_way_is_sent_again_on_a_roots_call(
     assert sorted(dict(tracker.on_root(sent[0].payload, keys.signing_sha256))) == ["r0", "r1"]
 
 
+def test_roots_lost_with_several_answers_are_sent_again_from_the_index_asked(
+    agent: str, keys: EnclaveKeys
+) -> None:
+    """Clients that leave at once (a load generator stopping, a burst of cancels) take several
+    ROOT-carrying answers with them: the roots call sends every recent root that covers the
+    lowest receipt index the gateway still waits for, or a later one."""
+    gateway = gateway_session(agent, keys)
+    got = receipts(agent, Sealer(keys, gateway), 6 * K)
+    signed = [roots[0] for _, _, roots in got if roots]
+    assert len(signed) == 6
+
+    def roots_from(body: bytes) -> list[bytes]:
+        answer = post_frame(agent, ROOTS, wrap(gateway, ROOTS, "none", body))
+        assert answer.status_code == 200
+        return [frame.payload for frame in frames.FrameDecoder().feed(answer.content)]
+
+    assert roots_from(b"") == signed
+    assert roots_from(b'{"from_index":%d}' % (2 * K)) == signed[2:]
+    assert roots_from(b'{"from_index":%d}' % (2 * K - 1)) == signed[1:]
+    assert roots_from(b'{"from_index":%d}' % (6 * K)) == []
+    refused = post_frame(agent, ROOTS, wrap(gateway, ROOTS, "none", b'{"from_index":-1}'))
+    assert refused.status_code == 400 and refused.json()["error"]["type"] == "invalid_request"
+
+
 def test_a_root_follows_a_receipt_once_the_oldest_waited_s_seconds(
     engine: str,
     chip_dir: Path,  # noqa: F811 - the imported fixture

@@ -91,8 +91,10 @@ class RootKeeper:
     async def ask(self, pooled: Pooled) -> None:
         """The agent's pending roots for this session, taken (their proofs stored)."""
         try:
+            lowest = pooled.tracker.lowest_pending()
+            wanted = b"" if lowest is None else b'{"from_index":%d}' % lowest
             body = await self.post(
-                pooled.endpoint, ROOTS.encode(), session_request(pooled, ROOTS, "none", b"")
+                pooled.endpoint, ROOTS.encode(), session_request(pooled, ROOTS, "none", wanted)
             )
             for frame in FrameDecoder().feed(body):
                 if frame.type == FrameType.ROOT:

@@ -26,6 +26,7 @@ could be replayed. A HELLO naming a session id that is open already is refused, 
 from __future__ import annotations
 
 import hashlib
+import json
 
 from teeroute.sealing.batcher import RootBatcher
 from teeroute.sealing.errors import SealingError
@@ -65,8 +66,24 @@ def open_session(sealing: Sealing, raw: bytes, now: float) -> bytes:
 
 
 def flush_roots(sealing: Sealing, raw: bytes, now: float) -> bytes:
-    """The gateway session's recent ROOT frames and one over its pending receipts (if any)."""
-    return open_gateway_request(sealing, raw, ROOTS_PATH, now).entry.roots_due(now)
+    """The gateway session's recent ROOT frames and one over its pending receipts (if any);
+    the sealed body may name the lowest receipt index the gateway waits for,
+    `{"from_index": n}` (empty: all it holds)."""
+    opened = open_gateway_request(sealing, raw, ROOTS_PATH, now)
+    return opened.entry.roots_due(now, _from_index(opened.body))
+
+
+def _from_index(body: bytes) -> int:
+    if not body:
+        return 0
+    try:
+        doc = json.loads(body) if len(body) <= 256 else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        doc = None
+    value = doc.get("from_index") if isinstance(doc, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
+        raise SealedRejected(400, "invalid_request", 'body: expected {"from_index": n >= 0}')
+    return value
 
 
 def _gateway_session(sealing: Sealing, payload: bytes, now: float) -> bytes:

@@ -14,9 +14,11 @@ at start, and a restart empties the stores, so this holds by construction and is
 every lookup anyway).
 
 A gateway session's `Entry` also holds its `RootBatcher`, which numbers its receipts and
-signs a Merkle root over each batch of them, and the last RECENT_ROOTS ROOT frames, which
-`roots_due` (POST /v1/sessions/roots) sends again with any new one: the answer that carried a
-root may not have reached the gateway whole, and the gateway keeps each root once.
+signs a Merkle root over each batch of them, and its recent ROOT frames (at most
+RECENT_ROOT_BYTES of them), which `roots_due` (POST /v1/sessions/roots) sends again with any
+new one: the answer that carried a root may not have reached the gateway whole (a client that
+left at once takes several), and the gateway keeps each root once. The gateway names the
+lowest receipt index it still waits for, so only roots that cover it or later ones go back.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from teeroute.sealing.batcher import RootBatcher
+from teeroute.sealing.frames import HEADER_LEN
 from teeroute.sealing.receipt_mac import issue_receipt
+from teeroute.sealing.roots import parse_root
 from teeroute.sealing.session import Session
 
 DEFAULT_CAPACITY = 4096
-RECENT_ROOTS = 4
+RECENT_ROOT_BYTES = 512 << 10
+"""How much of a gateway session's recent ROOT frames the agent keeps to send again (with
+K = 64 about 200 roots, 13,000 receipts: well past what a burst of cut-off answers loses)."""
 
 
 class SessionExists(Exception):
@@ -47,11 +53,9 @@ class Entry:
 
     session: Session
     roots: RootBatcher | None = None
-    recent: deque[bytes] = field(
-        default_factory=lambda: deque(maxlen=RECENT_ROOTS), repr=False, compare=False
-    )
-    """The last ROOT frames signed, sent again on a roots call (one may have been lost with
-    the answer that carried it)."""
+    recent: deque[tuple[int, bytes]] = field(default_factory=deque, repr=False, compare=False)
+    """The recent ROOT frames signed, each with the receipt index after the last it covers,
+    sent again on a roots call (one may have been lost with the answer that carried it)."""
 
     def issue(
         self, fields: Mapping[str, Any], keys: Sequence[tuple[int, bytes]], now: float
@@ -60,15 +64,24 @@ class Entry:
         its batch is due (`receipt_mac.issue_receipt`)."""
         receipt, root = issue_receipt(self._batcher(), fields, keys, now)
         if root is not None:
-            self.recent.append(root)
+            self._remember(root)
         return receipt, root
 
-    def roots_due(self, now: float) -> bytes:
-        """The recent ROOT frames, and one over the receipts not yet covered (if any)."""
+    def roots_due(self, now: float, from_index: int = 0) -> bytes:
+        """The recent ROOT frames covering receipt `from_index` or later ones, and one over
+        the receipts not yet covered (if any)."""
         root = self._batcher().flush(now)
         if root is not None:
-            self.recent.append(root)
-        return b"".join(list(self.recent))
+            self._remember(root)
+        return b"".join([frame for end, frame in list(self.recent) if end > from_index])
+
+    def _remember(self, root: bytes) -> None:
+        signed = parse_root(root[HEADER_LEN:])
+        with self._batcher().lock:
+            self.recent.append((signed.first_index + signed.count, root))
+            held = sum(len(frame) for _, frame in self.recent)
+            while len(self.recent) > 1 and held > RECENT_ROOT_BYTES:
+                held -= len(self.recent.popleft()[1])
 
     def _batcher(self) -> RootBatcher:
         if self.roots is None:

@@ -81,6 +81,11 @@ class RootTracker:
             self._pending[receipt.index] = _Noted(receipt, request_id, now)
             return []
 
+    def lowest_pending(self) -> int | None:
+        """The lowest receipt index held and not yet covered by a root (None: none held)."""
+        with self._lock:
+            return min(self._pending, default=None)
+
     def on_root(self, payload: bytes, attested_signing_sha256: str) -> Proofs:
         """The proofs of the receipts held that a ROOT payload covers (they are then let go).
         Raises ReceiptInvalid: root.format, root.key (not the attested key, or another
