@@ -1,9 +1,11 @@
 """The gateway never holds a sealed prompt: a unique canary sent through `teeroute proxy` ->
 gateway -> simulated-TEE miner (every part a real process, the gateway with its access log,
 console traces and metrics on) appears nowhere the gateway writes (log, traces, metrics,
-ledger files) nor anywhere in its memory afterwards. The control: a second canary sent
-*plain* through the same gateway (which seals it only on the hop) is found in its memory, so
-the scan does see what the process held."""
+ledger files) nor anywhere in its memory afterwards, whether the client keeps a session with
+the enclave or seals each request on its own (`--one-shot`). The control: a second canary
+sent *plain* through the same gateway (which seals it only on the hop) is found in its
+memory, so the scan does see what the process held. The gateway-sealed mode's counterpart
+(the miner's host never sees the prompt) is in tests/gateway/test_sealed_sessions.py."""
 
 from __future__ import annotations
 
@@ -96,7 +98,7 @@ def _config(path: Path, lease: dict[str, Any]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("canary")
     chips = chip_dir(tmp_path_factory.mktemp("chips"))
@@ -134,12 +136,15 @@ def _written_by(gw: Proc, tmp: Path) -> dict[str, bytes]:
     return {"log": gw.log.read_bytes(), **files}
 
 
-def test_a_sealed_canary_never_exists_in_the_gateway(parts: dict[str, Any]) -> None:
+@pytest.mark.parametrize("options", [(), ("--one-shot",)], ids=["session", "one-shot"])
+def test_a_sealed_canary_never_exists_in_the_gateway(
+    parts: dict[str, Any], options: tuple[str, ...]
+) -> None:
     gw, key, tmp = parts["gw"], parts["key"], parts["tmp"]
     sealed_canary = f"canary-sealed-{uuid.uuid4().hex}"
     plain_canary = f"canary-plain-{uuid.uuid4().hex}"
     policy = write_policy(tmp / "policy.json", parts["chips"], parts["lease"]["measurement"])
-    with proxy(gw, policy, key, tmp / "proxy.log") as local:
+    with proxy(gw, policy, key, tmp / "proxy.log", *options) as local:
         assert _ask(sdk(local.url), MODEL, sealed_canary)
     assert _ask(sdk(gw.url, key), PLAIN_MODEL, plain_canary)
 

@@ -16,6 +16,8 @@ the mode for the answers that follow:
               POST /v1/sessions/roots answered with none
 
 `GET /_sessions` lists the gateway session id (hex) of every inference request relayed.
+`POST /_seen {"needle": S}` says whether S was in any byte the host relayed (requests and
+answers, the last 8 MiB): what an eavesdropping host could read.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ from teeroute.sealing.frames import Frame, FrameDecoder, FrameType
 
 INFERENCE = ("/v1/chat/completions", "/v1/completions")
 ROOTS = "/v1/sessions/roots"
+SEEN_LIMIT = 8 << 20
+
+
+def remember(seen: bytearray, data: bytes) -> None:
+    """Keeps the last SEEN_LIMIT bytes relayed (a needle cut by the boundary is not sought)."""
+    seen += data
+    del seen[: max(0, len(seen) - SEEN_LIMIT)]
 
 
 def tampered(mode: str, found: list[Frame], previous: list[Frame]) -> list[Frame]:
@@ -63,6 +72,7 @@ def tampered(mode: str, found: list[Frame], previous: list[Frame]) -> list[Frame
 def create_app(agent: str) -> Starlette:
     client = httpx.AsyncClient(base_url=agent, timeout=60)
     state: dict[str, Any] = {"mode": "honest", "previous": [], "sessions": []}
+    seen = bytearray()
 
     async def mode(request: Request) -> Response:
         state["mode"] = (await request.json())["mode"]
@@ -71,9 +81,14 @@ def create_app(agent: str) -> Starlette:
     async def sessions(request: Request) -> Response:
         return JSONResponse(state["sessions"])
 
+    async def was_seen(request: Request) -> Response:
+        needle = str((await request.json())["needle"]).encode()
+        return JSONResponse({"found": needle in seen})
+
     async def relay(request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
         content = await request.body()
+        remember(seen, content)
         if request.url.path in INFERENCE:
             state["sessions"].append(content[8:24].hex())
         if request.url.path == ROOTS and state["mode"] == "noroots":
@@ -81,6 +96,7 @@ def create_app(agent: str) -> Starlette:
         answer = await client.request(
             request.method, request.url.path, content=content, headers=headers
         )
+        remember(seen, answer.content)
         kind = answer.headers.get("content-type", "")
         passed = {"content-type": kind} if kind else {}
         if request.url.path not in INFERENCE or answer.status_code != 200:
@@ -99,6 +115,7 @@ def create_app(agent: str) -> Starlette:
         routes=[
             Route("/_mode", mode, methods=["POST"]),
             Route("/_sessions", sessions, methods=["GET"]),
+            Route("/_seen", was_seen, methods=["POST"]),
             Route("/{path:path}", relay, methods=["GET", "POST"]),
         ]
     )

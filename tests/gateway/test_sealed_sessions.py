@@ -18,6 +18,7 @@ import hashlib
 import json
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -156,6 +157,35 @@ def _record(gw: Proc, key: str, rid: str) -> dict[str, Any]:
 
 
 SESSIONS = 'teeroute_gateway_sealed_sessions_opened_total{pool="default/hosted"}'
+
+
+def _seen(host_url: str, needle: str) -> bool:
+    answer = httpx.post(f"{host_url}/_seen", json={"needle": needle}, timeout=5)
+    return bool(answer.json()["found"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_gateway_sealed_canary_never_crosses_the_miners_host(
+    hosted: Hosted, stream: bool
+) -> None:
+    gw, key, parts = hosted
+    canary = f"canary-{uuid.uuid4().hex}"
+    relayed = len(_sessions(parts["host"]))
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+    messages: Any = [{"role": "user", "content": f"remember {canary} for me"}]
+    if stream:
+        chunks = client.chat.completions.create(
+            model="sim-model", messages=messages, max_tokens=16, stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        answer = client.chat.completions.create(model="sim-model", messages=messages, max_tokens=16)
+        text = answer.choices[0].message.content or ""
+    assert text, "the request was answered"
+    assert len(_sessions(parts["host"])) > relayed, "it went through the host"
+    assert _seen(parts["host"], '"model":"sim-model"'), "the scan sees what the host relayed"
+    assert not _seen(parts["host"], canary)
+    assert not _seen(parts["host"], text), "nor the answer"
 
 
 def test_a_session_the_enclave_forgot_is_opened_again_and_the_request_served(
