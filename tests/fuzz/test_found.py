@@ -24,7 +24,7 @@ from teeroute.attestation import nvidia, snp, tdx, x509chain
 from teeroute.attestation.errors import EvidenceInvalid
 from teeroute.attestation.tdx_collateral import parse_tcb_info
 from teeroute.errors import TeerouteError
-from teeroute.sealing import envelope, hpke, receipts, secrets
+from teeroute.sealing import envelope, hpke, secrets
 from teeroute.sealing.params import SessionParams
 from teeroute.sealing.receipt_body import parse_body
 from teeroute.sealing.roots import parse_root, verify_bundle
@@ -61,7 +61,6 @@ DEEP_JSON_CASES: dict[str, Callable[[], object]] = {
     "v1 sealed request": lambda: envelope.SealedRequest.parse(DEEP),
     "admission record": _record_verify,
     "TCB Info": lambda: parse_tcb_info(b'{"tcbInfo":' + DEEP + b',"signature":""}'),
-    "v1 receipt": lambda: receipts.parse_receipt(DEEP),
     "secret release": lambda: _open_release(DEEP),
 }
 
