@@ -194,3 +194,23 @@ def with_gateway_key(config: Path) -> Path:
         spec["gatewayKeyFile"] = str(gateway_key.write_pem(config.with_name("gateway-key.pem")))
         config.write_text(yaml.safe_dump_all(docs))
     return config
+
+
+def metric(gw: Proc, name: str) -> float:
+    """The first sample of the gateway's metric line starting with `name` (0 when absent)."""
+    for line in httpx.get(f"{gw.url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(name):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def generation(gw: Proc, key: str, rid: str) -> dict[str, Any]:
+    """The caller's metered record of request `rid` (GET /v1/generation), which must exist."""
+    answer = httpx.get(
+        f"{gw.url}/v1/generation",
+        params={"id": rid},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]  # type: ignore[no-any-return]

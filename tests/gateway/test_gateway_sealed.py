@@ -29,7 +29,7 @@ from teeroute_sandbox.testing import wait_for
 
 from . import sealed_v2
 from .miners import agent, chip_dir, verified_lease
-from .procs import CLI, Proc, create_key, engine, gateway
+from .procs import CLI, Proc, create_key, engine, gateway, generation, metric
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -107,17 +107,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             yield gw, key, parts | {"config": config}
 
 
-def _record(gw: Proc, key: str, rid: str) -> dict[str, Any]:
-    answer = httpx.get(
-        f"{gw.url}/v1/generation",
-        params={"id": rid},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()["data"]  # type: ignore[no-any-return]
-
-
 def _chat(stream: bool, model: str = "sim-model", seed: int = 7) -> dict[str, Any]:
     return {
         "model": model,
@@ -126,13 +115,6 @@ def _chat(stream: bool, model: str = "sim-model", seed: int = 7) -> dict[str, An
         "stream": stream,
         "seed": seed,
     }
-
-
-def _metric(gw: Proc, name: str) -> float:
-    for line in httpx.get(f"{gw.url}/metrics", timeout=5).text.splitlines():
-        if line.startswith(name):
-            return float(line.split()[-1])
-    return 0.0
 
 
 SESSIONS = 'teeroute_gateway_sealed_sessions_opened_total{pool="default/honest"}'
@@ -147,7 +129,7 @@ def test_plain_requests_reach_the_enclave_sealed_and_are_billed_by_receipt(setup
     expected = direct.chat.completions.create(**_chat(False))
     # the agent refuses plain requests (REQUIRE_SEALED), so this answer went sealed
     assert answer.choices[0].message.content == expected.choices[0].message.content
-    record = _record(gw, key, raw.headers["x-request-id"])
+    record = generation(gw, key, raw.headers["x-request-id"])
     assert record["receipt_status"] == "valid"
     receipt = record["receipt"]
     assert receipt["request_id"] == raw.headers["x-request-id"]
@@ -177,7 +159,7 @@ def test_a_plain_stream_is_sealed_on_the_hop_and_opened_for_the_client(setup: Se
             usage = chunk.usage or usage
     expected = direct.chat.completions.create(**_chat(False))
     assert "".join(pieces) == expected.choices[0].message.content
-    record = _record(gw, key, rid)
+    record = generation(gw, key, rid)
     assert record["receipt_status"] == "valid"
     assert usage is not None and usage.completion_tokens == record["receipt"]["output_tokens"]
 
@@ -194,10 +176,10 @@ def test_concurrent_first_requests_share_one_handshake(setup: Setup) -> None:
                 pool.map(lambda n: client.chat.completions.create(**_chat(False, seed=n)), range(8))
             )
         assert all(a.choices[0].message.content for a in answers)
-        assert _metric(gw, SESSIONS) == 1
+        assert metric(gw, SESSIONS) == 1
         for n in range(8):
             assert client.chat.completions.create(**_chat(False, seed=n)).choices
-        assert _metric(gw, SESSIONS) == 1
+        assert metric(gw, SESSIONS) == 1
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -214,7 +196,7 @@ def test_client_session_requests_pass_through_unopened(setup: Setup, stream: boo
     assert opened.after_receipt == []  # the gateway's own ROOT frames are not the client's
     receipt = opened.receipt
     assert receipt is not None and receipt.request_id == answer.headers["x-request-id"]
-    record = _record(gw, key, answer.headers["x-request-id"])
+    record = generation(gw, key, answer.headers["x-request-id"])
     assert record["receipt_status"] == "valid"
     assert record["output_tokens"] == receipt.output_tokens > 0
     assert record["charged_nano"] > 0
@@ -227,7 +209,7 @@ def test_a_oneshot_request_passes_through_unopened(setup: Setup) -> None:
     assert answer.status_code == 200, answer.text
     opened = sealed_v2.read_answer(answer.content, exchange, receipt_key)
     assert b'"choices"' in opened.plaintext
-    record = _record(gw, key, answer.headers["x-request-id"])
+    record = generation(gw, key, answer.headers["x-request-id"])
     assert record["receipt_status"] == "valid" and record["charged_nano"] > 0
 
 
@@ -306,7 +288,7 @@ def test_a_replayed_client_request_is_refused_by_the_enclave_and_not_billed(
     assert replayed.status_code == 409, replayed.text
     assert replayed.json()["error"]["type"] == "sealed_request_replayed"
     assert PROMPT not in replayed.text
-    assert _record(gw, key, first.headers["x-request-id"])["charged_nano"] > 0
+    assert generation(gw, key, first.headers["x-request-id"])["charged_nano"] > 0
     nothing = httpx.get(
         f"{gw.url}/v1/generation",
         params={"id": replayed.headers["x-request-id"]},

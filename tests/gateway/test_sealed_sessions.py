@@ -38,7 +38,7 @@ from tests import gateway_key
 
 from . import sealed_v2
 from .miners import agent, chip_dir, verified_lease
-from .procs import Proc, create_key, engine, free_port, gateway, started
+from .procs import Proc, create_key, engine, free_port, gateway, generation, metric, started
 from .sealed_v2 import V2
 
 pytestmark = pytest.mark.timeout(300)
@@ -138,24 +138,6 @@ def _chat(stream: bool, seed: int = 3, max_tokens: int = 24) -> dict[str, Any]:
     }
 
 
-def _metric(gw: Proc, name: str) -> float:
-    for line in httpx.get(f"{gw.url}/metrics", timeout=5).text.splitlines():
-        if line.startswith(name):
-            return float(line.split()[-1])
-    return 0.0
-
-
-def _record(gw: Proc, key: str, rid: str) -> dict[str, Any]:
-    answer = httpx.get(
-        f"{gw.url}/v1/generation",
-        params={"id": rid},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()["data"]  # type: ignore[no-any-return]
-
-
 SESSIONS = 'teeroute_gateway_sealed_sessions_opened_total{pool="default/hosted"}'
 
 
@@ -199,7 +181,7 @@ def test_a_session_the_enclave_forgot_is_opened_again_and_the_request_served(
     rid = client.chat.completions.with_raw_response.create(**_chat(False)).headers["x-request-id"]
     # its root taken first: asking for roots would keep the session in use during the flood
     wait_for(lambda: asyncio.run(_ledger_record(parts["config"], rid))[0], what="its proof")
-    before = _metric(gw, SESSIONS)
+    before = metric(gw, SESSIONS)
     seen = len(_sessions(parts["host"]))
     with (
         httpx.Client(base_url=parts["agent"], timeout=30) as agent_client,
@@ -209,7 +191,7 @@ def test_a_session_the_enclave_forgot_is_opened_again_and_the_request_served(
     assert all(opened)
     answer = client.chat.completions.create(**_chat(False))
     assert answer.choices[0].message.content
-    assert _metric(gw, SESSIONS) == before + 1
+    assert metric(gw, SESSIONS) == before + 1
     ids = _sessions(parts["host"])[seen:]
     assert len(ids) == 2 and ids[0] != ids[1]  # refused under the old one, served under the new
 
@@ -255,7 +237,7 @@ def test_a_session_dies_with_its_lease_and_a_renewed_lease_gets_a_new_one(
         wait_for(served, timeout_s=20, what="a request served under the renewed lease")
         later = _sessions(miner["host"])[seen + 1 :]
         assert later and first not in later and len(set(later)) == 1
-        assert _metric(gw, SESSIONS) == 2
+        assert metric(gw, SESSIONS) == 2
 
 
 def _expiry(entry: dict[str, Any]) -> float:
@@ -307,7 +289,7 @@ def test_receipts_no_signed_root_covers_in_time_are_flagged(hosted: Hosted) -> N
         )
     finally:
         _mode(parts["host"], "honest")
-    assert _metric(gw, "teeroute_gateway_receipts_unrooted_total") >= 1
+    assert metric(gw, "teeroute_gateway_receipts_unrooted_total") >= 1
 
 
 # --- a hostile host (last: its failures may eject the endpoint for a while) ---
@@ -371,7 +353,7 @@ def test_a_tampered_stream_ends_in_an_error_event_not_in_forged_text(
     assert '"type": "upstream_error"' in answer.text or '"type":"upstream_error"' in answer.text
     assert "[DONE]" not in answer.text
     assert _content(honest).startswith(_content(answer.text))  # what came was genuine
-    record = _record(gw, key, answer.headers["x-request-id"])
+    record = generation(gw, key, answer.headers["x-request-id"])
     assert record["outcome"] == "upstream_error_after_start"
 
 
@@ -402,6 +384,6 @@ def test_a_tampered_client_sealed_answer_fails_at_the_client_and_is_not_billed(
     assert answer.status_code == 200
     with pytest.raises(OpenFailed):
         sealed_v2.read_answer(answer.content, exchange, session.receipt_key)
-    record = _record(gw, key, answer.headers["x-request-id"])
+    record = generation(gw, key, answer.headers["x-request-id"])
     assert (record["receipt_status"], record["charged_nano"]) == ("invalid", 0)
     assert record["receipt"]["response_sha256"]  # kept for the dispute
