@@ -15,23 +15,30 @@ from teeroute_gateway.ledger import SettlementRow
 from teeroute_gateway.metering import display
 
 DEFAULT_PERIOD = dt.timedelta(days=30)
+OUT_OF_RANGE = "is out of range (years 1-9999 in UTC, and a period that starts in them)"
 
 
 def period_bound(text: str | None) -> dt.datetime | None:
-    """An RFC 3339 time or a date (midnight UTC); None when not given. ValueError when
-    unreadable (callers name the parameter)."""
+    """An RFC 3339 time or a date (midnight UTC), in UTC; None when not given. ValueError when
+    unreadable or outside years 1-9999 in UTC (callers name the parameter)."""
     if not text:
         return None
     when = parse_time(text if "T" in text else f"{text}T00:00:00Z")
     if when is None:
         raise ValueError("must be an RFC 3339 time or a date (YYYY-MM-DD)")
-    return when
+    try:
+        return when.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: the ledger compares in UTC
+        raise ValueError(OUT_OF_RANGE) from None
 
 
 def period(start: str | None, end: str | None) -> tuple[dt.datetime, dt.datetime]:
     """[start, end): end defaults to now, start to 30 days before end."""
     until = period_bound(end) or dt.datetime.now(dt.UTC)
-    return period_bound(start) or until - DEFAULT_PERIOD, until
+    try:
+        return period_bound(start) or until - DEFAULT_PERIOD, until
+    except OverflowError:  # end in the first 30 days of year 1
+        raise ValueError(OUT_OF_RANGE) from None
 
 
 def settlement_row(row: SettlementRow) -> dict[str, Any]:
