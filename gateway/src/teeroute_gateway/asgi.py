@@ -1,4 +1,5 @@
-"""The few ASGI primitives the gateway uses: headers, a bounded body read, whole responses.
+"""The few ASGI primitives the gateway uses: headers, a bounded body read (in size, and in
+time with `body_deadline`), whole responses.
 
 Raw ASGI rather than a framework's request/response objects: on the proxy path every
 microsecond per request is throughput.
@@ -6,10 +7,12 @@ microsecond per request is throughput.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from teeroute_gateway.errors import BadRequest, GatewayError, PayloadTooLarge
+from teeroute_gateway.errors import BadRequest, GatewayError, PayloadTooLarge, RequestTimeout
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -18,6 +21,7 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 JSON = (b"content-type", b"application/json")
+CLOSE = {"Connection": "close"}  # a client too slow to send its body gets no more time
 SSE = (b"content-type", b"text/event-stream")
 
 
@@ -44,9 +48,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         except ValueError:
             raise BadRequest("Content-Length is not a number") from None
         if size > limit:
-            raise PayloadTooLarge(
-                f"the body is over the limit of {limit} bytes", code="body_too_large"
-            )
+            raise _too_large(limit)
     parts = []
     total = 0
     while True:
@@ -56,12 +58,42 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         total += len(chunk)
         if total > limit:
-            raise PayloadTooLarge(
-                f"the body is over the limit of {limit} bytes", code="body_too_large"
-            )
+            raise _too_large(limit)
         parts.append(chunk)
         if not message.get("more_body", False):
             return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    # no Connection: close: the protocol ends the connection once it has dropped what the
+    # client is still sending (protocol.py), so the client can read this answer
+    return PayloadTooLarge(f"the body is over the limit of {limit} bytes", code="body_too_large")
+
+
+def body_deadline(receive: Receive, timeout_s: float) -> Receive:
+    """`receive`, raising RequestTimeout (408) if the request body is not complete within
+    `timeout_s` from now. Once it is, later calls (waiting for a disconnect while a response
+    streams) have no deadline."""
+    deadline = time.monotonic() + timeout_s
+    complete = False
+
+    async def receive_in_time() -> Message:
+        nonlocal complete
+        if complete:
+            return await receive()
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body was not sent within {timeout_s:g} s",
+                code="request_timeout",
+                headers=CLOSE,
+            ) from None
+        complete = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    return receive_in_time
 
 
 class ClientGone(Exception):

@@ -9,7 +9,9 @@
     ├── UnsupportedWireVersion  400 unsupported_wire_version  a v1 sealed body
     ├── SessionUnknown        409 session_unknown         a client session unknown here
     ├── MethodNotAllowed      405 invalid_request_error
+    ├── RequestTimeout        408 invalid_request_error   head or body not sent in time
     ├── PayloadTooLarge       413 invalid_request_error   body over the limit
+    ├── HeadersTooLarge       431 invalid_request_error   request line + headers over the limit
     ├── RateLimited           429 rate_limit_error        rpm/tpm of the key on this route
     ├── UpstreamFailed        502 upstream_error          every candidate failed
     ├── Unavailable           503 service_unavailable     no attested endpoint, limiter down
@@ -97,8 +99,18 @@ class MethodNotAllowed(GatewayError):
     type = "invalid_request_error"
 
 
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
+    type = "invalid_request_error"
+
+
+class HeadersTooLarge(GatewayError):
+    status = 431
     type = "invalid_request_error"
 
 

@@ -9,6 +9,7 @@ when uvicorn loads the same certificate (several workers share one TLS key, and 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ import uvicorn
 from teeroute_gateway.app import GatewayApp
 from teeroute_gateway.identity import identity_from_settings
 from teeroute_gateway.lifecycle import CONFIG_ENV, Lifecycle
+from teeroute_gateway.protocol import ConnectionLimits, GuardedProtocol
 from teeroute_gateway.settings import GatewaySettings
 from teeroute_gateway.sources.file import load
 
@@ -54,7 +56,11 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
         port=port if port is not None else settings.port,
         workers=workers or settings.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools; unparseable requests in the API shape (http_protocol.py); head deadline
+        # and bounds (protocol.py, docs/gateway-limits.md)
+        http=functools.partial(  # type: ignore[arg-type]  # uvicorn only calls it, as a class
+            GuardedProtocol, limits=ConnectionLimits.from_settings(settings)
+        ),
         access_log=False,
         log_level="warning",
         lifespan="on",

@@ -87,6 +87,39 @@ class GatewaySettings(BaseModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Larger request bodies are refused with 413."""
 
+    body_read_timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds a client has to send a request's whole body once its headers are in; then 408
+    and the connection is closed (a body sent a byte at a time holds nothing for long)."""
+
+    request_head_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds from a connection's opening, or a request's first byte, to the end of its
+    headers; then 408 (nothing, if the client sent nothing) and the connection is closed."""
+
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    """Request line plus headers; larger heads get 431 and the connection is closed (counted
+    per socket read, so at most one more read, about 250 KB, is ever held)."""
+
+    max_headers: int = Field(default=100, ge=8, le=10000)
+    """Header lines per request; more get 431."""
+
+    max_connections: int = Field(default=4096, ge=1)
+    """Open client connections per worker process; a connection beyond it gets 503
+    `overloaded` with Retry-After and is closed at once."""
+
+    max_in_flight: int = Field(default=256, ge=1)
+    """Requests one worker process works on at once (probes excepted; docs/gateway-limits.md).
+    A request takes its slot once its body is in, so slow senders hold none."""
+
+    max_queued: int = Field(default=256, ge=0)
+    """Requests that may wait for a slot when `maxInFlight` are running; beyond that a request
+    gets 503 `overloaded` with Retry-After at once, instead of queueing without end."""
+
+    queue_timeout_s: float = Field(default=2.0, ge=0)
+    """Longest wait for a slot; then 503 `overloaded` with Retry-After."""
+
+    overload_retry_after_s: int = Field(default=1, ge=1, le=3600)
+    """The Retry-After (seconds) of a 503 `overloaded`."""
+
     default_max_tokens: int = Field(default=4096, ge=1)
     """Output bound sent upstream when a request sets none (the budget hold needs one)."""
 

@@ -14,7 +14,9 @@ async def enforce(limiter: RateLimiter, scope: str, limits: Limits, what: str) -
         decision = await limiter.admit(scope, limits)
     except LimiterUnavailable:
         raise Unavailable(
-            "rate limits cannot be checked right now", code="limiter_unavailable"
+            "rate limits cannot be checked right now",
+            code="limiter_unavailable",
+            headers={"Retry-After": "1"},
         ) from None
     if not decision.allowed:
         wait = max(1, int(decision.retry_after_s + 0.999))

@@ -1,0 +1,1 @@
+"""Helpers of e2e/bench/overload.py: the load it sends (`load`) and what it reports (`report`)."""
