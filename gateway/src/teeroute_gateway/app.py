@@ -10,9 +10,10 @@
     POST /v1/gateway/attestation {nonce}           public: the gateway's own evidence, bound
                                                    to its TLS key (identity.py; tee not off)
     GET  /v1/generation?id=ID                      the key's own usage record of one request
-    GET  /v1/miners[?format=weights]               admin: the scoreboard
+    GET  /v1/miners[?format=weights|bittensor]     admin: the scoreboard (docs/scores.md)
     GET  /v1/settlement?from=&to=                  admin: usage and amounts per pool
     GET  /healthz, /readyz, /metrics               probes and Prometheus
+    GET  /openapi.json                             public: this API's OpenAPI document
 
 The lifespan (startup) is in `lifecycle.py`; this module only dispatches.
 """
@@ -33,13 +34,14 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from teeroute_gateway import challenges, client_sessions, identity, listings, reports
+from teeroute_gateway import challenges, client_sessions, identity, listings, openapi, reports
 from teeroute_gateway.asgi import (
     ClientGone,
     Receive,
     Scope,
     Send,
     bearer,
+    body_deadline,
     read_body,
     respond,
     respond_error,
@@ -55,9 +57,12 @@ from teeroute_gateway.errors import (
 from teeroute_gateway.inference import InferenceHandler
 from teeroute_gateway.ledger import LedgerError
 from teeroute_gateway.lifecycle import Lifecycle
+from teeroute_gateway.overload import Gate
 from teeroute_gateway.requests import CHAT, COMPLETION
 
 log = logging.getLogger(__name__)
+# probes and the static API document: never queued or refused for load
+UNGATED = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -68,6 +73,7 @@ class GatewayApp:
         self.lifecycle = lifecycle
         self.gateway_identity = gateway_identity
         self._inference: InferenceHandler | None = None
+        self._gate: Gate | None = None  # made from the settings once services exist
         self._rng = random.Random()  # noqa: S311  # sampling endpoints, not secrets
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
@@ -83,6 +89,7 @@ class GatewayApp:
             ("GET", "/healthz"): self._healthz,
             ("GET", "/readyz"): self._readyz,
             ("GET", "/metrics"): self._metrics,
+            ("GET", "/openapi.json"): self._openapi,
         }
         self.paths = {path for _, path in self.routes}
 
@@ -99,7 +106,7 @@ class GatewayApp:
                 if path in self.paths:
                     raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}")
                 raise NotFound(f"no route {scope['method']} {path}", code="unknown_url")
-            await handler(scope, receive, send)
+            await self._admitted(path, handler, scope, receive, send)
         except GatewayError as exc:
             await respond_error(send, exc)
         except ClientGone:
@@ -107,11 +114,32 @@ class GatewayApp:
         except LedgerError:
             log.exception("ledger unavailable on %s", path)
             await _last_word(
-                send, Unavailable("accounts cannot be checked right now", code="ledger_unavailable")
+                send,
+                Unavailable(
+                    "accounts cannot be checked right now",
+                    code="ledger_unavailable",
+                    headers={"Retry-After": "5"},
+                ),
             )
         except Exception:  # a bug: say so in the API's shape, keep the details in the log
             log.exception("unexpected error on %s", path)
             await _last_word(send, GatewayError("internal error", code="internal_error"))
+
+    async def _admitted(
+        self, path: str, handler: Handler, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Run `handler` in one of the gate's slots, taken once its body is in, which must be
+        by a deadline (overload.py, docs/gateway-limits.md); probes and /openapi.json run at
+        once, whatever the load."""
+        if path in UNGATED:
+            await handler(scope, receive, send)
+            return
+        settings = self.services.settings
+        if self._gate is None:
+            self._gate = Gate.from_settings(settings)
+        timed = body_deadline(receive, settings.body_read_timeout_s)
+        async with self._gate.admitting(scope, timed) as admitted:
+            await handler(scope, admitted, send)
 
     @property
     def services(self) -> Any:
@@ -191,8 +219,9 @@ class GatewayApp:
         s = self.services
         s.keys.require_admin(bearer(scope))
         board = listings.scoreboard(s.catalog, s.health, time.monotonic())
-        if _query(scope).get("format") == "weights":
-            board = {"weights": {row["pool"]: row["weight"] for row in board["data"]}}
+        shape = _query(scope).get("format")
+        if shape in ("weights", "bittensor"):
+            board = listings.weights_view(board, s.catalog, shape)
         await respond(send, 200, orjson.dumps(board))
 
     async def _settlement(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -217,6 +246,9 @@ class GatewayApp:
         if services is None or not services.ready:
             raise Unavailable("the gateway has no catalog yet", code="not_ready")
         await respond(send, 200, b'{"status":"ready"}')
+
+    async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, openapi.encoded())
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self.services

@@ -76,6 +76,10 @@ class Attempt:
     """A client-sealed answer: relay `body` and `stream` as they are (unopened frames)."""
     peeked: bytes | None = None
     """A sealed hop's error body, already read (to see whether the session was gone)."""
+    load: int = 1
+    """The endpoint's requests in flight when this one was sent, itself included (speed.py)."""
+    answered_at: float = 0.0
+    """perf_counter when a whole answer had been read (streams: when the first chunk was)."""
 
 
 class _Failed(Exception):
@@ -126,11 +130,14 @@ class Dispatcher:
     ) -> Attempt:
         endpoint = candidate.endpoint
         entry = self.health.started(endpoint.key, endpoint.pool)
+        load = entry.inflight
         sent = time.perf_counter()
         try:
             response, hop, peeked = await self._send(candidate, request, max_tokens, request_id)
             first = time.perf_counter()
-            found = Attempt(candidate, response, entry, sent, first, hop=hop, peeked=peeked)
+            found = Attempt(
+                candidate, response, entry, sent, first, hop=hop, peeked=peeked, load=load
+            )
             if response.status == 429 or response.status >= 500:
                 peek = await response.read(self.settings.idle_timeout_s, MAX_RESPONSE)
                 self._failed(
@@ -140,6 +147,7 @@ class Dispatcher:
                     upstream_status_error(response.status, _message(peek, response.status))
                 )
             await self._read(found, request)
+            found.answered_at = time.perf_counter()
             if response.status in (401, 403) and _refused_us(found.body):
                 raise UpstreamError("auth", "the enclave refused the gateway's authorization")
         except UpstreamError as exc:

@@ -1,7 +1,7 @@
 """What the gateway itself observes about each endpoint, and when to stop sending it traffic.
 
 The proxy reports every attempt (`started`, `finished`); the router reads `EndpointHealth`
-(ejected? in flight? recent TTFT and throughput?); the scoreboard reads the same numbers per
+(ejected? in flight? recent speed, speed.py?); the scoreboard reads the same numbers per
 pool. Nothing here trusts what a miner says about itself.
 
 Ejection (outlier detection, after Envoy): an endpoint is ejected when it fails
@@ -16,10 +16,12 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass, field
+from typing import Any
+
+from teeroute_gateway.speed import Sample, SpeedBook
 
 WINDOW_S = 60.0
 BUCKET_S = 5.0
-SAMPLES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +48,8 @@ class EndpointHealth:
     consecutive_failures: int = 0
     ejected_until: float = 0.0
     ejections: int = 0
-    ttft_ms: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=SAMPLES)
-    )
-    tokens_per_s: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=SAMPLES)
-    )
+    speed: SpeedBook = field(default_factory=SpeedBook)
+    """TTFT, TPOT and tokens/s of its recent answers, with their load (speed.py)."""
     buckets: collections.deque[_Bucket] = field(default_factory=collections.deque)
     total_ok: int = 0
     total_failed: int = 0
@@ -62,12 +60,6 @@ class EndpointHealth:
     def window(self, now: float) -> tuple[int, int]:
         self._trim(now)
         return sum(b.ok for b in self.buckets), sum(b.failed for b in self.buckets)
-
-    def recent_ttft_ms(self) -> float | None:
-        return _median(self.ttft_ms)
-
-    def recent_tokens_per_s(self) -> float | None:
-        return _median(self.tokens_per_s)
 
     def _bucket(self, now: float) -> _Bucket:
         if not self.buckets or now - self.buckets[-1].start >= BUCKET_S:
@@ -80,13 +72,6 @@ class EndpointHealth:
             self.buckets.popleft()
 
 
-def _median(values: collections.deque[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
-
-
 class HealthBook:
     """Health of every endpoint seen, keyed by endpoint key. One per gateway process."""
 
@@ -94,6 +79,8 @@ class HealthBook:
         self.policy = policy or BreakerPolicy()
         self._endpoints: dict[str, EndpointHealth] = {}
         self.ejection_count = 0
+        self.speed_cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+        """Pool speeds the router computed lately, per set of pools (selection.pool_speeds)."""
 
     def get(self, key: str) -> EndpointHealth | None:
         return self._endpoints.get(key)
@@ -133,13 +120,8 @@ class HealthBook:
         entry.consecutive_failures += 1
         return self._maybe_eject(entry, now)
 
-    def observe(
-        self, entry: EndpointHealth, ttft_ms: float | None, tokens_per_s: float | None
-    ) -> None:
-        if ttft_ms is not None:
-            entry.ttft_ms.append(ttft_ms)
-        if tokens_per_s is not None:
-            entry.tokens_per_s.append(tokens_per_s)
+    def observe(self, entry: EndpointHealth, sample: Sample) -> None:
+        entry.speed.add(sample)
 
     def _maybe_eject(self, entry: EndpointHealth, now: float) -> bool:
         if entry.ejected(now):

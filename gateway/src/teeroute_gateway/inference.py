@@ -7,6 +7,11 @@
 
 Errors before the answer starts are OpenAI error bodies with their status; after a stream
 started, an SSE error event. The hold is always settled or released, whatever happens.
+
+An answer's usage record is committed before its last bytes go out (the whole body, or a
+stream's usage chunk and [DONE]): a gateway killed at any moment leaves no delivered answer
+unbilled (docs/faults.md). If the ledger stays unreachable past SETTLE_WITHIN_S, a whole answer
+is withheld (503 ledger_unavailable) and a stream ends with an error event instead of [DONE].
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from teeroute_gateway.ledger import (
     UnknownAccount,
     UsageRecord,
 )
+from teeroute_gateway.ledger.durable import settle_within
 from teeroute_gateway.limits import LimiterUnavailable, Limits
 from teeroute_gateway.metering import (
     Usage,
@@ -73,6 +79,7 @@ from teeroute_gateway.requests import InferenceRequest, parse_request, parse_sea
 from teeroute_gateway.sealed import NO_RECEIPT, SEALED_TYPE, Judgement, Observed, hop_mode, judge
 from teeroute_gateway.selection import Candidate, Context, plan
 from teeroute_gateway.services import Services
+from teeroute_gateway.speed import Sample, stream_timing, whole_timing
 from teeroute_gateway.streaming import StreamRelay, error_event, usage_body
 from teeroute_gateway.throttle import enforce
 from teeroute_gateway.upstream import UpstreamError
@@ -90,10 +97,16 @@ class Outcome:
     candidate: Candidate | None = None
     bill: Bill | None = None
     ttft_ms: float | None = None
+    """Streamed: sent -> first content-bearing delta (speed.py); whole answers: None."""
+    timing: Sample | None = None
+    """The answer's speed, for the HealthBook once it ended well (speed.py)."""
     attempts: int = 0
     headers: Headers = field(default_factory=list)
     error: GatewayError | None = None
     receipt: Judgement = NO_RECEIPT
+    started: float = 0.0
+    settled: bool = False
+    """The usage record is committed (ahead of the answer's last bytes)."""
 
     @property
     def usage(self) -> Usage | None:
@@ -112,6 +125,9 @@ class Reserved:
     per_choice: int
     """The per-choice limit the miner is sent (sealed by the client: the whole bound)."""
     output_bound: int
+    account: Account
+    model: PublicModel
+    """The public model the request is billed under (the first it named)."""
 
 
 class InferenceHandler:
@@ -135,7 +151,7 @@ class InferenceHandler:
         except ClientGone:
             return
         span = tracing.start(self.s.tracer, kind, request.models[0], request.max_tokens)
-        result = Outcome(headers=ids)
+        result = Outcome(headers=ids, started=started)
         hold = reserved.hold
         self._holds.keep(hold)  # renewed while the request runs, however long
         try:
@@ -186,7 +202,8 @@ class InferenceHandler:
         per_choice = self._max_tokens(request, candidates)
         bound = per_choice * request.choices
         hold = await self._reserve(account, request, candidates, bound, rid)
-        return account, request, models, candidates, Reserved(hold, per_choice, bound)
+        reserved = Reserved(hold, per_choice, bound, account, models[0])
+        return account, request, models, candidates, reserved
 
     def _models(self, catalog: Catalog, names: list[str]) -> list[PublicModel]:
         found = [catalog.models[n] for n in names if n in catalog.models]
@@ -259,7 +276,6 @@ class InferenceHandler:
             return None
         result.candidate = attempt.candidate
         result.attempts = attempt.attempts
-        result.ttft_ms = (attempt.first_byte_at - attempt.sent_at) * 1000
         pool = attempt.candidate.backend.pool
         result.headers += [
             (b"x-teeroute-pool", pool.key.encode()),
@@ -288,11 +304,20 @@ class InferenceHandler:
         reported = Counts(*reported_usage(obj))
         ours = Counted(request.input_estimate, count_completion_text(obj))
         usage = self._bill(attempt, result, reserved, reported, ours, rid)
+        result.timing = Sample(
+            time.monotonic(),
+            attempt.load,
+            tokens_per_s=whole_timing(attempt.sent_at, attempt.answered_at, usage.output_tokens),
+        )
         if result.receipt.status not in ("", "valid"):
             result.outcome = f"receipt_{result.receipt.status}"
         pool = attempt.candidate.backend.pool
         obj["usage"] = usage_body(obj.get("usage"), usage, result.cost_nano)
         obj["provider"] = pool.name
+        if not await self._write_ahead(request, rid, result, reserved):
+            result.bill, result.status, result.outcome = None, 503, "ledger_unavailable"
+            await respond_error(send, _unrecorded(), result.headers)
+            return
         result.headers.append((b"x-teeroute-cost", display(result.cost_nano).encode()))
         await respond(send, 200, orjson.dumps(obj), [JSON, *result.headers])
 
@@ -325,6 +350,11 @@ class InferenceHandler:
         reported = Counts(*reported_usage(relay.reported()))
         ours = Counted(request.input_estimate, relay.counted)
         usage = self._bill(attempt, result, reserved, reported, ours, rid)
+        timed = stream_timing(
+            attempt.sent_at, relay.first_content_at, relay.last_content_at, usage.output_tokens
+        )
+        result.ttft_ms = timed[0]
+        result.timing = Sample(time.monotonic(), attempt.load, *timed)
         if result.receipt.status not in ("", "valid"):
             result.outcome = f"receipt_{result.receipt.status}"
         if gone.is_set():
@@ -343,6 +373,11 @@ class InferenceHandler:
             )
             return
         self.s.dispatcher.succeeded(attempt)
+        if not await self._write_ahead(request, rid, result, reserved):
+            result.outcome = "ledger_unavailable"  # the record is tried again when settling
+            error_body = error_event(_unrecorded().message, "service_unavailable", 503)
+            await send({"type": "http.response.body", "body": error_body})
+            return
         closing = relay.closing(
             usage, result.cost_nano, rid, attempt.candidate.backend.upstream_model
         )
@@ -405,7 +440,10 @@ class InferenceHandler:
         finally:
             watcher.cancel()
         ours = Counted(request.input_estimate, None, attempt.hop.frames)
-        self._bill(attempt, result, reserved, Counts(), ours, rid)
+        usage = self._bill(attempt, result, reserved, Counts(), ours, rid)
+        # the frames are opaque here: no TTFT, only the answer's end (docs/scores.md)
+        tps = whole_timing(attempt.sent_at, time.perf_counter(), usage.output_tokens)
+        result.timing = Sample(time.monotonic(), attempt.load, tokens_per_s=tps)
         if gone.is_set():
             result.outcome = "cancelled"
         elif error is not None:
@@ -450,39 +488,13 @@ class InferenceHandler:
         span: object,
     ) -> None:
         elapsed = time.perf_counter() - started
-        candidate = result.candidate
-        pool = candidate.backend.pool if candidate else None
         usage = result.usage
         try:
-            if usage is None or pool is None:
+            record = self._record(account, request, model, rid, result, elapsed)
+            if record is None:
                 await self.s.ledger.release(hold)
-            else:
-                await self.s.ledger.settle(
-                    hold,
-                    UsageRecord(
-                        request_id=rid,
-                        account_id=account.id,
-                        public_model=model.name,
-                        pool=pool.key,
-                        endpoint=candidate.endpoint.key if candidate else "",
-                        upstream_model=candidate.backend.upstream_model if candidate else "",
-                        input_tokens=usage.input_tokens,
-                        output_tokens=usage.output_tokens,
-                        input_reported=usage.input_reported,
-                        output_reported=usage.output_reported,
-                        cost_nano=result.cost_nano,
-                        claimed_nano=result.bill.claimed_nano if result.bill else None,
-                        bill_reason=result.bill.reason if result.bill else "",
-                        latency_ms=elapsed * 1000,
-                        ttft_ms=result.ttft_ms,
-                        status=result.status,
-                        outcome=result.outcome,
-                        streamed=request.stream,
-                        created_at=dt.datetime.now(dt.UTC),
-                        receipt_status=result.receipt.status,
-                        receipt=result.receipt.text,
-                    ),
-                )
+            elif not result.settled:  # (else committed ahead of the answer's last bytes)
+                await settle_within(self.s.ledger, hold, record)  # e.g. an answer cut off
         except Exception:  # the answer is out; a ledger failure must not lose the request's log
             log.exception("settling %s failed", rid)
         self._observe(account, request, model, rid, result, elapsed, span)
@@ -498,6 +510,70 @@ class InferenceHandler:
                 except LimiterUnavailable:
                     log.warning("tokens of %s not counted against tpm: limiter unavailable", rid)
 
+    async def _write_ahead(
+        self, request: InferenceRequest, rid: str, result: Outcome, reserved: Reserved
+    ) -> bool:
+        """Commit the usage record before the answer's last bytes go out, so that no answer
+        a client received is missing from the ledger whenever the gateway dies; retried
+        through a short ledger outage (ledger.durable). False: the ledger stayed out of reach."""
+        elapsed = time.perf_counter() - result.started
+        record = self._record(reserved.account, request, reserved.model, rid, result, elapsed)
+        if record is None:
+            return True
+        result.settled = await settle_within(self.s.ledger, reserved.hold, record) is not None
+        return result.settled
+
+    def _record(
+        self,
+        account: Account,
+        request: InferenceRequest,
+        model: PublicModel,
+        rid: str,
+        result: Outcome,
+        elapsed: float,
+    ) -> UsageRecord | None:
+        """The request's usage record; None when nothing was served (nothing to bill)."""
+        candidate, usage = result.candidate, result.usage
+        if usage is None or candidate is None:
+            return None
+        return UsageRecord(
+            request_id=rid,
+            account_id=account.id,
+            public_model=model.name,
+            pool=candidate.backend.pool.key,
+            endpoint=candidate.endpoint.key,
+            upstream_model=candidate.backend.upstream_model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            input_reported=usage.input_reported,
+            output_reported=usage.output_reported,
+            cost_nano=result.cost_nano,
+            claimed_nano=result.bill.claimed_nano if result.bill else None,
+            bill_reason=result.bill.reason if result.bill else "",
+            latency_ms=elapsed * 1000,
+            ttft_ms=result.ttft_ms,
+            status=result.status,
+            outcome=result.outcome,
+            streamed=request.stream,
+            created_at=dt.datetime.now(dt.UTC),
+            receipt_status=result.receipt.status,
+            receipt=result.receipt.text,
+        )
+
+    def _observe_speed(self, model: PublicModel, pool: str, result: Outcome) -> None:
+        """TTFT and TPOT metrics and the endpoint's speed sample, from answers that ended
+        well (a cancelled or broken one says nothing about the miner's pace)."""
+        timing, candidate = result.timing, result.candidate
+        if timing is None or candidate is None or result.outcome != "ok":
+            return
+        if timing.ttft_ms is not None:
+            self.s.metrics.ttft.labels(model.name, pool).observe(timing.ttft_ms / 1000)
+        if timing.tpot_ms is not None:
+            self.s.metrics.tpot.labels(model.name, pool).observe(timing.tpot_ms / 1000)
+        entry = self.s.health.get(candidate.endpoint.key)
+        if entry is not None:
+            self.s.health.observe(entry, timing)
+
     def _observe(
         self,
         account: Account,
@@ -512,8 +588,6 @@ class InferenceHandler:
         pool = result.candidate.backend.pool.key if result.candidate else "none"
         m.requests.labels(model.name, pool, f"{result.status // 100}xx").inc()
         m.duration.labels(model.name, "true" if request.stream else "false").observe(elapsed)
-        if result.ttft_ms is not None:
-            m.ttft.labels(model.name, pool).observe(result.ttft_ms / 1000)
         usage = result.usage
         if usage is not None:
             m.tokens.labels(
@@ -525,15 +599,7 @@ class InferenceHandler:
             m.cost.labels(model.name, pool, self.s.settings.currency).inc(
                 as_float(result.cost_nano)
             )
-            if (
-                result.candidate
-                and result.ttft_ms is not None
-                and elapsed > 0
-                and usage.output_tokens
-            ):
-                entry = self.s.health.get(result.candidate.endpoint.key)
-                if entry is not None:
-                    self.s.health.observe(entry, result.ttft_ms, usage.output_tokens / elapsed)
+            self._observe_speed(model, pool, result)
         tracing.finish(
             span,
             {
@@ -543,6 +609,10 @@ class InferenceHandler:
                 "gen_ai.usage.input_tokens": usage.input_tokens if usage else None,
                 "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
                 "teeroute.pool": pool,
+                "gen_ai.server.time_to_first_token": _seconds(result.ttft_ms),
+                "gen_ai.server.time_per_output_token": _seconds(
+                    result.timing.tpot_ms if result.timing else None
+                ),
                 "teeroute.attempts": result.attempts,
                 "teeroute.cost": as_float(result.cost_nano),
                 "http.response.status_code": result.status,
@@ -569,6 +639,10 @@ class InferenceHandler:
                     }
                 ).decode()
             )
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000
 
 
 def _unchanged(chunk: bytes) -> bytes:
@@ -624,3 +698,11 @@ def _reason(exc: GatewayError) -> str:
         413: "invalid",
         404: "not_found",
     }.get(exc.status, "no_endpoint")
+
+
+def _unrecorded() -> Unavailable:
+    return Unavailable(
+        "the answer's usage cannot be recorded right now; try again shortly",
+        code="ledger_unavailable",
+        headers={"Retry-After": "5"},
+    )

@@ -9,8 +9,9 @@ the pools serving it), the TEE types with an attested endpoint now, the context 
 measurement, chip, key fingerprints, when it was attested and until when it is admitted —
 for clients that check for themselves (and, in sealed mode, what they seal to).
 
-/v1/miners is the scoreboard miners compete on: per pool, what the gateway observed (TTFT
-p50/p95, tokens/s, error rate, uptime) and its price; `weights` normalises a score to 1.
+/v1/miners is the scoreboard miners compete on: per pool and per endpoint, what the gateway
+observed (TTFT p50/p95, TPOT, tokens/s, error rate, uptime; speed.py) and its price, the score
+and the weight (scores.py, docs/scores.md); `weights_view` is the weights export.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import datetime as dt
 from typing import Any
 
 from teeroute.admission import rfc3339
+from teeroute_gateway import scores
 from teeroute_gateway.catalog import Catalog, Endpoint, Pool, PublicModel
 from teeroute_gateway.health import EndpointHealth, HealthBook
+from teeroute_gateway.speed import Sample, matched_floor, summary
 
 
 def models(catalog: Catalog, now: dt.datetime, allow_unattested: bool) -> dict[str, Any]:
@@ -98,29 +101,60 @@ def _evidence(pool: Pool, e: Endpoint) -> dict[str, Any]:
 
 
 def scoreboard(catalog: Catalog, health: HealthBook, monotonic: float) -> dict[str, Any]:
-    rows = [
-        _pool_score(p, health, monotonic)
-        for p in sorted(catalog.pools.values(), key=lambda p: p.key)
-    ]
-    total = sum(r["score"] for r in rows)
+    """Per pool (and per endpoint within it) what the gateway observed, its score and its
+    weight (scores.py); speeds compared at the loads all pools saw (speed.matched_floor)."""
+    pools = sorted(catalog.pools.values(), key=lambda p: p.key)
+    samples = {p.key: _samples(p, health, monotonic) for p in pools}
+    floor = matched_floor(samples.values())
+    rows = [_pool_score(p, health, monotonic, samples[p.key], floor) for p in pools]
+    weights = scores.normalized({row["pool"]: row["score"] for row in rows})
     for row in rows:
-        row["weight"] = round(row["score"] / total, 6) if total > 0 else 0.0
-    return {"object": "list", "data": rows}
+        row["weight"] = weights[row["pool"]]
+    return {"object": "list", "load_floor": floor, "data": rows}
 
 
-def _pool_score(pool: Pool, health: HealthBook, now: float) -> dict[str, Any]:
-    entries = [h for e in pool.endpoints if (h := health.get(e.key)) is not None]
-    ttft = sorted(v for h in entries for v in h.ttft_ms)
-    tps = sorted(v for h in entries for v in h.tokens_per_s)
-    ok, failed = _window(entries, now)
-    total_ok = sum(h.total_ok for h in entries)
-    total = total_ok + sum(h.total_failed for h in entries)
-    uptime = total_ok / total if total else None
+def weights_view(board: dict[str, Any], catalog: Catalog, shape: str) -> dict[str, Any]:
+    """`?format=weights`: normalized weights per pool; `?format=bittensor`: per miner uid
+    (the pool label UID_LABEL), u16-scaled as a validator sets them (scores.u16_weights)."""
+    rows = board["data"]
+    if shape != "bittensor":
+        return {"weights": {row["pool"]: row["weight"] for row in rows}}
+    uids = {p.key: uid for p in catalog.pools.values() if (uid := _uid(p)) is not None}
+    per_uid = scores.by_uid({row["pool"]: row["score"] for row in rows}, uids)
+    ordered = sorted(per_uid)
+    emitted, values = scores.u16_weights(ordered, [per_uid[u] for u in ordered])
+    return {
+        "uids": emitted,
+        "weights": values,
+        "normalized": scores.normalized({str(u): per_uid[u] for u in ordered}),
+        "unmapped": sorted(row["pool"] for row in rows if row["pool"] not in uids),
+    }
+
+
+UID_LABEL = "teeroute.dev/uid"
+"""The MinerPool label naming the miner's uid on the subnet (a non-negative integer)."""
+
+
+def _uid(pool: Pool) -> int | None:
+    text = pool.labels.get(UID_LABEL, "")
+    return int(text) if text.isdigit() else None
+
+
+def _samples(pool: Pool, health: HealthBook, now: float) -> list[Sample]:
+    return [s for h in _entries(pool, health) for s in h.speed.recent(now)]
+
+
+def _entries(pool: Pool, health: HealthBook) -> list[EndpointHealth]:
+    return [h for e in pool.endpoints if (h := health.get(e.key)) is not None]
+
+
+def _pool_score(
+    pool: Pool, health: HealthBook, now: float, samples: list[Sample], floor: int
+) -> dict[str, Any]:
+    entries = _entries(pool, health)
+    row = _observed(entries, now, samples, floor)
     price = pool.input_per_million + pool.output_per_million
-    throughput = _pct(tps, 0.5)
-    score = 0.0
-    if uptime is not None and throughput:
-        score = uptime * throughput / max(float(price), 1e-6)
+    reliable = scores.reliability(row["uptime"], row["error_rate_1m"])
     return {
         "pool": pool.key,
         "tee": pool.tee,
@@ -128,14 +162,38 @@ def _pool_score(pool: Pool, health: HealthBook, now: float) -> dict[str, Any]:
         "output_per_million": str(pool.output_per_million),
         "currency": pool.currency,
         "endpoints": len(pool.endpoints),
-        "ttft_ms_p50": _pct(ttft, 0.5),
-        "ttft_ms_p95": _pct(ttft, 0.95),
-        "tokens_per_s_p50": throughput,
+        **row,
+        "score": scores.score(reliable, row["speed_tokens_per_s"], price),
+        "by_endpoint": [
+            {"endpoint": h.key, **_observed([h], now, h.speed.recent(now), floor)}
+            for h in sorted(entries, key=lambda h: h.key)
+        ],
+    }
+
+
+def _observed(
+    entries: list[EndpointHealth], now: float, samples: list[Sample], floor: int
+) -> dict[str, Any]:
+    """The observed numbers of one endpoint or a pool's endpoints together."""
+    speed = summary(samples, now, floor)
+    ok, failed = _window(entries, now)
+    total_ok = sum(h.total_ok for h in entries)
+    total = total_ok + sum(h.total_failed for h in entries)
+    uptime = total_ok / total if total else None
+    reference = scores.reference_speed(speed)
+    return {
+        "ttft_ms_p50": speed.ttft_ms_p50,
+        "ttft_ms_p95": speed.ttft_ms_p95,
+        "tpot_ms_p50": speed.tpot_ms_p50,
+        "tokens_per_s_p50": speed.tokens_per_s_p50,
+        "speed_tokens_per_s": None if reference is None else round(reference, 3),
+        "samples": speed.samples,
+        "load_floor": speed.load_floor,
+        "inflight": sum(h.inflight for h in entries),
         "error_rate_1m": failed / (ok + failed) if ok + failed else None,
         "uptime": uptime,
         "status": _status(uptime),
         "requests": total,
-        "score": score,
     }
 
 
@@ -145,12 +203,6 @@ def _window(entries: list[EndpointHealth], now: float) -> tuple[int, int]:
         a, b = h.window(now)
         ok, failed = ok + a, failed + b
     return ok, failed
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return round(values[min(len(values) - 1, int(q * len(values)))], 3)
 
 
 def _status(uptime: float | None) -> str:

@@ -23,6 +23,10 @@ USAGE_MARK = re.compile(rb'"usage"\s*:\s*\{')
 _DELTA = re.compile(rb'"(?:content|text)": ?"(?!")')
 """A non-empty `"content"` or `"text"` string (compact or with one space, as engines write
 them): one search per run of events, a quarter of the cost of counting each form apart."""
+_OTHER_CONTENT = re.compile(
+    rb'"tool_calls": ?\[ ?\{|"(?:reasoning_content|reasoning)": ?"(?!")|"function_call": ?\{'
+)
+"""A tool call (or the legacy function call) or a non-empty reasoning delta."""
 
 
 def cost_nano(pool: Pool, input_tokens: int, output_tokens: int) -> int:
@@ -72,6 +76,12 @@ def count_completion_text(obj: Any) -> int:
         if isinstance(text, str):
             total += (len(text) + 3) // 4
     return total
+
+
+def has_content(chunk: bytes) -> bool:
+    """Whether a run of SSE events holds a tool call or a reasoning delta (text is found by
+    `count_deltas`): a first token that is not text still ends the time to first token."""
+    return _OTHER_CONTENT.search(chunk) is not None
 
 
 def count_deltas(chunk: bytes) -> int:

@@ -17,6 +17,8 @@ from prometheus_client.registry import Collector
 from teeroute_gateway.health import HealthBook
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+"""Time per output token: 1 ms (1000 tok/s) to over a second."""
 
 
 class GatewayMetrics:
@@ -38,9 +40,18 @@ class GatewayMetrics:
         )
         self.ttft = Histogram(
             "teeroute_gateway_time_to_first_token_seconds",
-            "Time from the request's arrival to the miner's first response byte.",
+            "Streamed answers: time from sending the request to the miner to its first "
+            "content-bearing delta (OTel gen_ai.server.time_to_first_token; speed.py).",
             ["model", "pool"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "teeroute_gateway_time_per_output_token_seconds",
+            "Streamed answers: (last content - first content) / (output tokens - 1) "
+            "(OTel gen_ai.server.time_per_output_token; speed.py).",
+            ["model", "pool"],
+            buckets=TOKEN_BUCKETS,
             registry=r,
         )
         self.tokens = Counter(

@@ -10,7 +10,9 @@ Per public model (the requested one, then each `models` fallback):
    (`provider.sort`, or the Route's latency/throughput sort) or, by default, random weighted
    by the Route's weight / price² (a $1 pool is 9x likelier than a $3 one; weight 0: fallback
    only); soft preferences (`preferred_max_latency`, `preferred_min_throughput`) move misses
-   to the back; without fallbacks only the first pool remains;
+   to the back; without fallbacks only the first pool remains. Latency is the TTFT p50 of
+   streamed answers, throughput the tokens/s p50, both load-weighted and load-matched
+   (speed.py, docs/scores.md);
 4. order endpoints: healthy before ejected, fewest in flight first; then one endpoint per pool
    per round, so a retry goes to the next pool before a second endpoint of the same pool;
 5. a session id pins the request to one endpoint (rendezvous hashing) unless `order` is given.
@@ -23,16 +25,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from teeroute_gateway.catalog import UNATTESTED, Backend, Endpoint, PublicModel
 from teeroute_gateway.errors import NotFound, Unavailable
-from teeroute_gateway.health import EndpointHealth, HealthBook
+from teeroute_gateway.health import HealthBook
 from teeroute_gateway.provider import ProviderPrefs
+from teeroute_gateway.speed import Sample, Speed, matched_floor, summary
 
 MIN_PRICE = Decimal("0.000001")
+SPEED_TTL_S = 1.0
+SPEED_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +75,11 @@ def plan(
 
 
 def candidates(model: PublicModel, prefs: ProviderPrefs, ctx: Context) -> list[Candidate]:
-    pools = _filter_pools(model, prefs, ctx)
-    usable = {b.pool.key: _usable_endpoints(model, b, prefs, ctx) for b in pools}
-    pools = [b for b in pools if usable[b.pool.key]]
+    named = _filter_pools(model, prefs, ctx)
+    usable = {b.pool.key: _usable_endpoints(model, b, prefs, ctx) for b in named}
+    pools = [b for b in named if usable[b.pool.key]]
     if not pools:
-        raise Unavailable(
-            f"no attested endpoint is available for model {model.name}",
-            code="no_attested_endpoint",
-        )
+        raise _none_usable(model, named, prefs, ctx)
     ordered = _order_pools(model, pools, prefs, ctx)
     lists = [
         [Candidate(model, b, e) for e in _order_endpoints(usable[b.pool.key], ctx)] for b in ordered
@@ -144,6 +146,30 @@ def _usable_endpoints(
     return [e for e in backend.pool.endpoints if _usable(e, allowed, max_age, prefs, ctx)]
 
 
+def _none_usable(
+    model: PublicModel, pools: list[Backend], prefs: ProviderPrefs, ctx: Context
+) -> NotFound | Unavailable:
+    """No endpoint passes. Where the client's own provider.tee or max_attestation_age ruled
+    out endpoints the Route admits: 404, as for provider.only (a retry cannot help); else
+    none is attested now: 503."""
+    widened = (
+        ("provider.tee", replace(prefs, tee=None)),
+        ("provider.max_attestation_age", replace(prefs, max_attestation_age=None)),
+        ("provider", replace(prefs, tee=None, max_attestation_age=None)),
+    )
+    for param, wider in widened:
+        if wider != prefs and any(_usable_endpoints(model, b, wider, ctx) for b in pools):
+            return NotFound(
+                f"no endpoint of model {model.name} meets {param}",
+                code="no_provider_matches",
+                param=param,
+            )
+    return Unavailable(
+        f"no attested endpoint is available for model {model.name}",
+        code="no_attested_endpoint",
+    )
+
+
 def _usable(
     e: Endpoint, allowed: set[str], max_age: dt.timedelta, prefs: ProviderPrefs, ctx: Context
 ) -> bool:
@@ -189,9 +215,42 @@ def _default_order(
 def _sorted(pools: list[Backend], sort: str, ctx: Context) -> list[Backend]:
     if sort == "price":
         return sorted(pools, key=lambda b: (blended_price(b), b.pool.key))
+    speeds = pool_speeds(pools, ctx.health, ctx.monotonic)
     if sort == "latency":
-        return sorted(pools, key=lambda b: (_pool_ttft(b, ctx) or float("inf"), b.pool.key))
-    return sorted(pools, key=lambda b: (-(_pool_tps(b, ctx) or 0.0), b.pool.key))
+        return sorted(pools, key=lambda b: (_ttft(speeds[b.pool.key]), b.pool.key))
+    return sorted(pools, key=lambda b: (-(speeds[b.pool.key].tokens_per_s_p50 or 0.0), b.pool.key))
+
+
+def _ttft(speed: Speed) -> float:
+    return speed.ttft_ms_p50 if speed.ttft_ms_p50 is not None else float("inf")
+
+
+def pool_speeds(pools: Sequence[Backend], health: HealthBook, now: float) -> dict[str, Speed]:
+    """Each pool's speed over its endpoints' samples, the pools compared at the loads they
+    all saw (speed.matched_floor): what `sort` and the soft preferences read. Computed at
+    most once per SPEED_TTL_S per set of pools (ten busy pools take milliseconds; samples
+    weigh for minutes)."""
+    key = tuple(sorted(b.pool.key for b in pools))
+    cached = health.speed_cache.get(key)
+    if cached is not None and 0 <= now - cached[0] < SPEED_TTL_S:
+        found: dict[str, Speed] = cached[1]
+        return found
+    groups = {b.pool.key: _samples(b, health, now) for b in pools}
+    floor = matched_floor(groups.values())
+    found = {k: summary(samples, now, floor) for k, samples in groups.items()}
+    if len(health.speed_cache) >= SPEED_CACHE_SIZE:
+        health.speed_cache.clear()
+    health.speed_cache[key] = (now, found)
+    return found
+
+
+def _samples(backend: Backend, health: HealthBook, now: float) -> list[Sample]:
+    found: list[Sample] = []
+    for e in backend.pool.endpoints:
+        h = health.get(e.key)
+        if h is not None:
+            found += h.speed.recent(now)
+    return found
 
 
 def blended_price(backend: Backend) -> Decimal:
@@ -216,10 +275,11 @@ def _weighted(pools: list[Backend], rng: random.Random) -> list[Backend]:
 def _soft_preferences(pools: list[Backend], prefs: ProviderPrefs, ctx: Context) -> list[Backend]:
     if prefs.preferred_max_latency is None and prefs.preferred_min_throughput is None:
         return pools
+    speeds = pool_speeds(pools, ctx.health, ctx.monotonic)
 
     def misses(b: Backend) -> bool:
-        ttft = _pool_ttft(b, ctx)
-        tps = _pool_tps(b, ctx)
+        speed = speeds[b.pool.key]
+        ttft, tps = speed.ttft_ms_p50, speed.tokens_per_s_p50
         slow = (
             prefs.preferred_max_latency is not None
             and ttft is not None
@@ -233,26 +293,6 @@ def _soft_preferences(pools: list[Backend], prefs: ProviderPrefs, ctx: Context) 
         return slow or thin
 
     return [b for b in pools if not misses(b)] + [b for b in pools if misses(b)]
-
-
-def _pool_ttft(backend: Backend, ctx: Context) -> float | None:
-    return _pool_metric(backend, ctx, EndpointHealth.recent_ttft_ms)
-
-
-def _pool_tps(backend: Backend, ctx: Context) -> float | None:
-    return _pool_metric(backend, ctx, EndpointHealth.recent_tokens_per_s)
-
-
-def _pool_metric(
-    backend: Backend, ctx: Context, metric: Callable[[EndpointHealth], float | None]
-) -> float | None:
-    values = []
-    for e in backend.pool.endpoints:
-        h = ctx.health.get(e.key)
-        value = metric(h) if h is not None else None
-        if value is not None:
-            values.append(float(value))
-    return sum(values) / len(values) if values else None
 
 
 def _order_endpoints(endpoints: list[Endpoint], ctx: Context) -> list[Endpoint]:

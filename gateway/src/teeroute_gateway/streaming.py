@@ -11,16 +11,23 @@ Events are separated by a blank line (`\\n\\n`), as vLLM, SGLang and OpenAI send
 the new bytes of each chunk are searched for it (teeroute.wire.EventSplitter), and an event is
 held back up to MAX_EVENT bytes: a miner that never ends one gets its stream cut, and costs the
 event loop each of its bytes once.
+
+The relay also times the stream (speed.py): the first run of events holding a
+content-bearing delta, and the last run of events after it. Text deltas are found by the
+search that counts them anyway; the search for a first tool call or reasoning delta runs
+only until content was seen (then never again).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from teeroute.wire import EventSplitter, EventTooLarge
-from teeroute_gateway.metering import USAGE_MARK, Usage, as_float, count_deltas
+from teeroute_gateway.metering import USAGE_MARK, Usage, as_float, count_deltas, has_content
 from teeroute_gateway.upstream import UpstreamError
 
 SEPARATOR = b"\n\n"
@@ -31,9 +38,16 @@ past this the stream is cut (UpstreamError), so a miner cannot make the gateway 
 
 
 class StreamRelay:
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, clock: Callable[[], float] = time.perf_counter) -> None:
         self.kind = kind
         self.counted = 0
+        self.first_content_at: float | None = None
+        """When the first content-bearing delta arrived (text, a tool call or reasoning;
+        never the headers, a role-only or an empty delta): TTFT's end."""
+        self.last_content_at: float | None = None
+        """When the last run of events came after the first content (tool-call arguments
+        and reasoning are not counted, so every run after the first content moves it)."""
+        self._clock = clock
         self.final: dict[str, Any] | None = None
         self.done = False
         self.events = 0
@@ -50,11 +64,21 @@ class StreamRelay:
             ) from None
         if not complete:
             return b""
-        self.counted += count_deltas(complete)
+        deltas = count_deltas(complete)
+        self.counted += deltas
         self.events += 1
+        if self.first_content_at is not None or deltas or has_content(complete):
+            self._content_seen()
         if USAGE_MARK.search(complete) is None and b"[DONE]" not in complete:
             return complete
         return self._take_apart(complete)
+
+    def _content_seen(self) -> None:
+        """One clock read per run of events from the first content on (none before)."""
+        now = self._clock()
+        if self.first_content_at is None:
+            self.first_content_at = now
+        self.last_content_at = now
 
     def _take_apart(self, complete: bytes) -> bytes:
         kept = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import count
 from typing import Any
 from uuid import uuid4
@@ -38,7 +39,13 @@ from teeroute_engine_sim.errors import (
 from teeroute_engine_sim.failures import fails
 from teeroute_engine_sim.generation import generate, request_digest
 from teeroute_engine_sim.pacing import token_due
-from teeroute_engine_sim.responses import dumps, full_response, response_id, stream_events
+from teeroute_engine_sim.responses import (
+    dumps,
+    empty_event,
+    full_response,
+    response_id,
+    stream_events,
+)
 from teeroute_engine_sim.settings import EngineSettings
 from teeroute_engine_sim.validation import CompletionRequest, parse_chat, parse_text
 
@@ -50,11 +57,14 @@ Parser = Callable[[bytes, Sequence[str]], CompletionRequest]
 
 
 class Engine:
-    """The routes' state: settings, the request counter for --fail-rate, the models body."""
+    """The routes' state: settings, the request counter for --fail-rate, the requests in
+    flight for --load-ttft-ms, the models body."""
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
         self._sequence = count()
+        self._inflight = 0
+        """Completion requests being answered (for `load_ttft_ms`)."""
         created = int(time.time())
         self._models = dumps(
             {
@@ -89,43 +99,75 @@ class Engine:
         )
         completion = generate(digest, parsed.max_tokens, parsed.stop)
         identifier, created = response_id(parsed, uuid4().hex), int(time.time())
+        self._inflight += 1
+        ttft_ms = settings.ttft_ms + settings.load_ttft_ms * (self._inflight - 1)
         if parsed.stream:
             events = stream_events(parsed, completion, identifier, created)
-            paced = self._paced(events, arrived)
+            pad = empty_event(parsed, identifier, created) if settings.pad_empty_ms > 0 else b""
+            paced = self._paced(events, Pace(arrived, ttft_ms, pad))
             return StreamingResponse(paced, media_type="text/event-stream", headers=SSE_HEADERS)
-        await self._until(arrived, completion.completion_tokens - 1)
+        try:
+            await self._until(Pace(arrived, ttft_ms), completion.completion_tokens - 1)
+        finally:
+            self._inflight -= 1
         body = full_response(parsed, completion, identifier, created)
         return Response(dumps(body), media_type=JSON)
 
-    async def _paced(
-        self, events: Iterator[tuple[int, bytes]], arrived: float
-    ) -> AsyncIterator[bytes]:
+    async def _paced(self, events: Iterator[tuple[int, bytes]], pace: Pace) -> AsyncIterator[bytes]:
         """Events as they fall due. Paced, each token's events leave in their own write, even
         when the loop fell behind the pace (as an engine's steps: one event per token per
         stream; the paced benchmark counts on it); unpaced, the whole stream is one write,
-        which spares the server a send per token without changing the SSE."""
+        which spares the server a send per token without changing the SSE. The role delta
+        leaves with the first token, or at once (`role_first`); a padding engine sends empty
+        deltas while the first token is not due."""
         ready: list[bytes] = []
         paced, current = self.settings.tokens_per_s > 0, 0
-        for index, event in events:
-            delay = self._delay(arrived, index)
-            if ready and (delay > 0 or (paced and index != current)):
-                yield b"".join(ready)
-                ready.clear()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            ready.append(event)
-            current = index
-        yield b"".join(ready)
+        try:
+            for due_index, event in events:
+                index = due_index if self.settings.role_first else max(due_index, 0)
+                delay = self._delay(pace, index)
+                if ready and (delay > 0 or (paced and index != current)):
+                    yield b"".join(ready)
+                    ready.clear()
+                if delay > 0 and pace.pad and index == 0:
+                    async for padding in self._padding(pace):
+                        yield padding
+                elif delay > 0:
+                    await asyncio.sleep(delay)
+                ready.append(event)
+                current = index
+            yield b"".join(ready)
+        finally:
+            self._inflight -= 1
 
-    async def _until(self, arrived: float, index: int) -> None:
-        delay = self._delay(arrived, index)
+    async def _padding(self, pace: Pace) -> AsyncIterator[bytes]:
+        """Empty deltas every `pad_empty_ms` until the first token is due."""
+        step = self.settings.pad_empty_ms / 1000
+        while (left := self._delay(pace, 0)) > 0:
+            yield pace.pad
+            await asyncio.sleep(min(step, left))
+
+    async def _until(self, pace: Pace, index: int) -> None:
+        delay = self._delay(pace, index)
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def _delay(self, arrived: float, index: int) -> float:
-        settings = self.settings
-        due = arrived + token_due(index, settings.ttft_ms, settings.tokens_per_s)
+    def _delay(self, pace: Pace, index: int) -> float:
+        """Seconds until event `index` is due (-1, the role delta sent at once: now)."""
+        if index < 0:
+            return 0.0
+        due = pace.arrived + token_due(index, pace.ttft_ms, self.settings.tokens_per_s)
         return due - time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """One request's timing: when it arrived, its time to first token (load included), the
+    padding event (empty: none)."""
+
+    arrived: float
+    ttft_ms: float
+    pad: bytes = b""
 
 
 def create_app(settings: EngineSettings) -> Starlette:

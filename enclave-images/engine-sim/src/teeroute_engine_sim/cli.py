@@ -1,6 +1,7 @@
 """Command lines of the engine simulator.
 
     teeroute engine-sim --port P [--ttft-ms N] [--tokens-per-s N] [--fail-rate F]
+                        [--role-first] [--pad-empty-ms N] [--load-ttft-ms N]
                         [--api-key-env NAME] …
     python -m teeroute_engine_sim --model NAME --host 127.0.0.1 --port 8000 …
 
@@ -34,6 +35,16 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
         float,
         "pace after the first token; <= 0: unpaced (env TEEROUTE_ENGINE_TOKENS_PER_S)",
     ),
+    "--pad-empty-ms": (
+        "pad_empty_ms",
+        float,
+        "until the first token, an empty delta every N ms (env TEEROUTE_ENGINE_PAD_EMPTY_MS)",
+    ),
+    "--load-ttft-ms": (
+        "load_ttft_ms",
+        float,
+        "extra ms of TTFT per other request in flight (env TEEROUTE_ENGINE_LOAD_TTFT_MS)",
+    ),
     "--fail-rate": (
         "fail_rate",
         float,
@@ -66,13 +77,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for flag, (field, kind, text) in _FLAGS.items():
         parser.add_argument(flag, dest=field, type=kind, help=text)
+    parser.add_argument(
+        "--role-first",
+        dest="role_first",
+        action="store_const",
+        const=True,
+        help="send a chat stream's role delta at once, before the TTFT, as vLLM does",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> EngineSettings:
+    fields = [field for field, _, _ in _FLAGS.values()] + ["role_first"]
     given: dict[str, Any] = {
-        field: getattr(args, field)
-        for field, _, _ in _FLAGS.values()
-        if getattr(args, field) is not None
+        field: getattr(args, field) for field in fields if getattr(args, field) is not None
     }
     models = args.served or args.models
     if models:

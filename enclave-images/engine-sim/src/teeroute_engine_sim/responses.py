@@ -1,6 +1,7 @@
 """OpenAI response bodies and server-sent events for a generated `Completion`.
 
-Streams follow OpenAI: chat chunks (`chat.completion.chunk`) open with the assistant role,
+Streams follow OpenAI: chat chunks (`chat.completion.chunk`) open with the assistant role
+(an event of its own, `ROLE_INDEX`),
 then one chunk per token, then an empty delta with the finish reason; completion chunks
 (`text_completion`) carry one token's text each, then the finish reason. With
 `stream_options.include_usage`, every chunk has `"usage": null` and one more chunk, with no
@@ -17,6 +18,9 @@ from teeroute_engine_sim.generation import Completion
 from teeroute_engine_sim.validation import CompletionRequest
 
 DONE = b"data: [DONE]\n\n"
+ROLE_INDEX = -1
+"""The index a chat stream's role-only delta waits for: none (the app sends it with the
+first token, or at once with `role_first`)."""
 
 _OBJECT = {"chat": "chat.completion", "text": "text_completion"}
 _CHUNK_OBJECT = {"chat": "chat.completion.chunk", "text": "text_completion"}
@@ -78,7 +82,7 @@ def stream_events(
 
     chat = request.kind == "chat"
     if chat:
-        yield 0, event([_choice(chat, {"role": "assistant", "content": ""}, None)])
+        yield ROLE_INDEX, event([_choice(chat, {"role": "assistant", "content": ""}, None)])
     for index, piece in enumerate(completion.pieces):
         if piece:
             yield index, event([_choice(chat, {"content": piece} if chat else piece, None)])
@@ -88,6 +92,20 @@ def stream_events(
         final = {**head, "choices": [], "usage": usage(request, completion)}
         yield last, b"data: " + dumps(final) + b"\n\n"
     yield last, DONE
+
+
+def empty_event(request: CompletionRequest, identifier: str, created: int) -> bytes:
+    """A chunk with an empty delta (no content): what a padding miner sends before its
+    first token."""
+    chat = request.kind == "chat"
+    chunk = {
+        "id": identifier,
+        "object": _CHUNK_OBJECT[request.kind],
+        "created": created,
+        "model": request.model,
+        "choices": [_choice(chat, {"content": ""} if chat else "", None)],
+    }
+    return b"data: " + dumps(chunk) + b"\n\n"
 
 
 def _choice(chat: bool, content: dict[str, str] | str, finish_reason: str | None) -> dict[str, Any]:

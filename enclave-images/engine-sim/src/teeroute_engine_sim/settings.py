@@ -31,6 +31,18 @@ class EngineSettings(BaseSettings):
     tokens_per_s: float = 0
     """Pace of the tokens after the first (TEEROUTE_ENGINE_TOKENS_PER_S); 0 or less: unpaced."""
 
+    role_first: bool = False
+    """Send a chat stream's role-only delta at once, before the time to first token, as vLLM
+    does (TEEROUTE_ENGINE_ROLE_FIRST); off: it leaves with the first token."""
+
+    pad_empty_ms: float = Field(default=0, ge=0)
+    """Until the first token, send an empty delta every this many ms (a miner padding its
+    stream to look busy early; TEEROUTE_ENGINE_PAD_EMPTY_MS); 0: none."""
+
+    load_ttft_ms: float = Field(default=0, ge=0)
+    """Extra time to first token per other request in flight (an engine fast only while few
+    requests run; TEEROUTE_ENGINE_LOAD_TTFT_MS); 0: none."""
+
     fail_rate: float = Field(default=0, ge=0, le=1)
     """Fraction of completion requests answered with HTTP 500 (TEEROUTE_ENGINE_FAIL_RATE)."""
 
