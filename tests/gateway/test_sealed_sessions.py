@@ -212,7 +212,9 @@ def test_a_session_dies_with_its_lease_and_a_renewed_lease_gets_a_new_one(
     miner: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     tmp = tmp_path_factory.mktemp("lease")
-    short = verified_lease("m0", miner["agent"], miner["chips"], expires_in_s=6)
+    # Long enough to outlive a gateway start on a loaded 2-core machine (8-18 s seen there;
+    # at 6 s the lease sometimes expired before the first request)
+    short = verified_lease("m0", miner["agent"], miner["chips"], expires_in_s=25)
     config = _config(tmp / "gateway.yaml", short | {"url": miner["host"]})
     key = create_key(config, "10")
     with gateway(config, "leases") as gw:
