@@ -1,4 +1,4 @@
-"""`teeroute sandbox up|status|exec|down|build|simulated-tee` — registered into the
+"""`teeroute sandbox up|status|exec|restart|down|build|simulated-tee` — registered into the
 `teeroute` CLI.
 
 Scripts rely on these names and on `up` printing the admin kubeconfig's path on stdout
@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from teeroute_sandbox import gobuild, netns
-from teeroute_sandbox.cluster import Sandbox, Status
+from teeroute_sandbox.cluster import COMPONENT_NAMES, Sandbox, Status
 from teeroute_sandbox.errors import SandboxError
 from teeroute_sandbox.restclient import KubeRest
 from teeroute_sandbox.settings import SandboxSettings
@@ -51,6 +51,19 @@ def register(commands: Any) -> None:
         "set: teeroute sandbox exec -- CMD …",
         _exec,
     ).add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    restart = action(
+        "restart",
+        "stop one component (e.g. etcd, kube-apiserver) and start it again, as after a crash",
+        _restart,
+    )
+    restart.add_argument("component", choices=COMPONENT_NAMES)
+    restart.add_argument(
+        "--grace",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds between SIGTERM and SIGKILL (default 0: a crash)",
+    )
     action(
         "down",
         "stop every process of the sandbox and delete its namespaces and state (logs are kept)",
@@ -101,6 +114,11 @@ def _exec(args: argparse.Namespace) -> int:
     if not argv:
         raise SandboxError("nothing to run: teeroute sandbox exec -- CMD [ARG…]")
     return _sandbox(args).exec(argv)
+
+
+def _restart(args: argparse.Namespace) -> int:
+    _sandbox(args).restart(args.component, args.grace)
+    return 0
 
 
 def _down(args: argparse.Namespace) -> int:

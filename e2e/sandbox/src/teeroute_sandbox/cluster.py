@@ -24,7 +24,12 @@ import httpx
 
 from teeroute_sandbox import controlplane, daemons, gobuild, kube, netns, nodepools, readiness
 from teeroute_sandbox import pki as pkimod
-from teeroute_sandbox.errors import NamespacesNotPermitted, NotRunning, StartupFailed
+from teeroute_sandbox.errors import (
+    NamespacesNotPermitted,
+    NotRunning,
+    StartupFailed,
+    UnknownComponent,
+)
 from teeroute_sandbox.layout import Layout
 from teeroute_sandbox.restclient import ApiError, KubeRest
 from teeroute_sandbox.runner import podnet
@@ -110,6 +115,29 @@ class Sandbox:
             for path in self.layout.root.iterdir():
                 if path != self.layout.logs and path != self.layout.lock:
                     _remove(path)
+
+    def stop_component(self, name: str, grace_s: float = 0.0) -> None:
+        """Stop one component: an outage until `start_component` (or `up`). By default as a
+        crash would (SIGKILL at once); `grace_s` gives it that long after SIGTERM first (the
+        apiserver's graceful shutdown takes about 10 s)."""
+        component_named(name)
+        with self._locked():
+            daemons.stop(self.layout, name, grace_s)
+
+    def start_component(self, name: str) -> None:
+        """Start one component, with its usual flags, unless it runs; return once ready."""
+        bins = gobuild.ensure_built(self.settings.cache_dir, self._say)
+        wanted = component_named(name)
+        with self._locked():
+            for component in controlplane.components(self.settings, self.layout, bins):
+                if component.name == wanted:
+                    self._ensure_running(component)
+
+    def restart(self, name: str, grace_s: float = 0.0) -> None:
+        """Stop one component (e.g. etcd or kube-apiserver; see `stop_component`) and start it
+        again; what talks to it must recover on its own. Returns once it is ready."""
+        self.stop_component(name, grace_s)
+        self.start_component(name)
 
     def exec(self, argv: list[str]) -> int:
         """Run `argv` where it reaches the apiserver and pod IPs, KUBECONFIG set."""
@@ -248,6 +276,15 @@ class Sandbox:
         with self.layout.lock.open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+def component_named(name: str) -> str:
+    """`name` when it is one of the sandbox's components, else UnknownComponent."""
+    if name not in COMPONENT_NAMES:
+        raise UnknownComponent(
+            f"no sandbox component {name!r}; the components are {', '.join(COMPONENT_NAMES)}"
+        )
+    return name
 
 
 NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}

@@ -94,7 +94,8 @@ def stop(layout: Layout, name: str, grace_s: float = 10.0) -> None:
 
 
 def terminate(pids: list[int], grace_s: float = 10.0) -> None:
-    """SIGTERM each process group, then SIGKILL whatever is left after `grace_s`."""
+    """SIGTERM each process group, then SIGKILL whatever is left after `grace_s` (0: at
+    once, as a crash), and wait (a few seconds at most) until they are gone."""
     watched: dict[int, str] = {}
     for pid in pids:
         started = start_time(pid)
@@ -108,6 +109,11 @@ def terminate(pids: list[int], grace_s: float = 10.0) -> None:
         time.sleep(0.05)
     for pid in watched:
         _signal(pid, signal.SIGKILL)
+    # Gone before we return, so a restart can bind the same ports at once.
+    deadline = time.monotonic() + 5.0
+    while watched and time.monotonic() < deadline:
+        watched = {pid: st for pid, st in watched.items() if alive(pid, st)}
+        time.sleep(0.05)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

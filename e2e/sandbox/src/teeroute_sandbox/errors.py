@@ -5,7 +5,8 @@ TeerouteError (teeroute.errors)
     ├── NamespacesNotPermitted   cannot create network/mount namespaces here
     ├── BuildFailed              a control-plane binary did not build
     ├── StartupFailed            a component did not become ready (log path given)
-    └── NotRunning               the command needs a sandbox that is up
+    ├── NotRunning               the command needs a sandbox that is up
+    └── UnknownComponent         no component of that name (stop/start/restart)
 """
 
 from teeroute.errors import TeerouteError
@@ -29,3 +30,7 @@ class StartupFailed(SandboxError):
 
 class NotRunning(SandboxError):
     exit_code = 6
+
+
+class UnknownComponent(SandboxError):
+    exit_code = 7
