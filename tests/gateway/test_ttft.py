@@ -163,6 +163,22 @@ def test_a_whole_answer_has_no_ttft_but_is_timed_end_to_end(fleet: tuple[Proc, s
     assert answer.status_code == 200, answer.text
     record = generation(gw, key, answer.headers["x-request-id"])
     assert record["ttft_ms"] is None and record["latency_ms"] >= 200
+    assert record["tpot_ms"] is None  # no stream, no time per output token
+
+
+def test_a_streams_record_keeps_its_time_per_output_token(fleet: tuple[Proc, str]) -> None:
+    """`slow` paces 50 tokens/s, 20 ms a token; the bounds are generous (a busy machine)."""
+    gw, key = fleet
+    answer = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        json={**body("slow"), "max_tokens": 12},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    record = generation(gw, key, answer.headers["x-request-id"])
+    assert record["output_tokens"] > 1, record
+    assert 10.0 <= record["tpot_ms"] <= 60.0, record
 
 
 def test_padding_with_empty_deltas_does_not_beat_an_honestly_faster_miner(

@@ -137,6 +137,7 @@ class GatewayApp:
         settings = self.services.settings
         if self._gate is None:
             self._gate = Gate.from_settings(settings)
+            self.services.metrics.admission = self._gate.load  # read at scrape time
         timed = body_deadline(receive, settings.body_read_timeout_s)
         async with self._gate.admitting(scope, timed) as admitted:
             await handler(scope, admitted, send)
@@ -308,6 +309,7 @@ def _record(record: Any) -> dict[str, Any]:
         "capped",
         "latency_ms",
         "ttft_ms",
+        "tpot_ms",
         "status",
         "outcome",
         "streamed",

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from teeroute_gateway.errors import BadRequest, GatewayError, PayloadTooLarge, RequestTimeout
+from teeroute_gateway.metrics import REFUSED
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,6 +68,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 def _too_large(limit: int) -> PayloadTooLarge:
     # no Connection: close: the protocol ends the connection once it has dropped what the
     # client is still sending (protocol.py), so the client can read this answer
+    REFUSED["body_too_large"].inc()
     return PayloadTooLarge(f"the body is over the limit of {limit} bytes", code="body_too_large")
 
 
@@ -85,6 +87,7 @@ def body_deadline(receive: Receive, timeout_s: float) -> Receive:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 message = await receive()
         except TimeoutError:
+            REFUSED["body_timeout"].inc()
             raise RequestTimeout(
                 f"the request body was not sent within {timeout_s:g} s",
                 code="request_timeout",

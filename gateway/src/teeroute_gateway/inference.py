@@ -552,6 +552,7 @@ class InferenceHandler:
             bill_reason=result.bill.reason if result.bill else "",
             latency_ms=elapsed * 1000,
             ttft_ms=result.ttft_ms,
+            tpot_ms=result.timing.tpot_ms if result.timing else None,  # as the metric's
             status=result.status,
             outcome=result.outcome,
             streamed=request.stream,

@@ -4,6 +4,13 @@ Labels are bounded: `model` and `pool` come from the catalog (operators decide h
 unknown models are counted as `unknown`, statuses as classes. No key, prompt or request id
 is ever a label. Per-pool health is computed at scrape time from the HealthBook, so the
 request path pays nothing for it.
+
+The refusals of the gateway's limits (docs/gateway-limits.md) are counted where they happen:
+in the admission gate (overload.py), in the ASGI body reads (asgi.py) and in the connection
+protocol (protocol.py), which runs before any app or registry of the worker exists. So
+`LIMIT_REFUSALS` is one per process (a gateway worker is one process with one app) and each
+GatewayMetrics registry includes it; the gate's in-flight and queued requests are read from
+the gate at scrape time (`GatewayMetrics.admission`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,25 @@ from teeroute_gateway.health import HealthBook
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
 """Time per output token: 1 ms (1000 tok/s) to over a second."""
+
+REFUSAL_REASONS = (
+    "queue_full",  # 503 overloaded: every slot taken and maxQueued waiting
+    "queue_timeout",  # 503 overloaded: no slot within queueTimeoutS
+    "connection_cap",  # 503 overloaded: a connection past maxConnections
+    "head_timeout",  # 408: a request head not complete within requestHeadTimeoutS
+    "head_too_large",  # 431: over maxHeaderBytes or maxHeaders
+    "body_timeout",  # 408: a body not complete within bodyReadTimeoutS
+    "body_too_large",  # 413: over maxBodyBytes
+)
+LIMIT_REFUSALS = Counter(
+    "teeroute_gateway_limit_refusals_total",
+    "Requests and connections refused by the gateway's limits, by reason "
+    "(" + ", ".join(REFUSAL_REASONS) + "; docs/gateway-limits.md).",
+    ["reason"],
+    registry=None,
+)
+REFUSED = {reason: LIMIT_REFUSALS.labels(reason) for reason in REFUSAL_REASONS}
+"""The counter of each reason, bound once (so every reason shows, at 0, from the start)."""
 
 
 class GatewayMetrics:
@@ -104,6 +130,30 @@ class GatewayMetrics:
             "(auth, invalid, not_found, credit, rate_limit, no_endpoint).",
             ["reason"],
             registry=r,
+        )
+        r.register(LIMIT_REFUSALS)
+        self.admission: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        """(in flight, queued) of the admission gate; the app points it at its gate."""
+        r.register(AdmissionCollector(lambda: self.admission()))
+
+
+class AdmissionCollector(Collector):
+    """The admission gate's in-flight and queued requests, read at scrape time."""
+
+    def __init__(self, load: Callable[[], tuple[int, int]]) -> None:
+        self.load = load
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        in_flight, queued = self.load()
+        yield GaugeMetricFamily(
+            "teeroute_gateway_inflight_requests",
+            "Requests holding one of this worker's maxInFlight slots.",
+            value=in_flight,
+        )
+        yield GaugeMetricFamily(
+            "teeroute_gateway_queued_requests",
+            "Requests waiting for a slot (at most maxQueued).",
+            value=queued,
         )
 
 

@@ -226,7 +226,13 @@ class Generation(Closed):
     charged_nano: int
     capped: bool
     latency_ms: float
-    ttft_ms: float | None
+    ttft_ms: float | None = Field(
+        description="streamed: ms from request sent to the first content delta; else null"
+    )
+    tpot_ms: float | None = Field(
+        description="streamed: ms per output token after the first; null for whole answers "
+        "and single-token streams",
+    )
     status: int
     outcome: str
     streamed: bool

@@ -22,6 +22,7 @@ from typing import Literal
 
 from teeroute_gateway.asgi import Message, Receive, Scope, header
 from teeroute_gateway.errors import Unavailable
+from teeroute_gateway.metrics import REFUSED
 from teeroute_gateway.settings import GatewaySettings
 
 Decision = Literal["run", "wait", "refuse"]
@@ -101,6 +102,7 @@ class Gate:
     async def _enter(self) -> None:
         decision = decide(self.in_flight, len(self._waiting), self.max_in_flight, self.max_queued)
         if decision == "refuse":
+            REFUSED["queue_full"].inc()
             raise overloaded("the gateway is at capacity; retry later", self.retry_after_s)
         if decision == "run":
             self.in_flight += 1
@@ -117,9 +119,14 @@ class Gate:
             raise
         if not ticket.done():
             self._withdraw(ticket)
+            REFUSED["queue_timeout"].inc()
             raise overloaded(
                 f"no capacity within {self.queue_timeout_s:g} s; retry later", self.retry_after_s
             )
+
+    def load(self) -> tuple[int, int]:
+        """(requests in flight, requests waiting), for the metrics."""
+        return self.in_flight, len(self._waiting)
 
     def _withdraw(self, ticket: asyncio.Future[None]) -> None:
         if ticket.done():

@@ -31,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from teeroute_gateway.errors import GatewayError, HeadersTooLarge, RequestTimeout
 from teeroute_gateway.http_protocol import OpenAIErrorProtocol
+from teeroute_gateway.metrics import REFUSED
 from teeroute_gateway.overload import overloaded
 from teeroute_gateway.settings import GatewaySettings
 
@@ -87,6 +88,7 @@ class GuardedProtocol(OpenAIErrorProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
+            REFUSED["connection_cap"].inc()
             self._refuse(overloaded("too many open connections", self.limits.retry_after_s))
             return
         self._arm_head_timer()
@@ -193,6 +195,7 @@ class GuardedProtocol(OpenAIErrorProtocol):
         elif not self._head_begun:
             self.transport.close()  # nothing asked, nothing to answer
         else:
+            REFUSED["head_timeout"].inc()
             self._refuse(
                 RequestTimeout(
                     f"the request head took over {self.limits.head_timeout_s:g} s",
@@ -202,4 +205,5 @@ class GuardedProtocol(OpenAIErrorProtocol):
 
 
 def _too_large(message: str) -> HeadersTooLarge:
+    REFUSED["head_too_large"].inc()
     return HeadersTooLarge(message, code="headers_too_large")

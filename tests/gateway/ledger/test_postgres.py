@@ -68,7 +68,7 @@ async def test_a_reserve_sent_twice_holds_once(postgres: PostgresServer) -> None
                 "month": ""}  # fmt: skip
         with psycopg.connect(url, autocommit=True) as conn:
             for _ in range(2):
-                row = conn.execute("SELECT ledger_v3_run(%s::jsonb)", (json.dumps([step]),))
+                row = conn.execute("SELECT ledger_v4_run(%s::jsonb)", (json.dumps([step]),))
                 assert row.fetchone() == ([{"granted": True}],)
         after = await ledger.account(account.id)
         assert after is not None and after.held_nano == 600

@@ -49,7 +49,7 @@ USAGE_TABLE = [
     "request_id", "hold_id", "account_id", "public_model", "pool", "endpoint", "upstream_model",
     "input_tokens", "output_tokens", "input_reported", "output_reported", "cost_nano",
     "latency_ms", "ttft_ms", "status", "outcome", "streamed", "created_at", "charged_nano",
-    "capped", "receipt_status", "receipt", "claimed_nano", "bill_reason",
+    "capped", "receipt_status", "receipt", "claimed_nano", "bill_reason", "tpot_ms",
 ]  # fmt: skip
 
 
@@ -173,8 +173,9 @@ def test_charged_copies_every_field_but_the_charge() -> None:
     assert (record.charged_nano, record.capped) == (0, False)  # the original is untouched
     with pytest.raises(dataclasses.FrozenInstanceError):
         settled.receipt = None  # type: ignore[misc]
-    assert [field.name for field in dataclasses.fields(UsageRecord)][-6:] == [
-        "charged_nano", "capped", "receipt_status", "receipt", "claimed_nano", "bill_reason"
+    assert [field.name for field in dataclasses.fields(UsageRecord)][-7:] == [
+        "charged_nano", "capped", "receipt_status", "receipt", "claimed_nano", "bill_reason",
+        "tpot_ms",
     ]  # fmt: skip
 
 
@@ -257,6 +258,7 @@ def _v1_usage(request_id: str, cost: int) -> dict[str, Any]:
     record = usage_record(OLD_ACCOUNT, request_id, pool="pool-a", cost_nano=cost)
     old = dataclasses.asdict(record)
     del old["receipt_status"], old["receipt"], old["claimed_nano"], old["bill_reason"]
+    del old["tpot_ms"]
     old["charged_nano"] = cost  # what a v1 SQLite ledger stores; v1_run computes its own
     return old
 
@@ -380,4 +382,4 @@ async def test_a_first_schema_database_opens_upgraded_while_old_gateways_keep_wr
             url,
             "SELECT proname FROM pg_proc WHERE proname LIKE 'ledger_v_\\_run' ORDER BY proname",
         )
-        assert functions == [("ledger_v1_run",), ("ledger_v3_run",)]  # both versions callable
+        assert functions == [("ledger_v1_run",), ("ledger_v4_run",)]  # both versions callable

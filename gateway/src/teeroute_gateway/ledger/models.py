@@ -68,6 +68,8 @@ class UsageRecord:
     at the request's hold, and `capped` says the miner got less than it claimed. `receipt_status` is
     one of RECEIPT_STATUSES; `receipt` is the enclave's signed usage receipt as the gateway
     received it (canonical JSON text), stored and returned verbatim, never parsed by the ledger.
+    `ttft_ms` and `tpot_ms` are the stream's time to first content and per output token as
+    speed.py measures them (None: a whole answer, or a stream of fewer than two tokens for TPOT).
     """
 
     request_id: str
@@ -93,6 +95,7 @@ class UsageRecord:
     receipt: str | None = None
     claimed_nano: int | None = None
     bill_reason: str = ""
+    tpot_ms: float | None = None
 
     @property
     def claimed(self) -> int:

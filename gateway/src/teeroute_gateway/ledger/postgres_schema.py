@@ -2,7 +2,7 @@
 
 Created by PostgresLedger.open (idempotent; gateways starting together take turns on an
 advisory lock). The hot operations — reserve, settle, release, account lookups — are
-PL/pgSQL functions, and `ledger_v3_run(steps jsonb)` runs a whole batch of them in one
+PL/pgSQL functions, and `ledger_v4_run(steps jsonb)` runs a whole batch of them in one
 statement: a batch costs the gateway one round trip and one statement's client work instead
 of one per operation (psycopg spends tens of microseconds of the gateway's core per statement).
 Each step is one operation, in the order given; the caller orders steps by account so that
@@ -14,12 +14,13 @@ no number of gateways can hold more than the balance.
 
 Upgrades. Gateways of two versions share the database during a rolling update, and each
 (re)defines its functions whenever it opens the ledger, so:
-* Functions carry the version of this set in their name (ledger_v3_*). When any function's
+* Functions carry the version of this set in their name (ledger_v4_*). When any function's
   signature or behaviour changes, the whole set moves to the next version (v1 -> v2: settle
   stores the usage receipt; v2 -> v3: settle stores the claimed cost and the bill's reason,
-  and `capped` means charged less than claimed); a released version's functions are never
-  redefined differently, and older ones are left in place for the older gateways still
-  calling them (drop them by hand once none runs).
+  and `capped` means charged less than claimed; v3 -> v4: settle stores the stream's TPOT,
+  `tpot_ms`); a released version's functions are never redefined differently, and older
+  ones are left in place for the older gateways still calling them (drop them by hand once
+  none runs).
 * Tables are only ever added (CREATE TABLE IF NOT EXISTS: ledger_receipt_proofs, wire v2's
   receipt proofs, written by plain statements, so no function changed) and only ever gain
   columns, each with a default (NULL or a constant), so the older
@@ -88,7 +89,8 @@ CREATE TABLE IF NOT EXISTS ledger_usage (
     receipt_status text NOT NULL DEFAULT '',
     receipt text,
     claimed_nano bigint,
-    bill_reason text NOT NULL DEFAULT ''
+    bill_reason text NOT NULL DEFAULT '',
+    tpot_ms double precision
 );
 CREATE INDEX IF NOT EXISTS ledger_usage_by_time ON ledger_usage (created_at);
 CREATE TABLE IF NOT EXISTS ledger_receipt_proofs (
@@ -104,20 +106,21 @@ ADDED_COLUMNS = (
     ("ledger_usage", "receipt", "text"),
     ("ledger_usage", "claimed_nano", "bigint"),  # v3: billing, what the miner claimed
     ("ledger_usage", "bill_reason", "text NOT NULL DEFAULT ''"),
+    ("ledger_usage", "tpot_ms", "double precision"),  # v4: a stream's time per output token
 )
 
 # Each function is one statement (no semicolons outside the $$ bodies matter: run one by one).
 FUNCTIONS = [
     # The period key an account's spend belongs to now ('' without a spend period).
     """
-CREATE OR REPLACE FUNCTION ledger_v3_period(spend_period text, step jsonb) RETURNS text
+CREATE OR REPLACE FUNCTION ledger_v4_period(spend_period text, step jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE spend_period WHEN 'day' THEN step->>'day' WHEN 'month' THEN step->>'month'
            ELSE '' END
 $$""",
     # An account as rows.ACCOUNT_COLUMNS, by id or by key hash (enabled accounts only).
     """
-CREATE OR REPLACE FUNCTION ledger_v3_account(step jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v4_account(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE a ledger_accounts%ROWTYPE;
 BEGIN
@@ -135,7 +138,7 @@ END $$""",
     # {"granted": true}, or the account as periods.Standing for the refusal, or {} if none.
     # Idempotent by hold id, so that a batch can be sent again after a lost connection.
     """
-CREATE OR REPLACE FUNCTION ledger_v3_reserve(step jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v4_reserve(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     want bigint := (step->>'amount')::bigint;
@@ -147,7 +150,7 @@ BEGIN
     UPDATE ledger_accounts AS t SET held_nano = t.held_nano + want
     WHERE t.id = step->>'account' AND NOT t.disabled AND t.balance_nano - t.held_nano >= want
       AND (t.spend_limit_nano IS NULL
-           OR CASE WHEN t.period_key = ledger_v3_period(t.spend_period, step)
+           OR CASE WHEN t.period_key = ledger_v4_period(t.spend_period, step)
                    THEN t.period_spent_nano ELSE 0 END + t.held_nano + want
               <= t.spend_limit_nano);
     IF FOUND THEN
@@ -167,7 +170,7 @@ END $$""",
     # Charge min(cost, hold) and record the usage: {"charged": n, "capped": b}; null when the
     # hold is gone or the request already recorded (nothing charged; the caller looks it up).
     """
-CREATE OR REPLACE FUNCTION ledger_v3_settle(step jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v4_settle(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     taken record;
@@ -186,7 +189,7 @@ BEGIN
     INSERT INTO ledger_usage (hold_id, request_id, account_id, public_model, pool, endpoint,
         upstream_model, input_tokens, output_tokens, input_reported, output_reported,
         cost_nano, latency_ms, ttft_ms, status, outcome, streamed, created_at, charged_nano,
-        capped, receipt_status, receipt, claimed_nano, bill_reason)
+        capped, receipt_status, receipt, claimed_nano, bill_reason, tpot_ms)
     VALUES (step->>'hold', u->>'request_id', taken.account_id, u->>'public_model',
         u->>'pool', u->>'endpoint', u->>'upstream_model', (u->>'input_tokens')::bigint,
         (u->>'output_tokens')::bigint, (u->>'input_reported')::boolean,
@@ -194,7 +197,8 @@ BEGIN
         (u->>'ttft_ms')::double precision, (u->>'status')::integer, u->>'outcome',
         (u->>'streamed')::boolean, (u->>'created_at')::timestamptz, charged,
         claimed > charged, COALESCE(u->>'receipt_status', ''), u->>'receipt',
-        (u->>'claimed_nano')::bigint, COALESCE(u->>'bill_reason', ''))
+        (u->>'claimed_nano')::bigint, COALESCE(u->>'bill_reason', ''),
+        (u->>'tpot_ms')::double precision)
     ON CONFLICT (request_id) DO NOTHING;
     recorded := FOUND;
     IF NOT recorded THEN  -- settled already on another hold: release this one, charge nothing
@@ -203,9 +207,9 @@ BEGIN
     UPDATE ledger_accounts AS t SET
         held_nano = t.held_nano - taken.amount_nano,
         balance_nano = t.balance_nano - charged,
-        period_spent_nano = CASE WHEN t.period_key = ledger_v3_period(t.spend_period, step)
+        period_spent_nano = CASE WHEN t.period_key = ledger_v4_period(t.spend_period, step)
                                  THEN t.period_spent_nano ELSE 0 END + charged,
-        period_key = ledger_v3_period(t.spend_period, step)
+        period_key = ledger_v4_period(t.spend_period, step)
     WHERE t.id = taken.account_id;
     IF NOT recorded THEN
         RETURN 'null'::jsonb;
@@ -214,7 +218,7 @@ BEGIN
 END $$""",
     # Drop a hold without charging: whether it was still there.
     """
-CREATE OR REPLACE FUNCTION ledger_v3_release(step jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v4_release(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE taken record;
 BEGIN
@@ -229,7 +233,7 @@ BEGIN
 END $$""",
     # A batch: one result per step, in order.
     """
-CREATE OR REPLACE FUNCTION ledger_v3_run(steps jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION ledger_v4_run(steps jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     step jsonb;
@@ -237,10 +241,10 @@ DECLARE
 BEGIN
     FOR step IN SELECT value FROM jsonb_array_elements(steps) LOOP
         results := results || CASE step->>'op'
-            WHEN 'reserve' THEN ledger_v3_reserve(step)
-            WHEN 'settle' THEN ledger_v3_settle(step)
-            WHEN 'release' THEN ledger_v3_release(step)
-            WHEN 'account' THEN ledger_v3_account(step)
+            WHEN 'reserve' THEN ledger_v4_reserve(step)
+            WHEN 'settle' THEN ledger_v4_settle(step)
+            WHEN 'release' THEN ledger_v4_release(step)
+            WHEN 'account' THEN ledger_v4_account(step)
         END;
     END LOOP;
     RETURN to_jsonb(results);

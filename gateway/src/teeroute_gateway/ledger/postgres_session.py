@@ -1,7 +1,7 @@
 """How the PostgreSQL ledger's worker threads run a batch of operations (see worker.py).
 
 Two kinds of operation. Steps (the hot path: reserve, settle, release, account lookups) go
-to the server as one `SELECT ledger_v3_run(steps)`: the whole batch in one statement, one
+to the server as one `SELECT ledger_v4_run(steps)`: the whole batch in one statement, one
 round trip, one commit (see postgres_schema). Steps are sent in account order, so concurrent
 batches lock accounts in the same order and cannot deadlock. Statements (administration,
 reports) run one by one; each ledger operation is atomic on its own, so a batch needs no
@@ -121,7 +121,7 @@ def _call(conn: psycopg.Connection[Any], steps: list[Mapping[str, Any]]) -> list
     # orjson writes the steps (dataclasses and datetimes included) and reads the results
     # faster than psycopg's JSON adapters.
     payload = orjson.dumps(steps).decode()
-    row = conn.execute("SELECT ledger_v3_run(%s::jsonb)::text", (payload,)).fetchone()
+    row = conn.execute("SELECT ledger_v4_run(%s::jsonb)::text", (payload,)).fetchone()
     results = orjson.loads(row[0]) if row else None
     if not isinstance(results, list) or len(results) != len(steps):
         raise LedgerError("the ledger's batch function returned a malformed result")

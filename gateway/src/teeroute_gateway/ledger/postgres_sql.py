@@ -1,7 +1,7 @@
 """The PostgreSQL ledger's operations: steps for the batch function, statements for the rest.
 
 Hot operations (reserve, settle, release, account lookups) are Steps: a JSON object for
-`ledger_v3_run` (see postgres_schema) and a decoder of its result. Administration and
+`ledger_v4_run` (see postgres_schema) and a decoder of its result. Administration and
 reporting are plain Statements. Both are run by postgres_session; decoders may raise the
 exception the caller should get (e.g. InsufficientCredit).
 """

@@ -22,7 +22,7 @@ USAGE_COLUMNS = (
     "request_id, account_id, public_model, pool, endpoint, upstream_model, input_tokens, "
     "output_tokens, input_reported, output_reported, cost_nano, latency_ms, ttft_ms, status, "
     "outcome, streamed, created_at, charged_nano, capped, receipt_status, receipt, "
-    "claimed_nano, bill_reason"
+    "claimed_nano, bill_reason, tpot_ms"
 )
 # What settle inserts besides the columns above.
 USAGE_INSERT_COLUMNS = f"hold_id, {USAGE_COLUMNS}"
@@ -70,6 +70,7 @@ def usage_from_row(row: Row, when: ToDatetime) -> UsageRecord:
         receipt=row[20],
         claimed_nano=None if row[21] is None else int(row[21]),
         bill_reason=row[22],
+        tpot_ms=None if row[23] is None else float(row[23]),
     )
 
 
@@ -83,7 +84,7 @@ def usage_values(
         r.upstream_model, r.input_tokens, r.output_tokens, r.input_reported, r.output_reported,
         r.cost_nano, r.latency_ms, r.ttft_ms, r.status, r.outcome, r.streamed,
         when(r.created_at), r.charged_nano, r.capped, r.receipt_status, r.receipt,
-        r.claimed_nano, r.bill_reason,
+        r.claimed_nano, r.bill_reason, r.tpot_ms,
     )  # fmt: skip
 
 

@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS ledger_usage (
     receipt_status TEXT NOT NULL DEFAULT '',
     receipt TEXT,
     claimed_nano INTEGER,
-    bill_reason TEXT NOT NULL DEFAULT ''
+    bill_reason TEXT NOT NULL DEFAULT '',
+    tpot_ms REAL
 );
 CREATE INDEX IF NOT EXISTS ledger_usage_by_time ON ledger_usage (created_at);
 CREATE TABLE IF NOT EXISTS ledger_receipt_proofs (
@@ -103,6 +104,7 @@ ADDED_COLUMNS = (
     ("ledger_usage", "receipt", "TEXT"),
     ("ledger_usage", "claimed_nano", "INTEGER"),  # billing: what the miner claimed, uncapped
     ("ledger_usage", "bill_reason", "TEXT NOT NULL DEFAULT ''"),
+    ("ledger_usage", "tpot_ms", "REAL"),  # issue 18: time per output token of a stream
 )
 
 # What a record's miner claimed: the cost where an older gateway left claimed_nano NULL.
