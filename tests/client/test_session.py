@@ -43,6 +43,7 @@ def test_meta_is_what_the_gateway_may_read() -> None:
         "model": MODEL,
         "stream": True,
         "max_tokens": 9,
+        "receipt_timings": True,
     }
     assert request_meta(CHAT, body(max_completion_tokens=4))["max_tokens"] == 4
     assert request_meta(CHAT, body())["max_tokens"] == 4096  # always bounded: the SDK default
@@ -68,7 +69,8 @@ def test_the_sealed_meta_names_the_enclave_key_and_the_time() -> None:
     raw = sealed_meta(request_meta(CHAT, body(True, max_tokens=9)), "ab" * 32, 1795600000)
     assert raw == (
         b'{"key_id":"' + b"ab" * 32 + b'","max_tokens":9,"model":"sim-model",'
-        b'"path":"/v1/chat/completions","sealed_at":1795600000,"stream":true}'
+        b'"path":"/v1/chat/completions","receipt_timings":true,"sealed_at":1795600000,'
+        b'"stream":true}'
     )
 
 

@@ -515,3 +515,45 @@ def test_receipt_payload_refuses_unknown_or_repeated_tag_kinds() -> None:
         receipt_payload(BODY, [(3, b"k")])
     with pytest.raises(ValueError):
         receipt_payload(BODY, [(1, b"k"), (1, b"k")])
+
+
+# -- the agent's optional timings ----------------------------------------------------------
+
+
+def _timed(enclave: Enclave, **timings: Any) -> bytes:
+    fields = enclave.fields(session_id=enclave.session_id.hex(), index=0, **timings)
+    return decode_one(receipt_frame(fields, [(GATEWAY_TAG, enclave.receipt_key)])).payload
+
+
+def test_a_receipt_carries_the_agents_timings_and_may_leave_them_out() -> None:
+    enclave = Enclave()
+    receipt, tags = parse_receipt(_timed(enclave, ttft_us=120_500, tpot_us=9_800))
+    check_tag(receipt, tags, GATEWAY_TAG, enclave.receipt_key)
+    assert (receipt.ttft_us, receipt.tpot_us) == (120_500, 9_800)
+    plain, _ = parse_receipt(_timed(enclave))  # what an agent writes for an older reader
+    assert (plain.ttft_us, plain.tpot_us) == (None, None)
+    assert b"ttft_us" not in plain.body
+
+
+def test_a_tampered_timing_fails_the_mac() -> None:
+    enclave = Enclave()
+    payload = _timed(enclave, ttft_us=120_500, tpot_us=9_800)
+    forged = payload.replace(b'"ttft_us":120500', b'"ttft_us":100500')
+    assert forged != payload
+    receipt, tags = parse_receipt(forged)  # a well-formed receipt claiming a faster start...
+    assert receipt.ttft_us == 100_500
+    refused("receipt.mac", lambda: check_tag(receipt, tags, GATEWAY_TAG, enclave.receipt_key))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("ttft_us", -1), ("ttft_us", 1.5), ("ttft_us", True), ("tpot_us", "9"),
+     ("tpot_us", 86_400 * 10**6 + 1), ("ttft_ms", 3)],
+)  # fmt: skip
+def test_a_bad_timing_field_is_named(field: str, value: Any) -> None:
+    enclave = Enclave()
+    doc = {"v": 2, **enclave.fields(session_id=enclave.session_id.hex(), index=0), field: value}
+    with pytest.raises(ReceiptInvalid) as caught:
+        parse_receipt(_payload(canonical(doc)))
+    assert caught.value.check == "receipt.format"
+    assert str(caught.value.detail).startswith(f"{field}: ")

@@ -52,6 +52,7 @@ from teeroute.client.errors import (
 from teeroute.client.policy import ClientPolicy
 from teeroute.client.sessions import RENEW_MARGIN_S, SessionPool, oneshot, session_params
 from teeroute.sealing import bounds, frames
+from teeroute.sealing.receipt_body import TIMINGS_META
 from teeroute.sealing.session import Exchange, Session
 
 __all__ = ["SealedClient", "SealedReader", "SealedResponse", "normalize_gateway", "request_meta"]
@@ -73,9 +74,10 @@ def normalize_gateway(url: str) -> str:
 
 
 def request_meta(path: str, body: bytes) -> dict[str, Any]:
-    """What the gateway may read of a request: path, model, stream flag and the output bound
-    (teeroute.sealing.bounds), always set: the gateway holds credit for it and the enclave
-    refuses a body asking for more (the SDK default per choice when the body sets none)."""
+    """What the gateway may read of a request: path, model, stream flag, the output bound
+    (teeroute.sealing.bounds) and that this SDK reads timed receipts. The bound is always
+    set: the gateway holds credit for it and the enclave refuses a body asking for more (the
+    SDK default per choice when the body sets none)."""
     if path not in SEALED_PATHS:
         raise InvalidRequest("path", f"sealed mode serves {', '.join(SEALED_PATHS)}")
     try:
@@ -97,6 +99,7 @@ def request_meta(path: str, body: bytes) -> dict[str, Any]:
         "model": model,
         "stream": doc.get("stream") is True,
         "max_tokens": bounds.output_bound(per_choice, count),
+        TIMINGS_META: True,  # this SDK reads the agent's timings in receipts
     }
 
 

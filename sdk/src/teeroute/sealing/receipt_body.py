@@ -8,6 +8,12 @@ detail names the field. Used by receipt_mac.py (tags, frames) and roots.py (Merk
 
     receipt_body(fields) -> bytes    build (enclave): checks, then canonical JSON
     parse_body(body) -> ReceiptV2    read (gateway, client, third party): bounded, checked
+
+Two fields are optional: `ttft_us` and `tpot_us`, the agent's own timing of a stream inside
+the TEE (request received -> first content-bearing delta; per output token after it). A
+reader before them refuses any field it does not know, so the agent writes them only when
+every session the receipt is tagged for announced it reads them: the authenticated meta of
+its REQUEST sets TIMINGS_META to true (an older agent ignores the key; docs/sealed-mode.md).
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ USAGE_SOURCES = ("engine", "counted")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SESSION = re.compile(r"[0-9a-f]{32}")
 _ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+MAX_MICROS = 86_400 * 10**6  # a day: no answer's timing is longer
+TIMINGS_META = "receipt_timings"
+"""The meta key (true) by which a REQUEST's sender says it reads `ttft_us` / `tpot_us`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,10 @@ class ReceiptV2:
     signing_key_sha256: str
     issued_at: str
     body: bytes
+    ttft_us: int | None = None
+    """The agent's TTFT of a stream, if it reported one (optional field)."""
+    tpot_us: int | None = None
+    """The agent's time per output token after the first, if it reported one."""
 
     @property
     def leaf(self) -> bytes:
@@ -102,6 +115,13 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+# Fields a receipt may leave out (a stream's timings, written only for readers that asked).
+OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "ttft_us": (_count(MAX_MICROS), "microseconds, at most a day"),
+    "tpot_us": (_count(MAX_MICROS), "microseconds, at most a day"),
+}
+
+
 def iso_utc(now: float) -> str:
     """`issued_at` / `signed_at` for a unix time: second precision, UTC, with a Z."""
     return dt.datetime.fromtimestamp(int(now), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -112,13 +132,16 @@ def check_fields(doc: Mapping[str, Any]) -> None:
     not what it must be."""
     if doc.get("v") != VERSION or type(doc.get("v")) is not int:
         raise ReceiptInvalid("receipt.format", f"v: not {VERSION} (not a v2 receipt)")
-    unknown = sorted(set(doc) - set(FIELDS) - {"v"})
+    unknown = sorted(set(doc) - set(FIELDS) - set(OPTIONAL) - {"v"})
     if unknown:
         raise ReceiptInvalid("receipt.format", f"{unknown[0]}: not a receipt field")
     for name, (valid, what) in FIELDS.items():
         if name not in doc:
             raise ReceiptInvalid("receipt.format", f"{name}: missing")
         if not valid(doc[name]):
+            raise ReceiptInvalid("receipt.format", f"{name}: not {what}")
+    for name, (valid, what) in OPTIONAL.items():
+        if name in doc and not valid(doc[name]):
             raise ReceiptInvalid("receipt.format", f"{name}: not {what}")
 
 
