@@ -31,6 +31,7 @@ from teeroute.sealing.receipt_mac import CLIENT_TAG, GATEWAY_TAG
 from teeroute_enclave import proxy, usage
 from teeroute_enclave.keys import EnclaveKeys
 from teeroute_enclave.sealed import MAX_TEXT, Opened
+from teeroute_enclave.timing import StreamTimer
 
 
 def sealed_body(
@@ -38,16 +39,21 @@ def sealed_body(
     opened: Opened,
     keys: EnclaveKeys,
     clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.perf_counter,
 ) -> Generator[bytes, None, None]:
     """The sealed response body: a CHUNK per engine read as it arrives, then the final
     CHUNK, the RECEIPT and any ROOT frame together."""
     meter = usage.meter_for(_content_type(answer.headers))
+    timer = StreamTimer(opened.received_at)
+    timed = opened.timings and isinstance(meter, usage.StreamMeter)
     reply = opened.reply
     complete = True
     try:
         for piece in answer.chunks():
             ready = meter.feed(piece)
             if ready:
+                if timed:
+                    timer.feed(ready, monotonic())
                 yield reply.chunk(ready, now=clock())
         rest = meter.tail()
     except proxy.EngineError as exc:
@@ -70,6 +76,7 @@ def sealed_body(
         "hpke_key_sha256": keys.hpke_key_id,
         "signing_key_sha256": keys.signing_key_id,
         "issued_at": iso_utc(now),
+        **(timer.fields(counted.output_tokens) if timed else {}),
     }
     receipt, root = opened.gateway.issue(fields, receipt_keys(opened), now)
     yield end + receipt + (root or b"")  # the end of the answer leaves in one write

@@ -35,6 +35,7 @@ body), 400 `sealed_frame_invalid` (not one whole frame of the expected type), 40
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -117,6 +118,10 @@ class Opened:
     model: str
     upstream_model: str | None
     input_estimate: int
+    received_at: float = 0.0
+    """time.perf_counter() when the agent took the request: where its TTFT starts."""
+    timings: bool = False
+    """Whether the receipt may carry the agent's timings (`wants_timings`)."""
 
     @property
     def engine_headers(self) -> list[tuple[str, str]]:
@@ -147,6 +152,7 @@ def open_inference(
 ) -> Opened:
     """A sealed inference request (see the module docstring); `request_id` and
     `upstream_model` are the gateway's headers (REQUEST_ID_HEADER, UPSTREAM_MODEL_HEADER)."""
+    received_at = time.perf_counter()
     outer = open_gateway_request(sealing, raw, path, now)
     model = outer.meta.get("model")
     if not isinstance(model, str) or not 0 < len(model) <= MAX_TEXT:
@@ -167,7 +173,19 @@ def open_inference(
         model=model,
         upstream_model=upstream_model,
         input_estimate=usage.prompt_tokens(request),
+        received_at=received_at,
+        timings=wants_timings(outer.meta, client_meta if client_key is not None else None),
     )
+
+
+def wants_timings(gateway_meta: Mapping[str, Any], client_meta: Mapping[str, Any] | None) -> bool:
+    """Whether every reader of the receipt announced it reads its optional timing fields
+    (an older reader refuses a field it does not know): the gateway, and the client too
+    when the request is the client's (`client_meta` None: the gateway sealed it)."""
+    asked = receipt_body.TIMINGS_META
+    if gateway_meta.get(asked) is not True:
+        return False
+    return client_meta is None or client_meta.get(asked) is True
 
 
 _Inner = tuple[bytes, Reply, bytes | None, Mapping[str, Any]]
