@@ -62,9 +62,12 @@ def post_hello(gw: str, key: str, frame: bytes, key_id: str) -> httpx.Response:
     )
 
 
-def meta(body: dict[str, Any], path: str = CHAT, bound: bool = True) -> bytes:
+def meta(
+    body: dict[str, Any], path: str = CHAT, bound: bool = True, timings: bool = False
+) -> bytes:
     """The client's meta: path, model, stream, the output bound (unless `bound` is False:
-    what a client leaving it out sends), when it was sealed."""
+    what a client leaving it out sends), when it was sealed; with `timings`, that the client
+    reads the agent's timings in receipts (else it is a client from before them)."""
     fields = {
         "path": path,
         "model": body["model"],
@@ -73,11 +76,16 @@ def meta(body: dict[str, Any], path: str = CHAT, bound: bool = True) -> bytes:
     }
     if bound:
         fields["max_tokens"] = body["max_tokens"]
+    if timings:
+        fields["receipt_timings"] = True
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
-def seal(session: Session, body: dict[str, Any], path: str = CHAT) -> tuple[bytes, Exchange]:
-    return session.seal_request(meta(body, path), json.dumps(body).encode(), time.time())
+def seal(
+    session: Session, body: dict[str, Any], path: str = CHAT, timings: bool = False
+) -> tuple[bytes, Exchange]:
+    request_meta = meta(body, path, timings=timings)
+    return session.seal_request(request_meta, json.dumps(body).encode(), time.time())
 
 
 def oneshot(

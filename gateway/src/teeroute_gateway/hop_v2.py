@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from teeroute.sealing.receipt_body import TIMINGS_META
 from teeroute_gateway.catalog import Endpoint
 from teeroute_gateway.client_sealed import ClientSealed
 from teeroute_gateway.requests import PATHS, InferenceRequest, upstream_body
@@ -33,7 +34,8 @@ Inner = str  # "none" | "client" | "oneshot"
 
 def meta_bytes(path: str, inner: Inner, now: float, **fields: Any) -> bytes:
     """Canonical JSON (sorted keys, no spaces) of the gateway's meta."""
-    meta = {"path": path, "inner": inner, "sealed_at": int(now), **fields}
+    # receipt_timings: this gateway reads the agent's optional timing fields in receipts
+    meta = {"path": path, "inner": inner, "sealed_at": int(now), TIMINGS_META: True, **fields}
     return orjson.dumps(meta, option=orjson.OPT_SORT_KEYS)
 
 

@@ -79,7 +79,13 @@ from teeroute_gateway.requests import InferenceRequest, parse_request, parse_sea
 from teeroute_gateway.sealed import NO_RECEIPT, SEALED_TYPE, Judgement, Observed, hop_mode, judge
 from teeroute_gateway.selection import Candidate, Context, plan
 from teeroute_gateway.services import Services
-from teeroute_gateway.speed import Sample, stream_timing, whole_timing
+from teeroute_gateway.speed import (
+    Sample,
+    claim_consistent,
+    sealed_stream_timing,
+    stream_timing,
+    whole_timing,
+)
 from teeroute_gateway.streaming import StreamRelay, error_event, usage_body
 from teeroute_gateway.throttle import enforce
 from teeroute_gateway.upstream import UpstreamError
@@ -355,6 +361,7 @@ class InferenceHandler:
         )
         result.ttft_ms = timed[0]
         result.timing = Sample(time.monotonic(), attempt.load, *timed)
+        _check_claim(attempt, result, rid)
         if result.receipt.status not in ("", "valid"):
             result.outcome = f"receipt_{result.receipt.status}"
         if gone.is_set():
@@ -441,9 +448,11 @@ class InferenceHandler:
             watcher.cancel()
         ours = Counted(request.input_estimate, None, attempt.hop.frames)
         usage = self._bill(attempt, result, reserved, Counts(), ours, rid)
-        # the frames are opaque here: no TTFT, only the answer's end (docs/scores.md)
+        # the frames are opaque here: the agent's timings, held to the frames (docs/scores.md)
         tps = whole_timing(attempt.sent_at, time.perf_counter(), usage.output_tokens)
-        result.timing = Sample(time.monotonic(), attempt.load, tokens_per_s=tps)
+        ttft, tpot = _client_sealed_timing(attempt, result, usage.output_tokens)
+        result.ttft_ms = ttft
+        result.timing = Sample(time.monotonic(), attempt.load, ttft, tpot, tps)
         if gone.is_set():
             result.outcome = "cancelled"
         elif error is not None:
@@ -707,3 +716,26 @@ def _unrecorded() -> Unavailable:
         code="ledger_unavailable",
         headers={"Retry-After": "5"},
     )
+
+
+def _client_sealed_timing(
+    attempt: Attempt, result: Outcome, output_tokens: int
+) -> tuple[float | None, float | None]:
+    """TTFT and TPOT of a client-sealed stream: the valid receipt's, held to the frames."""
+    hop, receipt = attempt.hop, result.receipt.receipt
+    if result.receipt.status != "valid" or receipt is None:  # a whole answer's has none
+        return None, None
+    first, last = hop.first_frame_at, hop.last_frame_at
+    frames = (first, last) if first is not None and last is not None else None
+    claimed = (receipt.ttft_us, receipt.tpot_us)
+    return sealed_stream_timing(attempt.sent_at, frames, output_tokens, claimed)
+
+
+def _check_claim(attempt: Attempt, result: Outcome, rid: str) -> None:
+    """Gateway-sealed: the gateway's own timing counts; an agent claiming a slower first
+    token than the gateway saw is logged (its clock or its code is off)."""
+    receipt = result.receipt.receipt
+    if attempt.hop.mode != "gateway" or receipt is None:
+        return
+    if not claim_consistent(result.ttft_ms, receipt.ttft_us):
+        log.warning("request %s: the agent's ttft_us exceeds the observed TTFT", rid)

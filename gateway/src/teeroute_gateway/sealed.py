@@ -111,6 +111,10 @@ class Hop:
     fed: int = 0
     done: int = 0
     """Client mode: bytes fed to the decoder / bytes of the whole frames read so far."""
+    first_frame_at: float | None = None
+    last_frame_at: float | None = None
+    """Client mode: time.perf_counter() at the first and the last CHUNK read (the only
+    timing the gateway sees of an answer it cannot open)."""
 
     def open(self, raw: bytes) -> bytes:
         """Gateway mode: the plaintext in `raw` (raises SealingError on any tampering)."""
@@ -159,6 +163,9 @@ class Hop:
         if self.got_receipt or self.exchange is None:
             raise SealingError("frame.order", "a chunk after the receipt")
         self.exchange.observe(payload)
+        self.last_frame_at = time.perf_counter()
+        if self.first_frame_at is None:
+            self.first_frame_at = self.last_frame_at
         self.frames += 1
         self.frame_bytes += max(0, len(payload) - CHUNK_OVERHEAD)
         self.final = self.exchange.finished

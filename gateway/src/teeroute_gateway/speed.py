@@ -6,7 +6,9 @@ Definitions (the same in the scoreboard, the router, the metrics and the ledger 
 
     ttft_ms       streamed answers: request sent -> first content-bearing delta (text, a tool
                   call or reasoning; never the headers, a role-only or an empty delta);
-                  whole answers and client-sealed streams: none
+                  whole answers: none; client-sealed streams: the agent's own figure from
+                  the receipt, held to the frame timing the gateway saw
+                  (`sealed_stream_timing`), none when the receipt has none
     tpot_ms       streamed: (last content - first content) / (output tokens - 1)
     tokens_per_s  output tokens / (request sent -> last content, or the whole answer read),
                   so the wait for the first token counts against it (OpenRouter's throughput)
@@ -31,6 +33,8 @@ HALF_LIFE_S = 60.0
 """A sample's weight halves every minute: recent behaviour leads."""
 MAX_SAMPLES = 512
 """Samples kept per endpoint (memory bound under any request rate)."""
+CLAIM_SLACK_MS = 1.0
+"""Rounding and clock reads between the two ends' timings of one stream."""
 MIN_MATCHED = 5
 """Samples a pool needs at or above a load for pools to be compared there."""
 
@@ -140,6 +144,37 @@ def stream_timing(
     elapsed = last - sent
     tps = output_tokens / elapsed if output_tokens and elapsed > 0 else None
     return ttft, tpot, tps
+
+
+def sealed_stream_timing(
+    sent: float,
+    frames: tuple[float, float] | None,
+    output_tokens: int,
+    claimed_us: tuple[int | None, int | None],
+) -> tuple[float | None, float | None]:
+    """(ttft_ms, tpot_ms) of a client-sealed stream, which the gateway cannot open: the
+    agent's own figures from the receipt (`claimed_us`: ttft_us, tpot_us), held to what the
+    frames (perf_counter times of the first and last CHUNK) allow. The first token cannot
+    have come before the first frame nor after the last, so the TTFT is clamped there; the
+    TPOT is at least the rest of the answer as the gateway saw it spread over the other
+    tokens, so a lower TTFT claim only moves time into TPOT (docs/scores.md)."""
+    claimed_ttft, claimed_tpot = claimed_us
+    if frames is None or claimed_ttft is None:
+        return None, None
+    first, last = (frames[0] - sent) * 1000, (frames[1] - sent) * 1000
+    ttft = min(max(claimed_ttft / 1000, first), last)
+    if output_tokens < 2:
+        return ttft, None
+    seen = (last - ttft) / (output_tokens - 1)
+    return ttft, max(seen, (claimed_tpot or 0) / 1000)
+
+
+def claim_consistent(observed_ttft_ms: float | None, claimed_ttft_us: int | None) -> bool:
+    """Gateway-sealed streams are timed by the gateway; the agent's claim is only checked:
+    the agent sees the first token before the gateway does, so it cannot claim more."""
+    if observed_ttft_ms is None or claimed_ttft_us is None:
+        return True
+    return claimed_ttft_us / 1000 <= observed_ttft_ms + CLAIM_SLACK_MS
 
 
 def whole_timing(sent: float, done: float, output_tokens: int) -> float | None:
