@@ -262,9 +262,9 @@ def judge(mode: Mode, rows: dict[str, Any], emitted: dict[str, Any], tokens: int
                 "uptime": row["uptime"],
             }
         )
-    ttft = None
-    if not mode.client_sealed:  # a smaller TTFT is a higher rank in both
-        ttft = spearman([r["true_ttft_ms"] for r in per], [r["scored_ttft_ms"] for r in per])
+    # a smaller TTFT is a higher rank in both; client mode scores the agent's own TTFT from
+    # the receipt, held between the first and last frame the gateway saw (docs/scores.md)
+    ttft = spearman([r["true_ttft_ms"] for r in per], [r["scored_ttft_ms"] for r in per])
     return {
         "miners": per,
         "spearman": {
@@ -371,12 +371,12 @@ def _notes(doc: dict[str, Any]) -> list[str]:
         "",
         "- Speed is the reference answer's tokens/s (256 tokens: TTFT + 255 x TPOT) in plain "
         "and gateway mode; in client mode the gateway cannot see which frame holds the first "
-        "token, so it has no TTFT and scores tokens/s from sending to the last frame of the "
-        f"answer as sent ({doc['max_tokens']} tokens); the true speed follows the same definition.",
+        "token: its TTFT is the agent's own, from the MACed receipt, held between the first and "
+        "last frame the gateway saw, and speed is tokens/s from sending to the last frame of "
+        f"the answer as sent ({doc['max_tokens']} tokens); the true speed follows the same "
+        "definition.",
         "- The miners send their role delta at once: a TTFT taken at the first byte would rank "
         "them all about equal (issue 18).",
-        "- The agent does not yet report its own timings in the receipt: client-sealed TTFT "
-        "stays unobserved.",
     ]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from teeroute.sealing.frames import MAGIC, WIRE_VERSION, FrameType
+from teeroute.sealing.receipt_body import TIMINGS_META
 
 UPSTREAM_MODEL = "sim-model"  # what the engine simulator serves
 POOL = "sim"
@@ -61,8 +62,15 @@ def body(model: str, stream: bool, max_tokens: int) -> bytes:
 
 
 def sealed_meta(model: str, stream: bool, max_tokens: int) -> dict[str, Any]:
-    """What a sealed request leaves readable (docs/sealed-mode.md section 1)."""
-    return {"path": CHAT, "model": model, "stream": stream, "max_tokens": max_tokens}
+    """What a sealed request leaves readable (docs/sealed-mode.md section 1), and that this
+    client reads the agent's timings in receipts (as the SDK's `request_meta` says)."""
+    return {
+        "path": CHAT,
+        "model": model,
+        "stream": stream,
+        "max_tokens": max_tokens,
+        TIMINGS_META: True,
+    }
 
 
 RECEIPT_HEADER = (MAGIC + bytes([WIRE_VERSION, FrameType.RECEIPT])).decode("latin-1")
