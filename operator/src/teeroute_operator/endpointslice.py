@@ -1,14 +1,20 @@
-"""Publishing a pool's attested EndpointSlice from the operator's own leases, as of now. Called
+"""Publishing a pool's attested EndpointSlices from the operator's own leases, as of now. Called
 after every sweep and on every reconcile of the pool (so a pod that stops being ready or is
-deleted leaves the slice at once, not at the next sweep).
+deleted leaves its slice within a second, not at the next sweep).
 
-The slice lists the admitted pods' addresses for Kubernetes-native proxies, and carries the
-operator's signed admission record of each (annotation `teeroute.dev/admission-records`): what
-the gateway routes on. `recover` reads those records back after a restart."""
+The slices list the admitted pods' addresses for Kubernetes-native proxies, 100 per slice
+(shards.py: a stable assignment, so one endpoint's change rewrites one slice), and each carries
+the operator's signed admission records of the endpoints it lists (annotation
+`teeroute.dev/admission-records`): what the gateway routes on. Records are the *shown* leases
+(leases.LeaseBook.shown), which change only when they must (publishing.py), and a slice is
+written only when the apiserver's copy differs from it (`publishing.covers`): a steady pool
+costs reads, not writes. Slices of the pool that should list nothing (but the first) are
+deleted. `recover` reads the records of all of them back after a restart."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from teeroute import admission, admission_record
@@ -16,30 +22,58 @@ from teeroute.admission import AdmittedEndpoint
 from teeroute.admission_record import AdmissionRecord
 from teeroute.api.minerpool import MinerPool
 from teeroute.kube import Kube, paths
-from teeroute_operator import admit, builders
+from teeroute_operator import admit, builders, publishing, shards
 from teeroute_operator.leases import LeaseBook
 
 Obj = dict[str, Any]
+Entry = tuple[AdmittedEndpoint, str | None]
+"""An endpoint to list and its signed record (None when the operator has no key)."""
+SLICES = "discovery.k8s.io/v1"
 
 
 async def publish(
     kube: Kube, pool: MinerPool, pods: list[Obj], now: dt.datetime, leases: LeaseBook
 ) -> int:
-    """Apply the slice; return how many endpoints it lists."""
-    await recover(kube, leases, pool, pods, now)
-    listed, tokens = admitted(pool, pods, now, leases)
+    """Write the slices that changed, delete those no longer wanted; return how many
+    endpoints they list."""
+    live = await live_slices(kube, pool)
+    take_back(leases, pool, pods, now, live.values())
+    entries = _entries(pool, pods, now, leases)
+    wanted = desired(pool, entries, live)
+    for shard, obj in wanted.items():
+        if shard not in live or not publishing.covers(live[shard], obj):
+            await kube.apply(obj)
+    for shard, obj in live.items():
+        if shard not in wanted:
+            await kube.delete(paths.of(obj))
+    return len(entries)
+
+
+def desired(pool: MinerPool, entries: list[Entry], live: dict[int, Obj]) -> dict[int, Obj]:
+    """Slice number -> the slice to publish (pure), keeping each endpoint in the slice that
+    lists it now."""
+    listed = {n: _addresses(obj) for n, obj in live.items()}
+    by_address = {e.address: (e, token) for e, token in entries}
+    return {
+        shard: build(pool, [by_address[a] for a in addresses], shard)
+        for shard, addresses in shards.assign(by_address, listed).items()
+    }
+
+
+def build(pool: MinerPool, entries: list[Entry], shard: int) -> Obj:
+    """One slice: its endpoints and their signed records."""
     slice_ = admission.build_slice(
         namespace=pool.metadata.namespace,
         pool=pool.metadata.name,
         port=builders.AGENT_PORT,
-        endpoints=listed,
+        endpoints=[e for e, _ in entries],
         owner=builders.owner_reference(pool),
+        shard=shard,
     )
     slice_["metadata"]["annotations"][admission_record.RECORDS_ANNOTATION] = (
-        admission_record.dump_list(tokens)
+        admission_record.dump_list([t for _, t in entries if t is not None])
     )
-    await kube.apply(slice_)
-    return len(listed)
+    return slice_
 
 
 def admitted(
@@ -47,44 +81,67 @@ def admitted(
 ) -> tuple[list[AdmittedEndpoint], list[str]]:
     """The pods to list (ready, at the address they were challenged at, leased) and their
     signed records (none when the operator has no key: then no gateway routes to them)."""
+    entries = _entries(pool, pods, now, leases)
+    return [e for e, _ in entries], [t for _, t in entries if t is not None]
+
+
+def _entries(pool: MinerPool, pods: list[Obj], now: dt.datetime, leases: LeaseBook) -> list[Entry]:
     key = (pool.metadata.namespace, pool.metadata.name)
-    listed, tokens = [], []
+    found: list[Entry] = []
     for pod in pods:
         if not admit.challengeable(pod):
             continue
-        lease = leases.get(key, pod["metadata"]["uid"])
-        url = _agent_url(pod)
+        lease = leases.shown(key, pod["metadata"]["uid"])
         expires = lease.record.expires_at if lease is not None else None
-        if lease is None or lease.url != url or expires is None or not lease.record.admitted(now):
+        if lease is None or lease.url != _agent_url(pod) or expires is None:
             continue
-        listed.append(
-            AdmittedEndpoint(
-                address=pod["status"]["podIP"],
-                port=builders.AGENT_PORT,
-                expires_at=expires,
-                pod=pod["metadata"]["name"],
-                node=(pod.get("spec") or {}).get("nodeName") or "",
-            )
+        if not lease.record.admitted(now):
+            continue
+        endpoint = AdmittedEndpoint(
+            address=pod["status"]["podIP"],
+            port=builders.AGENT_PORT,
+            expires_at=expires,
+            pod=pod["metadata"]["name"],
+            node=(pod.get("spec") or {}).get("nodeName") or "",
         )
-        token = leases.token(key, lease)
-        if token is not None:
-            tokens.append(token)
-    return listed, tokens
+        found.append((endpoint, leases.token(key, lease)))
+    return found
+
+
+async def live_slices(kube: Kube, pool: MinerPool) -> dict[int, Obj]:
+    """The pool's slices as the apiserver has them, by slice number (only the operator's,
+    named as its slices are)."""
+    found = await kube.list(
+        paths.collection(SLICES, "EndpointSlice", pool.metadata.namespace),
+        labelSelector=(
+            f"{admission.POOL_LABEL}={pool.metadata.name},"
+            f"{admission.SLICE_MANAGED_BY_LABEL}={admission.MANAGED_BY}"
+        ),
+    )
+    slices: dict[int, Obj] = {}
+    for obj in found:
+        named = admission.slice_shard(obj["metadata"]["name"])
+        if named is not None and named[0] == pool.metadata.name:
+            # a list's items come without their kind: put it back, as a GET would show it
+            slices[named[1]] = {"apiVersion": SLICES, "kind": "EndpointSlice", **obj}
+    return slices
 
 
 async def recover(
     kube: Kube, leases: LeaseBook, pool: MinerPool, pods: list[Obj], now: dt.datetime
 ) -> None:
     """Once per pool and operator process: take back the leases it had published."""
+    if not leases.recovered((pool.metadata.namespace, pool.metadata.name)):
+        take_back(leases, pool, pods, now, (await live_slices(kube, pool)).values())
+
+
+def take_back(
+    leases: LeaseBook, pool: MinerPool, pods: list[Obj], now: dt.datetime, slices: Iterable[Obj]
+) -> None:
+    """`recover` from slices already read (a no-op once the pool was recovered)."""
     key = (pool.metadata.namespace, pool.metadata.name)
     if leases.recovered(key):
         return
-    path = (
-        f"{paths.collection('discovery.k8s.io/v1', 'EndpointSlice', pool.metadata.namespace)}/"
-        f"{admission.slice_name(pool.metadata.name)}"
-    )
-    found = await kube.get_or_none(path)
-    notes = ((found or {}).get("metadata") or {}).get("annotations") or {}
     by_uid = {p["metadata"]["uid"]: p for p in pods}
 
     def exists(record: AdmissionRecord) -> str | None:
@@ -93,8 +150,19 @@ async def recover(
             return None
         return record.pod_uid if _agent_url(pod) == record.url else None
 
-    tokens = admission_record.load_list(notes.get(admission_record.RECORDS_ANNOTATION, ""))
+    tokens: list[Any] = []
+    for obj in slices:
+        notes = (obj.get("metadata") or {}).get("annotations") or {}
+        tokens += admission_record.load_list(notes.get(admission_record.RECORDS_ANNOTATION, ""))
     leases.recover(key, tokens, now, exists)
+
+
+def _addresses(slice_: Obj) -> list[str]:
+    return [
+        str(address)
+        for endpoint in slice_.get("endpoints") or []
+        for address in (endpoint.get("addresses") or [])[:1]
+    ]
 
 
 def _agent_url(pod: Obj) -> str:

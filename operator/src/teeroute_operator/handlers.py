@@ -10,6 +10,7 @@ reconcile.py, which reads the cluster, decides with pure functions and applies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -18,7 +19,7 @@ import kopf
 
 from teeroute.kube import Kube, load_config
 from teeroute.sealing.secrets import Signer
-from teeroute_operator import builders, egress, reconcile
+from teeroute_operator import builders, coalesce, egress, reconcile
 from teeroute_operator.leases import LeaseBook
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.settings import OperatorSettings
@@ -49,7 +50,7 @@ def build_registry(settings: OperatorSettings, signer: Signer | None) -> kopf.Op
     release_key = signer.public if signer else b""
     leases = LeaseBook(signer)
     kube, sweeper = _register_lifecycle(registry, settings, signer, leases)
-    _register_pools(registry, settings, kube, release_key, leases)
+    _register_pools(registry, settings, kube, release_key, leases, sweeper)
     _register_sweeps(registry, settings, sweeper)
     _register_routes(registry, settings, kube)
     return registry
@@ -94,10 +95,10 @@ def _register_lifecycle(
         if operator.metrics_port:
             metrics.serve(operator.metrics_port, token=operator.metrics_token())
 
-    @kopf.on.cleanup(registry=registry)
-    async def close(**_: Any) -> None:
-        await state.pop("sweeper").aclose()
-        await state.pop("kube").aclose()
+    # No cleanup handler closes these clients: kopf runs cleanup while handlers, timers and
+    # sweeps may still be finishing (it gives them seconds, then cancels them), and closing
+    # the clients under them failed them mid-request and made a SIGTERM exit 1
+    # (tests/operator/test_restarts.py). Their connections end with the process.
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -122,7 +123,31 @@ def _register_sweeps(
     @kopf.daemon(GROUP, VERSION, "minerpools", registry=registry, cancellation_timeout=5.0)
     async def sweep_pool(*, namespace: str | None, name: str, stopped: Any, **_: Any) -> None:
         if namespace:
-            await sweeper().run(namespace, name, stopped, settings.attestation_jitter)
+            await sweeper().run(namespace, name, Stopped(stopped), settings.attestation_jitter)
+
+
+class Stopped:
+    """kopf's `stopped` flag for an async daemon, waited on by polling. kopf's own
+    `await stopped.wait(t)` runs a helper task that ends in TimeoutError; at shutdown kopf
+    collects every task and re-raises that error, so a SIGTERM during a sweep's pause made
+    the process exit 1 (tests/operator/test_restarts.py)."""
+
+    # One wake-up per pool per second: ~500/s at 500 pools, well under 1 % of a core, and a
+    # SIGTERM still ends a pause within a second (the restart tests allow 10 s)
+    POLL_S = 1.0
+
+    def __init__(self, flag: Any) -> None:
+        self._flag = flag
+
+    def __bool__(self) -> bool:
+        return bool(self._flag)
+
+    async def wait(self, timeout: float) -> None:
+        """Until the flag is set or `timeout` seconds passed, whichever is first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._flag and (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(self.POLL_S, left))
 
 
 def _register_pools(
@@ -131,11 +156,17 @@ def _register_pools(
     kube: KubeRef,
     release_key: bytes,
     leases: LeaseBook,
+    sweeper: SweeperRef,
 ) -> None:
-    @kopf.on.resume(GROUP, VERSION, "minerpools", registry=registry)
-    @kopf.on.create(GROUP, VERSION, "minerpools", registry=registry)
-    @kopf.on.update(GROUP, VERSION, "minerpools", registry=registry)
-    @kopf.timer(GROUP, VERSION, "minerpools", interval=settings.resync_seconds, registry=registry)
+    # Explicit ids: kopf keeps a failed handler's progress in an annotation named after it, and
+    # the default (`_register_pools.<locals>.pool_changed`) is not a valid annotation key, so a
+    # handler that failed once was retried forever against a 422.
+    @kopf.on.resume(GROUP, VERSION, "minerpools", id="pool", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "minerpools", id="pool", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "minerpools", id="pool", registry=registry)
+    @kopf.timer(
+        GROUP, VERSION, "minerpools", id="pool", interval=settings.resync_seconds, registry=registry
+    )
     async def pool_changed(*, namespace: str | None, name: str, **_: Any) -> None:
         if namespace:
             await reconcile.reconcile_pool(
@@ -148,18 +179,25 @@ def _register_pools(
                 gateway_keys=settings.gateway_keys,
             )
 
+    async def reconcile_child_pool(key: tuple[str, str]) -> None:
+        await reconcile.reconcile_pool(
+            kube(),
+            *key,
+            emit,
+            release_key=release_key,
+            leases=leases,
+            gateway_keys=settings.gateway_keys,
+        )
+
+    # A pool's children change in bursts (a rollout: every pod several times): one reconcile
+    # per burst, in the background (coalesce.py), not one per event.
+    pools_of_children = coalesce.Coalescer(reconcile_child_pool)
+
     async def child_changed(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         pool = labels.get(builders.POOL_LABEL)
         if namespace and pool:
-            await reconcile.reconcile_pool(
-                kube(),
-                namespace,
-                pool,
-                emit,
-                release_key=release_key,
-                leases=leases,
-                gateway_keys=settings.gateway_keys,
-            )
+            sweeper().wake(namespace, pool)  # a pod that just became ready is challenged now
+            pools_of_children.poke((namespace, pool))
 
     for group, version, plural in CHILD_RESOURCES:
         kopf.on.event(group, version, plural, labels=MANAGED, registry=registry)(child_changed)
@@ -168,15 +206,23 @@ def _register_pools(
 def _register_routes(
     registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: KubeRef
 ) -> None:
+    # Once per burst of pool events, in the background (coalesce.py): not inside each pool's
+    # own handler, which would then wait behind every Route of its namespace.
+    routes_in: coalesce.Coalescer[str] = coalesce.Coalescer(
+        lambda ns: reconcile.reconcile_routes_in(kube(), ns, emit)
+    )
+
     @kopf.on.event(GROUP, VERSION, "minerpools", registry=registry)
     async def pools_moved(*, namespace: str | None, **_: Any) -> None:
         if namespace:
-            await reconcile.reconcile_routes_in(kube(), namespace, emit)
+            routes_in.poke(namespace)
 
-    @kopf.on.resume(GROUP, VERSION, "routes", registry=registry)
-    @kopf.on.create(GROUP, VERSION, "routes", registry=registry)
-    @kopf.on.update(GROUP, VERSION, "routes", registry=registry)
-    @kopf.timer(GROUP, VERSION, "routes", interval=settings.resync_seconds, registry=registry)
+    @kopf.on.resume(GROUP, VERSION, "routes", id="route", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "routes", id="route", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "routes", id="route", registry=registry)
+    @kopf.timer(
+        GROUP, VERSION, "routes", id="route", interval=settings.resync_seconds, registry=registry
+    )
     async def route_changed(*, namespace: str | None, name: str, **_: Any) -> None:
         if namespace:
             await reconcile.reconcile_route(kube(), namespace, name, emit)

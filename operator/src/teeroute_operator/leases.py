@@ -14,6 +14,10 @@ An enclave key may hold one lease at a time across all pools (`claim`): the same
 key under a second endpoint is a relay of another enclave, refused (check admission.duplicate-key).
 Endpoints challenged in the same sweep claim their key as soon as their evidence verifies (no
 await between the check and the claim), so two of them can never both be admitted with one key.
+
+What is published of a lease (`shown`) follows the lease except in its times: a renewal is
+published only when the published expiry would lapse before the next sweep
+(publishing.to_show), so a steady pool costs no writes between refreshes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from teeroute import admission_record
 from teeroute.admission_record import AdmissionRecord
 from teeroute.sealing.secrets import Signer
+from teeroute_operator import publishing
 from teeroute_operator.lease import Record
 
 PoolKey = tuple[str, str]
@@ -52,6 +57,8 @@ class LeaseBook:
     def __init__(self, signer: Signer | None) -> None:
         self.signer = signer
         self._pools: dict[PoolKey, dict[str, Lease]] = {}
+        self._shown: dict[PoolKey, dict[str, Lease]] = {}
+        """What is published of each lease (publishing.to_show): lags only in its times."""
         self._recovered: set[PoolKey] = set()
         self._claims: dict[str, tuple[Holder, dt.datetime]] = {}
         """Enclave key (SHA-256 hex) -> the endpoint whose evidence with it just verified."""
@@ -65,18 +72,43 @@ class LeaseBook:
         return lease.record if lease is not None and lease.url == url else Record()
 
     def put(self, pool: PoolKey, key: str, lease: Lease) -> None:
-        """The endpoint's lease after its challenge (its claim, if any, is settled by it)."""
+        """The endpoint's lease after its challenge (its claim, if any, is settled by it);
+        published as it is (`renew` publishes only what must be)."""
         self._pools.setdefault(pool, {})[key] = lease
+        self._shown.setdefault(pool, {})[key] = lease
         self._claims = {k: v for k, v in self._claims.items() if v[0] != (pool, key)}
+
+    def renew(
+        self, pool: PoolKey, key: str, lease: Lease, now: dt.datetime, refresh: dt.timedelta
+    ) -> Lease:
+        """`put`, but publish the new lease only when publishing.to_show says it must be;
+        returns the lease to publish."""
+        before = self.shown(pool, key)
+        self.put(pool, key, lease)
+        if before is not None and (before.name, before.url, before.pod_uid) == (
+            lease.name,
+            lease.url,
+            lease.pod_uid,
+        ):
+            record = publishing.to_show(before.record, lease.record, now, refresh)
+            if record is before.record:
+                self._shown[pool][key] = before
+        return self._shown[pool][key]
+
+    def shown(self, pool: PoolKey, key: str) -> Lease | None:
+        """The endpoint's lease as published (what the slices, pods and status carry)."""
+        return self._shown.get(pool, {}).get(key)
 
     def keep(self, pool: PoolKey, keys: Iterable[str]) -> None:
         """Forget the endpoints of `pool` that are gone."""
         wanted = set(keys)
-        held = self._pools.get(pool, {})
-        self._pools[pool] = {k: v for k, v in held.items() if k in wanted}
+        for book in (self._pools, self._shown):
+            held = book.get(pool, {})
+            book[pool] = {k: v for k, v in held.items() if k in wanted}
 
     def forget(self, pool: PoolKey) -> None:
         self._pools.pop(pool, None)
+        self._shown.pop(pool, None)
         self._recovered.discard(pool)
 
     def admitted(self, pool: PoolKey, now: dt.datetime) -> dict[str, Lease]:

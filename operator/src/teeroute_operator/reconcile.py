@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from teeroute.api.minerpool import MinerPool
 from teeroute.api.route import Route
 from teeroute.kube import Kube, paths
-from teeroute_operator import builders, endpointslice
+from teeroute_operator import builders, endpointslice, publishing
 from teeroute_operator.conditions import is_true
 from teeroute_operator.leases import LeaseBook
 from teeroute_operator.routes import route_status
@@ -85,6 +85,8 @@ async def reconcile_pool(
 
 async def _apply(kube: Kube, owner: Obj, child: Obj, emit: EventSink) -> None:
     before = await kube.get_or_none(paths.of(child))
+    if before is not None and publishing.covers(before, child):
+        return  # the apiserver already holds all of it: an apply would be a write for nothing
     after = await kube.apply(child)
     kind = child["kind"]
     if before is None:
@@ -138,7 +140,14 @@ async def _publish(kube: Kube, path: str, body: Obj, status: Obj, emit: EventSin
         emit(body, "Warning", degraded["reason"], degraded["message"])
 
 
-async def reconcile_route(kube: Kube, namespace: str, name: str, emit: EventSink) -> None:
+async def reconcile_route(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    emit: EventSink,
+    pools: dict[str, MinerPool] | None = None,
+) -> None:
+    """`pools`: the namespace's pools, when the caller listed them already."""
     async with _locks[("Route", namespace, name)]:
         path = f"{paths.collection('teeroute.dev/v1alpha1', 'Route', namespace)}/{name}"
         body = await kube.get_or_none(path)
@@ -149,7 +158,8 @@ async def reconcile_route(kube: Kube, namespace: str, name: str, emit: EventSink
         except ValidationError as exc:
             emit(body, "Warning", "InvalidSpec", _first_error(exc))
             return
-        pools = await _pools(kube, namespace)
+        if pools is None:
+            pools = await _pools(kube, namespace)
         status = route_status(route, pools, body.get("status") or {}, _now())
         previous = body.get("status") or {}
         if status != previous:
@@ -167,8 +177,9 @@ async def reconcile_route(kube: Kube, namespace: str, name: str, emit: EventSink
 
 
 async def reconcile_routes_in(kube: Kube, namespace: str, emit: EventSink) -> None:
+    pools = await _pools(kube, namespace)  # once for all the namespace's Routes
     for route in await kube.list(paths.collection("teeroute.dev/v1alpha1", "Route", namespace)):
-        await reconcile_route(kube, namespace, route["metadata"]["name"], emit)
+        await reconcile_route(kube, namespace, route["metadata"]["name"], emit, pools)
 
 
 async def _pools(kube: Kube, namespace: str) -> dict[str, MinerPool]:

@@ -1,6 +1,11 @@
 """The attestation sweeper: per pool, on the policy's interval (with jitter), challenge every
 ready endpoint with a fresh nonce, record the verdicts on the pods, and publish the pool's
-EndpointSlice with the attested, unexpired endpoints only.
+EndpointSlices with the attested, unexpired endpoints only.
+
+Every apiserver write of a sweep happens only when its content changes or an expiry must move
+(publishing.py has the rule): a renewed lease is republished only when the published expiry
+would lapse before the next sweep, and pod annotations, slices and an external pool's
+status.endpoints are written only when they differ from what the apiserver holds.
 
 Leases are the operator's own (leases.LeaseBook): decided from its challenges alone, never read
 back from pods, and published as admission records signed with its key, which is what gateways
@@ -12,6 +17,11 @@ A pool with `secrets` releases them to each enclave whose evidence just verified
 operator's release key, signed by that key and sealed to the HPKE key in that evidence
 (release.py decides when, delivery.py delivers, releasing.py does both for each endpoint); an
 endpoint whose secrets could not be delivered is not admitted (check `secrets.release`).
+
+A pool with fewer admitted endpoints than it asks for (new, scaling up, pods just started) is
+swept again as soon as its pods change (`wake`, from the pods' events) and, while some that were
+challenged are not admitted, after 1, 2, 4 ... s up to its interval (`next_wait`): a new miner
+takes traffic seconds after it is ready rather than an interval later.
 
 Concurrency is bounded across all pools (one semaphore). A sweep never waits on the
 request path: the gateway reads the published slice and its expiries.
@@ -34,7 +44,16 @@ from pydantic import ValidationError
 from teeroute.api.minerpool import MinerPool
 from teeroute.kube import ApiError, Kube, paths
 from teeroute.sealing.secrets import Signer
-from teeroute_operator import admit, builders, delivery, egress, endpointslice, ownership, release
+from teeroute_operator import (
+    admit,
+    builders,
+    delivery,
+    egress,
+    endpointslice,
+    ownership,
+    publishing,
+    release,
+)
 from teeroute_operator.challenge import Judge, Target, challenge
 from teeroute_operator.lease import (
     Outcome,
@@ -69,6 +88,24 @@ class SweepResult:
     challenged: int
     admitted: int
     interval: dt.timedelta
+    pending: bool = False
+    """Fewer endpoints admitted than the pool asks for (`next_wait`, `Sweeper.wake`)."""
+
+
+FIRST_RETRY_S = 1.0
+
+
+def next_wait(result: SweepResult, streak: int) -> float:
+    """Seconds to the next sweep (before jitter). A pool with endpoints that were challenged
+    but not admitted yet (an agent still starting, an external miner coming up) is swept again
+    after 1, 2, 4 ... s, up to its interval, so it is admitted within seconds of answering, and
+    one that keeps failing costs no more than a few extra sweeps; `streak`: how many such
+    sweeps came before this one. A pool only short of ready pods waits for them to wake it."""
+    interval = result.interval.total_seconds()
+    if not result.pending or result.challenged <= result.admitted:
+        return interval
+    backoff: float = FIRST_RETRY_S * 2.0 ** min(streak, 16)
+    return min(interval, backoff)
 
 
 class Sweeper:
@@ -112,14 +149,17 @@ class Sweeper:
             trust_env=False,
         )
         self.releaser = Releaser(self._http, self._slots, metrics, emit, signer)
+        self._wakes: dict[tuple[str, str], asyncio.Event] = {}
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def run(self, namespace: str, name: str, stopped: Any, jitter: float) -> None:
         """Sweep the pool until `stopped` (a kopf daemon flag) is set."""
+        streak, woken = 0, self._wakes.setdefault((namespace, name), asyncio.Event())
         while not stopped:
             started = time.monotonic()
+            woken.clear()
             try:
                 result = await self.sweep(namespace, name)
             except ApiError as exc:  # the apiserver hiccuped: leases carry us to the next try
@@ -127,11 +167,22 @@ class Sweeper:
                 result = SweepResult(0, 0, RETRY)
             if result is None:
                 break  # the pool is gone
-            wait = result.interval.total_seconds() * (1 + random.uniform(-jitter, jitter))  # noqa: S311
-            await stopped.wait(max(0.0, wait - (time.monotonic() - started)))
+            wait = next_wait(result, streak) * (1 + random.uniform(-jitter, jitter))  # noqa: S311
+            streak = streak + 1 if result.pending and result.challenged > result.admitted else 0
+            left = max(0.0, wait - (time.monotonic() - started))
+            await _pause(stopped, woken if result.pending else None, left)
+        self._wakes.pop((namespace, name), None)
         self.metrics.forget_pool(namespace, name)
         self.releaser.forget((namespace, name))
         self.leases.forget((namespace, name))
+
+    def wake(self, namespace: str, name: str) -> None:
+        """Something of the pool changed (its pods): if it is still short of admitted
+        endpoints, sweep it now rather than at its next time. A pool that has them all is not
+        woken: its own annotation writes must not sweep it again."""
+        event = self._wakes.get((namespace, name))
+        if event is not None:
+            event.set()
 
     async def sweep(self, namespace: str, name: str) -> SweepResult | None:
         body = await self.kube.get_or_none(
@@ -182,7 +233,8 @@ class Sweeper:
             updated[pod["metadata"]["uid"]] = await self._record(body, pool, pod, done, readmit)
         admitted = await self.publish(body, pool, list(updated.values()))
         self.metrics.sweep_seconds.labels(namespace, name).observe(time.perf_counter() - started)
-        return SweepResult(len(targets), admitted, admit.interval(pool))
+        pending = admitted < pool.spec.desired_replicas
+        return SweepResult(len(targets), admitted, admit.interval(pool), pending)
 
     async def _sweep_external(
         self, body: Obj, pool: MinerPool, secrets: release.SecretSet
@@ -232,21 +284,27 @@ class Sweeper:
                 readmit.get(endpoint.name, ""),
                 f"endpoint {endpoint.name}",
             )
-            lease = Lease(after, endpoint.name, target.url)
-            self.leases.put(_pool_key(pool), target.key, lease)
-            token = self.leases.token(_pool_key(pool), lease) if after.admitted(now) else None
+            shown = self._renew(pool, target.key, Lease(after, endpoint.name, target.url))
+            token = (
+                self.leases.token(_pool_key(pool), shown) if shown.record.admitted(now) else None
+            )
             entries.append(
-                {**after.to_status(endpoint.name, endpoint.url), "admissionRecord": token or ""}
+                {
+                    **shown.record.to_status(endpoint.name, endpoint.url),
+                    "admissionRecord": token or "",
+                }
             )
         admitted = sum(1 for e in entries if Record.from_status(e).admitted(now))
         path = (
             f"{paths.collection(POOLS, 'MinerPool', pool.metadata.namespace)}/{pool.metadata.name}"
         )
-        await self.kube.patch_status(path, {"endpoints": entries})
+        if not publishing.covers((body.get("status") or {}).get("endpoints"), entries):
+            await self.kube.patch_status(path, {"endpoints": entries})
         self.metrics.attested.labels(pool.metadata.namespace, pool.metadata.name).set(admitted)
         if self.after_sweep is not None:
             await self.after_sweep(pool.metadata.namespace, pool.metadata.name)
-        return SweepResult(len(targets), admitted, admit.interval(pool))
+        pending = admitted < len(endpoints)
+        return SweepResult(len(targets), admitted, admit.interval(pool), pending)
 
     async def _attend(
         self,
@@ -337,10 +395,8 @@ class Sweeper:
             readmit.get(meta["name"], ""),
             f"pod {meta['name']}",
         )
-        self.leases.put(
-            _pool_key(pool), target.key, Lease(after, meta["name"], target.url, target.key)
-        )
-        patch = after.to_annotations()
+        shown = self._renew(pool, target.key, Lease(after, meta["name"], target.url, target.key))
+        patch = shown.record.to_annotations()
         if all(annotations.get(k) == v for k, v in patch.items()):
             return pod
         try:
@@ -353,6 +409,11 @@ class Sweeper:
                 raise
             # The pod went away meanwhile: leave it out of this sweep's slice.
             return {**pod, "metadata": {**meta, "deletionTimestamp": "gone"}}
+
+    def _renew(self, pool: MinerPool, key: str, lease: Lease) -> Lease:
+        """Keep the lease; return what to publish of it (publishing.py: only what must be)."""
+        refresh = publishing.horizon(admit.interval(pool), self._deadline_s)
+        return self.leases.renew(_pool_key(pool), key, lease, self.clock(), refresh)
 
     def _transition(
         self,
@@ -391,6 +452,18 @@ class Sweeper:
         self.metrics.challenges.labels(*labels, kind).inc()
         if transition.event and transition.event[1] == "ChipChanged":
             self.metrics.chip_changes.labels(*labels).inc()
+
+
+async def _pause(stopped: Any, woken: asyncio.Event | None, seconds: float) -> None:
+    """Until `stopped` (its own `wait`), `woken` (if given) or `seconds` passed."""
+    if woken is None:
+        await stopped.wait(seconds)
+        return
+    waits = {asyncio.ensure_future(stopped.wait(seconds)), asyncio.ensure_future(woken.wait())}
+    _, undone = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in undone:
+        task.cancel()
+    await asyncio.gather(*undone, return_exceptions=True)
 
 
 def _pool_key(pool: MinerPool) -> tuple[str, str]:

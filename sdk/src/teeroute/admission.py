@@ -1,11 +1,12 @@
 """The contract between the attestation sweeper (which admits endpoints) and everything that
 routes to them (the gateway, any Kubernetes-native proxy).
 
-The operator writes one EndpointSlice per pool, named `<pool>-attested`, labelled with the
-pool's Service, listing only endpoints whose evidence verified and has not expired. Each
-endpoint's expiry is also on the slice (annotation `teeroute.dev/attestation-expiry`, a JSON
-map address -> RFC 3339), so a reader fails closed on its own when the operator stops
-refreshing: `admitted()` drops what has expired, whatever the slice lists.
+The operator writes the EndpointSlices of a pool, named `<pool>-attested` (and
+`<pool>-attested-<n>` past 100 endpoints), labelled with the pool's Service, listing only
+endpoints whose evidence verified and has not expired. Each endpoint's expiry is also on the
+slice (annotation `teeroute.dev/attestation-expiry`, a JSON map address -> RFC 3339), so a
+reader fails closed on its own when the operator stops refreshing: `admitted()` drops what
+has expired, whatever the slice lists.
 """
 
 from __future__ import annotations
@@ -63,8 +64,20 @@ VERDICT_ANNOTATIONS = (
 )
 
 
-def slice_name(pool: str) -> str:
-    return f"{pool}{SLICE_SUFFIX}"
+def slice_name(pool: str, shard: int = 0) -> str:
+    """The name of the pool's attested slice number `shard`: `<pool>-attested` for the first,
+    `<pool>-attested-<n>` for the others (a pool has one per 100 endpoints)."""
+    return f"{pool}{SLICE_SUFFIX}" if shard == 0 else f"{pool}{SLICE_SUFFIX}-{shard}"
+
+
+def slice_shard(name: str) -> tuple[str, int] | None:
+    """(pool, shard) of an attested slice's name (`slice_name`'s inverse), None for any other."""
+    if name.endswith(SLICE_SUFFIX):
+        return name.removesuffix(SLICE_SUFFIX), 0
+    pool, _, number = name.rpartition(f"{SLICE_SUFFIX}-")
+    if pool and number.isascii() and number.isdigit() and not number.startswith("0"):
+        return pool, int(number)
+    return None
 
 
 def rfc3339(when: dt.datetime) -> str:
@@ -156,12 +169,13 @@ def build_slice(
     port: int,
     endpoints: list[AdmittedEndpoint],
     owner: dict[str, Any] | None = None,
+    shard: int = 0,
 ) -> dict[str, Any]:
-    """The EndpointSlice listing `endpoints` for the pool's Service (sorted: stable output,
-    so an unchanged set is an unchanged object)."""
+    """The EndpointSlice number `shard` listing `endpoints` for the pool's Service (sorted:
+    stable output, so an unchanged set is an unchanged object)."""
     ordered = sorted(endpoints, key=lambda e: e.address)
     metadata: dict[str, Any] = {
-        "name": slice_name(pool),
+        "name": slice_name(pool, shard),
         "namespace": namespace,
         "labels": {
             SERVICE_LABEL: pool,

@@ -5,10 +5,11 @@ as the watches cached them, become the gateway's `Inventory` at a given time.
 with plain dicts. An endpoint is routed only from an admission record that the operator's key
 signed (teeroute.admission_record), for the pool it is published with, unexpired at `now`:
 
-- In-cluster miners: the records in the pool's `<pool>-attested` slice (annotation
-  `teeroute.dev/admission-records`). The slice's own entries and the pods are not read: a
-  namespace editor can write pods and their annotations, so nothing taken from them could
-  choose an address or a key. Address, TEE, measurement, keys and expiry are the record's.
+- In-cluster miners: the records in the pool's `<pool>-attested` slices (annotation
+  `teeroute.dev/admission-records` on each; one slice per 100 endpoints). The slices' own
+  entries and the pods are not read: a namespace editor can write pods and their
+  annotations, so nothing taken from them could choose an address or a key. Address, TEE,
+  measurement, keys and expiry are the record's.
 - External miners: the record in the pool's status entry, and only for an endpoint still
   declared in the spec with the same URL (a lease for a removed endpoint, or for the URL it
   had before, is not a lease for what the spec names now).
@@ -114,16 +115,18 @@ def _path(loc: Sequence[int | str]) -> str:
 
 
 def _slices_by_pool(slices: Iterable[Obj], warn: Warn) -> dict[str, list[Obj]]:
-    """Attested slices by pool key: named `<pool>-attested`, labelled as the operator's and,
-    when labelled with a pool, with the same one."""
+    """Attested slices by pool key (a pool has one per 100 endpoints): named
+    `<pool>-attested` or `<pool>-attested-<n>`, labelled as the operator's and, when labelled
+    with a pool, with the same one."""
     found: dict[str, list[Obj]] = {}
     for slice_ in slices:
         name, labels = _name(slice_), _meta(slice_).get("labels") or {}
         if labels.get(admission.SLICE_MANAGED_BY_LABEL) != admission.MANAGED_BY:
             continue
-        if not name.endswith(admission.SLICE_SUFFIX):
+        named = admission.slice_shard(name)
+        if named is None:
             continue
-        pool = name.removesuffix(admission.SLICE_SUFFIX)
+        pool = named[0]
         if labels.get(admission.POOL_LABEL, pool) != pool:
             warn(f"EndpointSlice {_namespace(slice_)}/{name} ignored: its pool label disagrees")
             continue
