@@ -690,7 +690,7 @@ def main() -> None:
     parser.add_argument("--sandbox", default="tr-scale")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox running")
     parser.add_argument("--profile", action="store_true", help="cProfile the operator")
-    parser.add_argument("--resync", type=float, default=30.0, help="the operator's resync (s)")
+    parser.add_argument("--resync", type=float, default=300.0, help="the operator's resync (s)")
     parser.add_argument("--out", type=Path, default=ROOT / "e2e" / "bench" / "results")
     args = parser.parse_args()
     result = report(args, Bench(args).run())

@@ -27,9 +27,11 @@ class OperatorSettings(BaseSettings):
     """Name of the kopf peering object for high availability: replicas with the same name
     elect one active operator. Empty runs standalone (one replica only)."""
 
-    resync_seconds: float = Field(default=30.0, gt=0)
+    resync_seconds: float = Field(default=300.0, gt=0)
     """How often every pool and route is reconciled even without a change, in seconds; a
-    safety net under the watches, which repair drift within about a second."""
+    safety net under the watches, which repair drift within about a second. At 30 s the
+    resync was the largest share of the operator's CPU (~13 requests per pool each time:
+    0.24-0.28 cores per 1,000 endpoints; 0.12 at 300 s, docs/operator-scale.md)."""
 
     field_manager: str = "teeroute-operator"
     """Server-side apply field manager: the fields the operator owns on its children."""

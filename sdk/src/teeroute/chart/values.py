@@ -147,8 +147,9 @@ class Operator(ValuesModel):
     namespaces: list[Name] = Field(default_factory=list)
     """Namespaces whose MinerPools and Routes the operator serves; empty: all."""
 
-    resync_seconds: int = Field(default=30, ge=1)
-    """How often every pool and route is reconciled without a change, in seconds."""
+    resync_seconds: int = Field(default=300, ge=1)
+    """How often every pool and route is reconciled without a change, in seconds (a safety
+    net under the watches, which repair drift within about a second)."""
 
     external: External = External()
     """What external endpoints (MinerPool `endpoints[].url`) may name."""
