@@ -35,6 +35,11 @@ events applied so far describe the whole collection."""
 WATCH_READ_SLACK_S = 30.0
 """How much longer than the watch's own timeoutSeconds a silent stream is trusted before
 it is taken for dead (bookmarks arrive about once a minute on a quiet watch)."""
+MAX_CONNECTIONS = 100
+"""Connections to the apiserver, at most (httpx's default)."""
+WATCH_RESERVE = 16
+"""Of those, how many no plain request may take: the watches' (a gateway watches a few
+collections per namespace)."""
 
 
 class ApiError(TeerouteError):
@@ -67,8 +72,14 @@ class Kube:
             base_url=config.server,
             verify=config.ssl_context(),
             timeout=timeout_s,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=64),
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=64),
         )
+        # Requests queue here, in order and without a deadline, rather than in httpx's pool,
+        # whose wait counts against `timeout_s`: 500 pools reconciled at once on a busy event
+        # loop made every request time out waiting for a connection, kopf retried them all a
+        # minute later, and nothing converged (e2e/bench/operatorscale.py). Watches hold their
+        # connection for minutes and bypass the gate, so it leaves room for them.
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS - WATCH_RESERVE)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -245,7 +256,8 @@ class Kube:
     async def _send(self, method: str, path: str, **kwargs: Any) -> Obj:
         kwargs.setdefault("headers", {}).update(self._headers())
         try:
-            response = await self._http.request(method, path, **kwargs)
+            async with self._slots:
+                response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise ApiError(0, "Unreachable", f"{method} {path}: {exc}") from exc
         if response.status_code >= 400:
