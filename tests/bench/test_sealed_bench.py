@@ -84,6 +84,7 @@ def test_each_mode_checks_what_its_answers_must_hold() -> None:
     assert json.loads(modes.body("m", True, 256))["max_tokens"] == 256
     assert modes.sealed_meta("m", False, 16) == {
         "path": "/v1/chat/completions", "model": "m", "stream": False, "max_tokens": 16,
+        "receipt_timings": True,  # as the SDK's request_meta: the agent's timings in receipts
     }  # fmt: skip
     assert modes.SEALED == ("gateway", "client")
 
@@ -345,7 +346,7 @@ def test_the_ledger_is_read_from_the_gateways_own_schema(tmp_path: Path) -> None
             db.execute(
                 "INSERT INTO ledger_usage VALUES "
                 "(?, 'h', 'a', ?, 'p', 'e', 'u', 1, 1, 1, 1, 0, 1.0, NULL, 200, ?, 0, 0, 0, 0, ?, "
-                "NULL, NULL, '')",
+                "NULL, NULL, '', NULL)",
                 (f"r{n}", model, outcome, status),
             )
     assert sorted(ledger.read(path)) == sorted((m, o, s, 1) for m, o, s, _ in ROWS)

@@ -148,7 +148,7 @@ def test_the_ledger_must_meter_every_checked_answer_with_the_engines_tokens(
         ):  # fmt: skip
             db.execute(
                 "INSERT INTO ledger_usage VALUES (?, 'h', 'a', ?, 'p', 'e', 'u', 1, ?, 1, 1, 0, "
-                "1.0, NULL, 200, 'ok', 1, 0, 0, 0, ?, NULL, NULL, '')",
+                "1.0, NULL, 200, 'ok', 1, 0, 0, 0, ?, NULL, NULL, '', NULL)",
                 (f"r{n}", model, tokens, status),
             )
     found = ledger.read_tokens(path, 255)
