@@ -20,7 +20,7 @@ from teeroute_operator.settings import OperatorSettings
 
 def test_defaults_are_cluster_wide_standalone() -> None:
     settings = OperatorSettings()
-    assert (settings.namespaces, settings.peering, settings.resync_seconds) == ([], "", 30.0)
+    assert (settings.namespaces, settings.peering, settings.resync_seconds) == ([], "", 300.0)
 
 
 def test_namespaces_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
