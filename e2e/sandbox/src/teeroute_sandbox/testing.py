@@ -121,6 +121,24 @@ def namespace(kube: KubeRest, request: pytest.FixtureRequest) -> Iterator[str]:
     kube.post(
         "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
     )
+    # The apiserver refuses pods until kube-controller-manager has made the namespace's default
+    # ServiceAccount; after an apiserver crash (tests/sandbox/test_controlplane_restart.py) that
+    # controller took ~90 s to come back, and pods posted at once got 403.
+    wait_for(
+        lambda: _exists(kube, f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        timeout_s=180,
+        what=f"namespace {name}'s default ServiceAccount",
+    )
     yield name
     with contextlib.suppress(ApiError):
         kube.delete(f"/api/v1/namespaces/{name}")
+
+
+def _exists(kube: KubeRest, path: str) -> bool:
+    try:
+        kube.get(path)
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
