@@ -64,12 +64,7 @@ def test_kill_9_under_load_loses_no_delivered_answer_and_leaks_no_hold(
     tmp_path: Path, ledger_url: str
 ) -> None:
     with engine(tmp_path, "a", "--ttft-ms", "5") as upstream:
-        config = write_config(
-            tmp_path / "gw.yaml",
-            {"p": [("a", upstream.url)]},
-            leases={"p": [lease("a")]},
-            settings={"ledger": ledger_url, "holdTtlS": HOLD_TTL_S},
-        )
+        config = _config(tmp_path, upstream.url, ledger_url)
         key = create_key(config, CREDIT)
         gw = Restartable(config, tmp_path)
         gw.start()
@@ -136,12 +131,7 @@ def test_no_answer_is_delivered_before_its_usage_record_is_committed(
     tmp_path: Path, ledger_url: str
 ) -> None:
     with engine(tmp_path, "a", "--ttft-ms", "5", "--tokens-per-s", "10") as upstream:
-        config = write_config(
-            tmp_path / "gw.yaml",
-            {"p": [("a", upstream.url)]},
-            leases={"p": [lease("a")]},
-            settings={"ledger": ledger_url, "holdTtlS": HOLD_TTL_S},
-        )
+        config = _config(tmp_path, upstream.url, ledger_url)
         key = create_key(config, CREDIT)
         gw = Restartable(config, tmp_path)
         gw.start()
@@ -153,3 +143,13 @@ def test_no_answer_is_delivered_before_its_usage_record_is_committed(
             gw.stop()
     books = read_books(ledger_url)
     assert reconcile(answers, books, to_nano(CREDIT)) == [], [vars(a) for a in answers]
+
+
+def _config(tmp_path: Path, upstream_url: str, ledger_url: str) -> Path:
+    """One pool of one miner, the ledger under test, holds that expire in HOLD_TTL_S."""
+    return write_config(
+        tmp_path / "gw.yaml",
+        {"p": [("a", upstream_url)]},
+        leases={"p": [lease("a")]},
+        settings={"ledger": ledger_url, "holdTtlS": HOLD_TTL_S},
+    )
