@@ -35,6 +35,7 @@ from teeroute_sandbox.testing import wait_for
 pytestmark = pytest.mark.sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
+GATEWAY_RBAC = ROOT / "e2e" / "sandbox" / "gateway-rbac.yaml"
 API = "teeroute.dev/v1alpha1"
 MEASUREMENT = "ab" * 48
 SIMULATED_TEE_IP = "10.244.250.7"  # a listed address; nothing needs to listen there
@@ -471,7 +472,19 @@ def test_gateway_rbac_lets_the_source_watch_and_nothing_more(
     start_source: Callable[..., RunningSource],
 ) -> None:
     kubectl("create", "namespace", "teeroute-system", check=False)
-    kubectl("apply", "-f", str(ROOT / "e2e" / "sandbox" / "gateway-rbac.yaml"))
+    kubectl("apply", "-f", str(GATEWAY_RBAC))
+    try:
+        _check_gateway_rbac(kube, namespace, admin_config, start_source)
+    finally:  # the ClusterRole is cluster-wide: left behind, it blocks `helm install`
+        kubectl("delete", "-f", str(GATEWAY_RBAC), "--ignore-not-found", check=False)
+
+
+def _check_gateway_rbac(
+    kube: KubeRest,
+    namespace: str,
+    admin_config: ClusterConfig,
+    start_source: Callable[..., RunningSource],
+) -> None:
     token = kube.post(
         "/api/v1/namespaces/teeroute-system/serviceaccounts/teeroute-gateway/token",
         {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
