@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 import warnings
+from collections import OrderedDict
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.utils import CryptographyDeprecationWarning
 
 from teeroute.attestation.errors import EvidenceInvalid
@@ -54,16 +56,48 @@ def _readable(certs: list[x509.Certificate]) -> list[x509.Certificate]:
     return certs
 
 
-def issued_by(name: str, cert: x509.Certificate, issuer: x509.Certificate) -> Check:
+class _Signatures:
+    """Outcomes of certificate signature checks, by the SHA-256 of both certificates' DER.
+
+    A signature over fixed bytes verifies the same way every time, so an endpoint's chain
+    (the same chip or PCK certificate under the same CA at every challenge) is verified once
+    per process, not once per challenge; a different byte in either certificate is a
+    different key. Validity dates are not cached: `valid_at` checks them at every use.
+    Bounded (least recently used out) since certificates come from the untrusted side."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._seen: OrderedDict[tuple[bytes, bytes], tuple[bool, str]] = OrderedDict()
+        self._lock = threading.Lock()  # verification runs in worker threads
+
+    def check(self, cert: x509.Certificate, issuer: x509.Certificate) -> tuple[bool, str]:
+        key = (cert.fingerprint(hashes.SHA256()), issuer.fingerprint(hashes.SHA256()))
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return self._seen[key]
+        outcome = _verify_signature(cert, issuer)
+        with self._lock:
+            self._seen[key] = outcome
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+        return outcome
+
+
+def _verify_signature(cert: x509.Certificate, issuer: x509.Certificate) -> tuple[bool, str]:
     try:
         cert.verify_directly_issued_by(issuer)
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError) as exc:
-        return Check(
-            name,
-            "failed",
-            f"{_cn(cert)} is not signed by {_cn(issuer)}: {exc or type(exc).__name__}",
-        )
-    return Check(name, "passed", f"{_cn(cert)} signed by {_cn(issuer)}")
+        return False, f"{_cn(cert)} is not signed by {_cn(issuer)}: {exc or type(exc).__name__}"
+    return True, f"{_cn(cert)} signed by {_cn(issuer)}"
+
+
+SIGNATURES = _Signatures()
+
+
+def issued_by(name: str, cert: x509.Certificate, issuer: x509.Certificate) -> Check:
+    ok, detail = SIGNATURES.check(cert, issuer)
+    return Check(name, "passed" if ok else "failed", detail)
 
 
 def valid_at(name: str, certs: list[x509.Certificate], now: dt.datetime) -> Check:
