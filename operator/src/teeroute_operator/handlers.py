@@ -19,7 +19,7 @@ import kopf
 
 from teeroute.kube import Kube, load_config
 from teeroute.sealing.secrets import Signer
-from teeroute_operator import builders, coalesce, egress, reconcile
+from teeroute_operator import builders, coalesce, egress, podchanges, reconcile
 from teeroute_operator.leases import LeaseBook
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.settings import OperatorSettings
@@ -89,6 +89,7 @@ def _register_lifecycle(
                 release_key=release_key,
                 leases=leases,
                 gateway_keys=operator.gateway_keys,
+                scope=reconcile.Scope.STATUS,
             ),
             leases=leases,
         )
@@ -165,7 +166,13 @@ def _register_pools(
     @kopf.on.create(GROUP, VERSION, "minerpools", id="pool", registry=registry)
     @kopf.on.update(GROUP, VERSION, "minerpools", id="pool", registry=registry)
     @kopf.timer(
-        GROUP, VERSION, "minerpools", id="pool", interval=settings.resync_seconds, registry=registry
+        GROUP,
+        VERSION,
+        "minerpools",
+        id="pool",
+        interval=settings.resync_seconds,
+        initial_delay=settings.resync_seconds,  # the resume/create handler runs first
+        registry=registry,
     )
     async def pool_changed(*, namespace: str | None, name: str, **_: Any) -> None:
         if namespace:
@@ -179,28 +186,48 @@ def _register_pools(
                 gateway_keys=settings.gateway_keys,
             )
 
-    async def reconcile_child_pool(key: tuple[str, str]) -> None:
-        await reconcile.reconcile_pool(
-            kube(),
-            *key,
-            emit,
-            release_key=release_key,
-            leases=leases,
-            gateway_keys=settings.gateway_keys,
-        )
+    def reconciler(scope: reconcile.Scope) -> coalesce.Coalescer[tuple[str, str]]:
+        async def work(key: tuple[str, str]) -> None:
+            await reconcile.reconcile_pool(
+                kube(),
+                *key,
+                emit,
+                release_key=release_key,
+                leases=leases,
+                gateway_keys=settings.gateway_keys,
+                scope=scope,
+            )
+
+        return coalesce.Coalescer(work)
 
     # A pool's children change in bursts (a rollout: every pod several times): one reconcile
-    # per burst, in the background (coalesce.py), not one per event.
-    pools_of_children = coalesce.Coalescer(reconcile_child_pool)
+    # per burst, in the background (coalesce.py), not one per event; a pod's event only
+    # refreshes the status, and only when it changed something the operator reads.
+    children_of = reconciler(reconcile.Scope.CHILDREN)
+    pods_of = reconciler(reconcile.Scope.STATUS)
+    pod_changes = podchanges.PodChanges()
 
     async def child_changed(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         pool = labels.get(builders.POOL_LABEL)
         if namespace and pool:
+            children_of.poke((namespace, pool))
+
+    async def pod_changed(
+        *,
+        namespace: str | None,
+        labels: Mapping[str, str],
+        body: Mapping[str, Any],
+        type: str | None,  # kopf's name for the event type
+        **_: Any,
+    ) -> None:
+        pool = labels.get(builders.POOL_LABEL)
+        if namespace and pool and pod_changes.relevant(type, dict(body)):
             sweeper().wake(namespace, pool)  # a pod that just became ready is challenged now
-            pools_of_children.poke((namespace, pool))
+            pods_of.poke((namespace, pool))
 
     for group, version, plural in CHILD_RESOURCES:
-        kopf.on.event(group, version, plural, labels=MANAGED, registry=registry)(child_changed)
+        handler = pod_changed if plural == "pods" else child_changed
+        kopf.on.event(group, version, plural, labels=MANAGED, registry=registry)(handler)
 
 
 def _register_routes(
@@ -221,7 +248,13 @@ def _register_routes(
     @kopf.on.create(GROUP, VERSION, "routes", id="route", registry=registry)
     @kopf.on.update(GROUP, VERSION, "routes", id="route", registry=registry)
     @kopf.timer(
-        GROUP, VERSION, "routes", id="route", interval=settings.resync_seconds, registry=registry
+        GROUP,
+        VERSION,
+        "routes",
+        id="route",
+        interval=settings.resync_seconds,
+        initial_delay=settings.resync_seconds,  # the resume/create handler runs first
+        registry=registry,
     )
     async def route_changed(*, namespace: str | None, name: str, **_: Any) -> None:
         if namespace:

@@ -111,6 +111,35 @@ def test_a_key_held_by_one_admitted_endpoint_is_found_across_pools() -> None:
     assert book.holder(hashed, NOW + dt.timedelta(seconds=61)) is None  # expired holds nothing
 
 
+def test_the_key_index_follows_every_change_of_the_book() -> None:
+    """`holder` reads an index by key (not a scan of every lease): a lease that moved to
+    another key, was dropped by `keep`, or whose pool was forgotten holds nothing."""
+    book = LeaseBook(signer())
+    other = base64.b64encode(b"\x33" * 32).decode()
+    a, b = record().hpke_key, record(hpke=other).hpke_key
+    book.put(POOL, "u1", Lease(record(), "one", "http://10.0.0.1:8443", "u1"))
+    book.put(("n", "q"), "u2", Lease(record(hpke=other), "two", "http://10.0.0.2:8443", "u2"))
+    assert book.holder(a, NOW) == (POOL, "u1")
+    assert book.holder(b, NOW) == (("n", "q"), "u2")
+    book.put(POOL, "u1", Lease(record(hpke=other), "one", "http://10.0.0.1:8443", "u1"))
+    assert book.holder(a, NOW) is None  # its enclave changed keys
+    book.keep(("n", "q"), set())
+    assert book.holder(b, NOW) == (POOL, "u1")  # the one left with that key
+    book.forget(POOL)
+    assert book.holder(b, NOW) is None
+    assert book._by_key == {}
+
+
+def test_a_claim_settled_by_its_lease_leaves_another_endpoints_later_claim() -> None:
+    book = LeaseBook(signer())
+    key, first, second = record().hpke_key, (POOL, "uid-a"), (POOL, "uid-b")
+    assert book.claim(key, first, NOW) is None
+    later = NOW + dt.timedelta(minutes=2)  # the first claim lapsed; the second takes the key
+    assert book.claim(key, second, later) is None
+    book.put(POOL, "uid-a", Lease(Record(), "a", "http://10.0.0.1:8443", "uid-a"))
+    assert book.claim(key, (POOL, "uid-c"), later) == second
+
+
 def test_a_restarted_operator_takes_back_only_its_own_unexpired_records() -> None:
     key = signer()
     before = LeaseBook(key)

@@ -1,0 +1,79 @@
+"""Which pod events can change what the operator decides (pure, plus a map of what it saw).
+
+Most events of a miner pod are the operator's own doing: every lease refresh rewrites the
+pod's attestation annotations, and each write comes back as a MODIFIED event. Such an event
+changes neither the pool's status nor whether the pod can be challenged, so it must not
+trigger a reconcile or a sweep: at 2,000 pods those reconciles were most of the operator's
+steady-state CPU. An event counts when the pod is new or gone, or when something the
+operator reads from it changed (`signature`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from teeroute_operator import builders
+
+Obj = dict[str, Any]
+TEMPLATE_HASH = "pod-template-hash"
+
+
+def signature(pod: Obj) -> tuple[Any, ...]:
+    """Everything of a pod that the status (status.Observed), ownership (ownership.owned) or
+    challengeability (admit.challengeable) depend on; annotations are not among them."""
+    meta, spec, status = (pod.get(k) or {} for k in ("metadata", "spec", "status"))
+    labels = meta.get("labels") or {}
+    ready = next(
+        (
+            c.get("status")
+            for c in status.get("conditions") or []
+            if isinstance(c, dict) and c.get("type") == "Ready"
+        ),
+        None,
+    )
+    owners = tuple(
+        (r.get("kind"), r.get("name"), r.get("uid"), r.get("controller"))
+        for r in meta.get("ownerReferences") or []
+        if isinstance(r, dict)
+    )
+    images = tuple(
+        (key, c.get("name"), c.get("image"))
+        for key in ("initContainers", "containers")
+        for c in spec.get(key) or []
+        if isinstance(c, dict)
+    )
+    return (
+        meta.get("name"),
+        bool(meta.get("deletionTimestamp")),
+        labels.get(builders.POOL_LABEL),
+        labels.get(TEMPLATE_HASH),
+        owners,
+        images,
+        spec.get("nodeName"),
+        status.get("phase"),
+        status.get("podIP"),
+        ready,
+    )
+
+
+class PodChanges:
+    """The signature last seen of each pod, by uid."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[Any, ...]] = {}
+
+    def relevant(self, event_type: str | None, pod: Obj) -> bool:
+        """Whether this event (kopf's type: ADDED, MODIFIED, DELETED, or None when listed)
+        can change a decision; remembers the pod's signature."""
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        if event_type == "DELETED":
+            self._seen.pop(uid, None)
+            return True
+        now = signature(pod)
+        if self._seen.get(uid) == now:
+            return False
+        self._seen[uid] = now
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
