@@ -8,7 +8,7 @@ import sys
 
 import kopf
 
-from teeroute_operator import release_key
+from teeroute_operator import memory, release_key
 from teeroute_operator.handlers import build_registry
 from teeroute_operator.settings import OperatorSettings
 
@@ -16,6 +16,8 @@ log = logging.getLogger("teeroute_operator")
 
 
 def main() -> None:
+    memory.limit_arenas()  # before kopf's and the verifier's threads start
+    memory.start_trimming()
     settings = OperatorSettings()
     signer = None
     if settings.release_key_file is not None:

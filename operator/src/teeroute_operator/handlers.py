@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import kopf
 
 from teeroute.kube import Kube, load_config
 from teeroute.sealing.secrets import Signer
-from teeroute_operator import builders, coalesce, egress, podchanges, reconcile
+from teeroute_operator import builders, changes, coalesce, egress, reconcile
 from teeroute_operator.leases import LeaseBook
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.settings import OperatorSettings
@@ -29,11 +29,11 @@ from teeroute_operator.trust import TrustStore
 GROUP, VERSION = "teeroute.dev", "v1alpha1"
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
 CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("networking.k8s.io", "v1", "networkpolicies"),
-    ("", "v1", "pods"),
+    ("apps", "v1", "deployments", "Deployment"),
+    ("", "v1", "services", "Service"),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    ("", "v1", "pods", "Pod"),
 )
 Obj = dict[str, Any]
 KubeRef = Callable[[], Kube]
@@ -174,7 +174,9 @@ def _register_pools(
         initial_delay=settings.resync_seconds,  # the resume/create handler runs first
         registry=registry,
     )
-    async def pool_changed(*, namespace: str | None, name: str, **_: Any) -> None:
+    async def pool_changed(
+        *, namespace: str | None, name: str, reason: str | None = None, **_: Any
+    ) -> None:
         if namespace:
             await reconcile.reconcile_pool(
                 kube(),
@@ -184,6 +186,8 @@ def _register_pools(
                 release_key=release_key,
                 leases=leases,
                 gateway_keys=settings.gateway_keys,
+                # a pool just created has no children yet to prune (timers pass no reason)
+                scope=reconcile.Scope.CHILDREN if reason == "create" else reconcile.Scope.FULL,
             )
 
     def reconciler(scope: reconcile.Scope) -> coalesce.Coalescer[tuple[str, str]]:
@@ -200,17 +204,42 @@ def _register_pools(
 
         return coalesce.Coalescer(work)
 
-    # A pool's children change in bursts (a rollout: every pod several times): one reconcile
-    # per burst, in the background (coalesce.py), not one per event; a pod's event only
-    # refreshes the status, and only when it changed something the operator reads.
+    _register_children(registry, reconciler, sweeper)
+
+
+def _register_children(
+    registry: kopf.OperatorRegistry,
+    reconciler: Callable[[reconcile.Scope], coalesce.Coalescer[tuple[str, str]]],
+    sweeper: SweeperRef,
+) -> None:
+    """Events of the pools' pods and children. A pool's children change in bursts (a
+    rollout: every pod several times): one reconcile per burst, in the background
+    (coalesce.py), not one per event, and only of what the event can have changed
+    (changes.py)."""
     children_of = reconciler(reconcile.Scope.CHILDREN)
     pods_of = reconciler(reconcile.Scope.STATUS)
-    pod_changes = podchanges.PodChanges()
+    pod_changes, child_changes = changes.PodChanges(), changes.ChildChanges()
 
-    async def child_changed(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-        pool = labels.get(builders.POOL_LABEL)
-        if namespace and pool:
-            children_of.poke((namespace, pool))
+    def child_changed(kind: str) -> Callable[..., Awaitable[None]]:
+        # the kind from the registration: a listed object (kopf's first list) has none
+        async def changed(
+            *,
+            namespace: str | None,
+            labels: Mapping[str, str],
+            body: Mapping[str, Any],
+            type: str | None,  # kopf's name for the event type
+            **_: Any,
+        ) -> None:
+            pool = labels.get(builders.POOL_LABEL)
+            if not (namespace and pool):
+                return
+            need = child_changes.need(type, kind, dict(body))
+            if need is changes.Need.CHILDREN:
+                children_of.poke((namespace, pool))
+            elif need is changes.Need.STATUS:
+                pods_of.poke((namespace, pool))
+
+        return changed
 
     async def pod_changed(
         *,
@@ -225,8 +254,8 @@ def _register_pools(
             sweeper().wake(namespace, pool)  # a pod that just became ready is challenged now
             pods_of.poke((namespace, pool))
 
-    for group, version, plural in CHILD_RESOURCES:
-        handler = pod_changed if plural == "pods" else child_changed
+    for group, version, plural, kind in CHILD_RESOURCES:
+        handler = pod_changed if kind == "Pod" else child_changed(kind)
         kopf.on.event(group, version, plural, labels=MANAGED, registry=registry)(handler)
 
 

@@ -400,7 +400,7 @@ class Sweeper:
         if all(annotations.get(k) == v for k, v in patch.items()):
             return pod
         try:
-            return await self.kube.merge_patch(
+            await self.kube.merge_patch_only(
                 f"{paths.collection('v1', 'Pod', meta['namespace'])}/{meta['name']}",
                 {"metadata": {"annotations": patch}},
             )
@@ -409,6 +409,8 @@ class Sweeper:
                 raise
             # The pod went away meanwhile: leave it out of this sweep's slice.
             return {**pod, "metadata": {**meta, "deletionTimestamp": "gone"}}
+        written = {k: v for k, v in {**annotations, **patch}.items() if v is not None}
+        return {**pod, "metadata": {**meta, "annotations": written}}
 
     def _renew(self, pool: MinerPool, key: str, lease: Lease) -> Lease:
         """Keep the lease; return what to publish of it (publishing.py: only what must be)."""

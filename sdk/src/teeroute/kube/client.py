@@ -35,14 +35,12 @@ events applied so far describe the whole collection."""
 WATCH_READ_SLACK_S = 30.0
 """How much longer than the watch's own timeoutSeconds a silent stream is trusted before
 it is taken for dead (bookmarks arrive about once a minute on a quiet watch)."""
-MAX_CONNECTIONS = 48
-"""Connections to the apiserver, at most. Fewer than httpx's 100 on purpose: its pool checks
-every open connection (expired? idle? a syscall through anyio each) on every request and
-every response, which at 100 kept-alive connections was ~40 % of the operator's CPU while
-500 pools converged. 32 requests in flight are plenty for one event loop."""
-WATCH_RESERVE = 16
-"""Of those, how many no plain request may take: the watches' (a gateway watches a few
-collections per namespace)."""
+MAX_CONNECTIONS = 16
+"""Connections for plain requests (watches have their own client), at most. Few on
+purpose: httpx's pool checks every open connection (expired? readable? a syscall through
+anyio each) on every request and every response; at 100 kept-alive connections that was
+~40 % of the operator's CPU while 500 pools converged. 16 requests in flight keep a local
+apiserver busy; more only queue there instead of here."""
 
 
 class ApiError(TeerouteError):
@@ -69,8 +67,7 @@ class Kube:
         self.config = config
         self.field_manager = field_manager
         self.timeout_s = timeout_s
-        # Every connection kept for reuse (httpx keeps 20): an operator with hundreds of pools
-        # has dozens of requests in flight, and each one past 20 paid a new TLS handshake.
+        # Every connection kept for reuse: each new one costs a TLS handshake.
         self._http = httpx.AsyncClient(
             base_url=config.server,
             verify=config.ssl_context(),
@@ -82,12 +79,27 @@ class Kube:
         # Requests queue here, in order and without a deadline, rather than in httpx's pool,
         # whose wait counts against `timeout_s`: 500 pools reconciled at once on a busy event
         # loop made every request time out waiting for a connection, kopf retried them all a
-        # minute later, and nothing converged (e2e/bench/operatorscale.py). Watches hold their
-        # connection for minutes and bypass the gate, so it leaves room for them.
-        self._slots = asyncio.Semaphore(MAX_CONNECTIONS - WATCH_RESERVE)
+        # minute later, and nothing converged (e2e/bench/operatorscale.py).
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._watch_http: httpx.AsyncClient | None = None
+        """Watches hold a connection each for minutes (a gateway watches a few collections
+        per namespace): their own client, made at the first watch, so they never wait
+        behind plain requests nor take their connections."""
+
+    def _watches(self) -> httpx.AsyncClient:
+        if self._watch_http is None:
+            self._watch_http = httpx.AsyncClient(
+                base_url=self.config.server,
+                verify=self.config.ssl_context(),
+                timeout=self.timeout_s,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+            )
+        return self._watch_http
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._watch_http is not None:
+            await self._watch_http.aclose()
 
     async def get(self, path: str, **params: str) -> Obj:
         return await self._send("GET", path, params=params)
@@ -129,12 +141,26 @@ class Kube:
             headers={"Content-Type": "application/merge-patch+json"},
         )
 
-    async def patch_status(self, path: str, status: Obj) -> Obj:
-        return await self._send(
+    async def patch_status(self, path: str, status: Obj) -> None:
+        """Merge-patch the status subresource; the object written is not read back."""
+        await self._send(
             "PATCH",
             f"{path}/status",
             content=json.dumps({"status": status}),
             headers={"Content-Type": "application/merge-patch+json"},
+            decode=False,
+        )
+
+    async def merge_patch_only(self, path: str, patch: Obj) -> None:
+        """`merge_patch` without reading back the object written: a pod's JSON (managed
+        fields and all) is several KB, and decoding it was the largest single cost of the
+        operator's annotation writes."""
+        await self._send(
+            "PATCH",
+            path,
+            content=json.dumps(patch),
+            headers={"Content-Type": "application/merge-patch+json"},
+            decode=False,
         )
 
     async def delete(self, path: str) -> None:
@@ -241,7 +267,7 @@ class Kube:
             params["labelSelector"] = state.label_selector
         timeout = httpx.Timeout(self.timeout_s, read=timeout_s + WATCH_READ_SLACK_S)
         try:
-            async with self._http.stream(
+            async with self._watches().stream(
                 "GET", state.path, params=params, headers=self._headers(), timeout=timeout
             ) as response:
                 if response.status_code >= 400:
@@ -258,7 +284,8 @@ class Kube:
         token = self.config.bearer_token()
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> Obj:
+    async def _send(self, method: str, path: str, *, decode: bool = True, **kwargs: Any) -> Obj:
+        """The response's JSON object (`decode` False: {} without parsing the body)."""
         kwargs.setdefault("headers", {}).update(self._headers())
         try:
             async with self._slots:
@@ -267,6 +294,8 @@ class Kube:
             raise ApiError(0, "Unreachable", f"{method} {path}: {exc}") from exc
         if response.status_code >= 400:
             raise _error(response)
+        if not decode:
+            return {}
         result: Obj = response.json()
         return result
 

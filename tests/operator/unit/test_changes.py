@@ -1,5 +1,6 @@
-"""Which pod events reach a reconcile or a sweep (podchanges.py): the operator's own
-annotation writes do not; anything it reads from a pod does."""
+"""Which events of pods and children reach a reconcile or a sweep (changes.py): the
+operator's own annotation writes and children's status counts do not; anything it reads
+does."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from teeroute_operator import builders
-from teeroute_operator.podchanges import PodChanges
+from teeroute_operator.changes import ChildChanges, Need, PodChanges
 
 
 def _pod() -> dict[str, Any]:
@@ -92,3 +93,56 @@ def test_each_pod_is_tracked_by_its_own_uid() -> None:
     assert changes.relevant("ADDED", pod)
     assert changes.relevant("ADDED", other)  # same contents, another pod
     assert len(changes) == 2
+
+
+def _deployment() -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {
+            "uid": "d1",
+            "generation": 1,
+            "labels": {builders.POOL_LABEL: "llama"},
+            "ownerReferences": [{"kind": "MinerPool", "uid": "p1", "controller": True}],
+        },
+        "spec": {"replicas": 2},
+        "status": {"replicas": 0},
+    }
+
+
+def test_a_new_child_or_a_spec_or_metadata_change_repairs_the_children() -> None:
+    changes, obj = ChildChanges(), _deployment()
+    assert changes.need("ADDED", "Deployment", obj) is Need.CHILDREN
+    obj["metadata"]["generation"] = 2  # someone edited the spec
+    assert changes.need("MODIFIED", "Deployment", obj) is Need.CHILDREN
+    obj["metadata"]["labels"] = {}  # or took the pool's label off
+    assert changes.need("MODIFIED", "Deployment", obj) is Need.CHILDREN
+    obj["metadata"]["ownerReferences"] = []
+    assert changes.need("MODIFIED", "Deployment", obj) is Need.CHILDREN
+    assert changes.need("DELETED", "Deployment", obj) is Need.CHILDREN
+    assert len(changes) == 0
+
+
+def test_a_deployments_status_refreshes_the_pools_status_only() -> None:
+    changes, obj = ChildChanges(), _deployment()
+    changes.need("ADDED", "Deployment", obj)
+    obj["status"] = {"replicas": 2, "readyReplicas": 1}
+    assert changes.need("MODIFIED", "Deployment", obj) is Need.STATUS
+    obj["metadata"]["resourceVersion"] = "9"
+    assert changes.need("MODIFIED", "Deployment", obj) is Need.NOTHING
+
+
+def test_other_childrens_status_counts_ask_nothing() -> None:
+    changes = ChildChanges()
+    pdb = {"kind": "PodDisruptionBudget", "metadata": {"uid": "b1", "generation": 1}}
+    changes.need("ADDED", "PodDisruptionBudget", pdb)
+    pdb["status"] = {"currentHealthy": 3}
+    assert changes.need("MODIFIED", "PodDisruptionBudget", pdb) is Need.NOTHING
+
+
+def test_a_service_without_generation_is_compared_by_its_spec() -> None:
+    changes = ChildChanges()
+    service = {"kind": "Service", "metadata": {"uid": "s1"}, "spec": {"ports": [{"port": 80}]}}
+    changes.need("ADDED", "Service", service)
+    assert changes.need("MODIFIED", "Service", service) is Need.NOTHING
+    service["spec"]["ports"][0]["port"] = 81
+    assert changes.need("MODIFIED", "Service", service) is Need.CHILDREN
