@@ -126,7 +126,8 @@ class Sweeper:
         gateway_keys: frozenset[bytes] = frozenset(),
     ) -> None:
         """`signer`: the operator's release key (None: it has none, so no pool's secrets are
-        released). `after_sweep(namespace, pool)` runs after an external pool's sweep (to
+        released). `after_sweep(namespace, pool)` runs after an external pool's sweep, and
+        after an in-cluster pool's when its attested count moved (to
         refresh its conditions from the new leases). `leases`: the book shared with the
         reconciler (a new one by default). `gateway_keys`: the operator's configured gateway
         keys (raw); an enclave pinning any other set, none included, is Rejected."""
@@ -233,6 +234,11 @@ class Sweeper:
             updated[pod["metadata"]["uid"]] = await self._record(body, pool, pod, done, readmit)
         admitted = await self.publish(body, pool, list(updated.values()))
         self.metrics.sweep_seconds.labels(namespace, name).observe(time.perf_counter() - started)
+        shown = (body.get("status") or {}).get("attestedReplicas")
+        if self.after_sweep is not None and shown != admitted:
+            # The pool's status counts what this sweep changed. Nothing else would refresh
+            # it soon: the operator's own pod annotation writes trigger no reconcile.
+            await self.after_sweep(namespace, name)
         pending = admitted < pool.spec.desired_replicas
         return SweepResult(len(targets), admitted, admit.interval(pool), pending)
 
