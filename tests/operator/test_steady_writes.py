@@ -59,6 +59,7 @@ class InProcessOperator:
         self.kube = CountingKube(sandbox.kubeconfig)
         self.leases = LeaseBook(self.signer)
         self.events: list[str] = []
+        self.status_refreshes: list[str] = []
         self.sweeper = Sweeper(
             self.kube,
             TrustStore(vendor(sandbox).trust_dir, allow_simulated=True),
@@ -68,9 +69,10 @@ class InProcessOperator:
             leases=self.leases,
             egress_allow=egress.EgressAllow(frozenset({"http"}), ("*",), loopback=True),
             gateway_keys=frozenset({gateway_key.PUBLIC}),
+            after_sweep=self.refresh_status,
         )
 
-    async def reconcile(self, ns: str, name: str) -> None:
+    async def reconcile(self, ns: str, name: str, scope: Any = reconcile.Scope.FULL) -> None:
         await reconcile.reconcile_pool(
             self.kube,
             ns,
@@ -79,7 +81,18 @@ class InProcessOperator:
             release_key=self.signer.public,
             leases=self.leases,
             gateway_keys=gateway_key.PUBLIC_B64,
+            scope=scope,
         )
+
+    async def refresh_status(self, ns: str, name: str) -> None:
+        """What the operator's sweeper calls after a sweep (handlers.py)."""
+        self.status_refreshes.append(f"{ns}/{name}")
+        await self.reconcile(ns, name, reconcile.Scope.STATUS)
+
+    async def sweep(self, ns: str, name: str) -> int:
+        """One sweep alone; returns how many endpoints are attested."""
+        result = await self.sweeper.sweep(ns, name)
+        return result.admitted if result is not None else 0
 
     async def round(self, ns: str, name: str) -> int:
         """One sweep and the reconcile after it; returns how many endpoints are attested."""
@@ -189,3 +202,33 @@ def test_a_steady_external_pool_costs_no_writes(
         expires = admission.parse_time(entries["live"]["expiresAt"])
         assert expires is not None and expires > dt.datetime.now(dt.UTC)
         assert entries["dead"]["failure"].startswith("unreachable")
+
+
+def test_a_sweep_that_admits_endpoints_brings_the_pools_status_up_to_date(
+    kube: KubeRest,
+    namespace: str,
+    operator_here: tuple[InProcessOperator, asyncio.AbstractEventLoop],
+) -> None:
+    """The operator's own pod annotation writes trigger no reconcile (changes.PodChanges), so
+    the sweep itself must refresh the status when its attested count moved, and only then."""
+    here, loop = operator_here
+    kube.post(f"{API}/{namespace}/minerpools", steady_pool("fresh"))
+    loop.run_until_complete(here.reconcile(namespace, "fresh"))
+    wait_for(
+        lambda: len(running_pods(kube, namespace, "fresh")) == 2,
+        timeout_s=120,
+        what="2 miner pods run by the runner",
+    )
+    wait_for(
+        lambda: loop.run_until_complete(here.sweep(namespace, "fresh")) == 2,
+        timeout_s=60,
+        interval_s=1,
+        what="both pods attested",
+    )
+    path = f"{API}/{namespace}/minerpools/fresh"
+    assert kube.get(path)["status"]["attestedReplicas"] == 2  # no reconcile ran but the sweep's
+    refreshes = len(here.status_refreshes)
+    assert refreshes >= 1
+
+    assert [loop.run_until_complete(here.sweep(namespace, "fresh")) for _ in range(3)] == [2] * 3
+    assert len(here.status_refreshes) == refreshes  # nothing moved: no refresh
