@@ -46,7 +46,7 @@ def signature(pod: Obj) -> tuple[Any, ...]:
         if isinstance(c, dict)
     )
     return (
-        meta.get("name"),
+        meta.get("uid"),
         bool(meta.get("deletionTimestamp")),
         labels.get(builders.POOL_LABEL),
         labels.get(TEMPLATE_HASH),
@@ -60,23 +60,30 @@ def signature(pod: Obj) -> tuple[Any, ...]:
 
 
 class PodChanges:
-    """The signature last seen of each pod, by uid."""
+    """The signature last seen of each pod, by namespace and name (a DELETED event made up
+    after a re-list carries no more than those: Kube.watch)."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[Any, ...]] = {}
+        self._seen: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def relevant(self, event_type: str | None, pod: Obj) -> bool:
-        """Whether this event (kopf's type: ADDED, MODIFIED, DELETED, or None when listed)
-        can change a decision; remembers the pod's signature."""
-        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        """Whether this event (ADDED, MODIFIED, DELETED, or None when listed) can change a
+        decision; remembers the pod's signature."""
+        meta = pod.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         if event_type == "DELETED":
-            self._seen.pop(uid, None)
+            self._seen.pop(key, None)
             return True
         now = signature(pod)
-        if self._seen.get(uid) == now:
+        if self._seen.get(key) == now:
             return False
-        self._seen[uid] = now
+        self._seen[key] = now
         return True
+
+    def pool_of(self, namespace: str, name: str) -> str | None:
+        """The pool label the pod had when last seen (a made-up DELETED carries none)."""
+        seen = self._seen.get((namespace, name))
+        return None if seen is None else seen[2]
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -11,6 +11,7 @@ reconcile.py, which reads the cluster, decides with pure functions and applies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
@@ -19,7 +20,7 @@ import kopf
 
 from teeroute.kube import Kube, load_config
 from teeroute.sealing.secrets import Signer
-from teeroute_operator import builders, changes, coalesce, egress, reconcile
+from teeroute_operator import builders, changes, coalesce, egress, podwatch, reconcile
 from teeroute_operator.leases import LeaseBook
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.settings import OperatorSettings
@@ -28,13 +29,14 @@ from teeroute_operator.trust import TrustStore
 
 GROUP, VERSION = "teeroute.dev", "v1alpha1"
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGED_BY}
+MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
 CHILD_RESOURCES = (
     ("apps", "v1", "deployments", "Deployment"),
     ("", "v1", "services", "Service"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
-    ("", "v1", "pods", "Pod"),
 )
+"""Children whose events kopf hands to the operator; the pods have a watch of their own."""
 Obj = dict[str, Any]
 KubeRef = Callable[[], Kube]
 SweeperRef = Callable[[], Sweeper]
@@ -204,11 +206,13 @@ def _register_pools(
 
         return coalesce.Coalescer(work)
 
-    _register_children(registry, reconciler, sweeper)
+    _register_children(registry, settings, kube, reconciler, sweeper)
 
 
 def _register_children(
     registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    kube: KubeRef,
     reconciler: Callable[[reconcile.Scope], coalesce.Coalescer[tuple[str, str]]],
     sweeper: SweeperRef,
 ) -> None:
@@ -218,7 +222,7 @@ def _register_children(
     (changes.py)."""
     children_of = reconciler(reconcile.Scope.CHILDREN)
     pods_of = reconciler(reconcile.Scope.STATUS)
-    pod_changes, child_changes = changes.PodChanges(), changes.ChildChanges()
+    child_changes = changes.ChildChanges()
 
     def child_changed(kind: str) -> Callable[..., Awaitable[None]]:
         # the kind from the registration: a listed object (kopf's first list) has none
@@ -241,22 +245,52 @@ def _register_children(
 
         return changed
 
-    async def pod_changed(
-        *,
-        namespace: str | None,
-        labels: Mapping[str, str],
-        body: Mapping[str, Any],
-        type: str | None,  # kopf's name for the event type
-        **_: Any,
-    ) -> None:
-        pool = labels.get(builders.POOL_LABEL)
-        if namespace and pool and pod_changes.relevant(type, dict(body)):
+    for group, version, plural, kind in CHILD_RESOURCES:
+        kopf.on.event(group, version, plural, labels=MANAGED, registry=registry)(
+            child_changed(kind)
+        )
+
+    _register_pods(registry, settings, kube, sweeper, pods_of)
+
+
+def _register_pods(
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    kube: KubeRef,
+    sweeper: SweeperRef,
+    pods_of: coalesce.Coalescer[tuple[str, str]],
+) -> None:
+    """The pools' pods: the operator's own watch (podwatch.py), not a kopf handler per
+    event. A pod that changed what the operator reads wakes its pool's sweeper and
+    refreshes the pool's status."""
+    pod_changes = changes.PodChanges()
+
+    def pod_changed(event_type: str, pod: Obj) -> None:
+        meta = pod.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        # a DELETED made up after a re-list has no labels: the pool it was last seen in
+        pool = (meta.get("labels") or {}).get(builders.POOL_LABEL) or pod_changes.pool_of(
+            namespace, name
+        )
+        if pod_changes.relevant(event_type, pod) and namespace and pool:
             sweeper().wake(namespace, pool)  # a pod that just became ready is challenged now
             pods_of.poke((namespace, pool))
 
-    for group, version, plural, kind in CHILD_RESOURCES:
-        handler = pod_changed if kind == "Pod" else child_changed(kind)
-        kopf.on.event(group, version, plural, labels=MANAGED, registry=registry)(handler)
+    following: dict[str, asyncio.Task[None]] = {}
+
+    @kopf.on.startup(registry=registry)
+    async def follow_pods(**_: Any) -> None:
+        following["pods"] = asyncio.create_task(
+            podwatch.follow(kube(), settings.namespaces, MANAGED_SELECTOR, pod_changed)
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_following(**_: Any) -> None:
+        task = following.pop("pods", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _register_routes(

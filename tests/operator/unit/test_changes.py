@@ -86,13 +86,31 @@ def test_deletion_is_relevant_and_forgets_the_pod() -> None:
     assert changes.relevant("ADDED", pod)  # a pod seen again after its deletion counts
 
 
-def test_each_pod_is_tracked_by_its_own_uid() -> None:
+def test_each_pod_is_tracked_by_its_own_name_and_a_new_pod_of_that_name_counts() -> None:
     changes, pod = PodChanges(), _pod()
     other = copy.deepcopy(pod)
-    other["metadata"]["uid"] = "u2"
+    other["metadata"]["name"] = "llama-def"
     assert changes.relevant("ADDED", pod)
     assert changes.relevant("ADDED", other)  # same contents, another pod
     assert len(changes) == 2
+    again = copy.deepcopy(pod)
+    again["metadata"]["uid"] = "u9"  # deleted and made again under the same name, unseen
+    assert changes.relevant("MODIFIED", again)
+
+
+def test_a_made_up_deletion_with_only_a_name_forgets_the_pod() -> None:
+    changes, pod = PodChanges(), _pod()
+    pod["metadata"]["namespace"] = "m"
+    changes.relevant("ADDED", pod)
+    tombstone = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "llama-abc", "namespace": "m"},
+    }
+    assert changes.pool_of("m", "llama-abc") == "llama"  # where the tombstone's pod was
+    assert changes.relevant("DELETED", tombstone)
+    assert len(changes) == 0
+    assert changes.pool_of("m", "llama-abc") is None
 
 
 def _deployment() -> dict[str, Any]:
