@@ -123,6 +123,33 @@ def steady_pool(name: str, replicas: int = 2) -> Obj:
     return pool
 
 
+def _attest_two_pods(
+    kube: KubeRest,
+    namespace: str,
+    name: str,
+    loop: asyncio.AbstractEventLoop,
+    here: InProcessOperator,
+    *,
+    sweeps_alone: bool = False,
+) -> None:
+    """Create a 2-replica pool, reconcile it once, and sweep it (each sweep followed by a
+    reconcile, unless `sweeps_alone`) until both of its pods are attested."""
+    kube.post(f"{API}/{namespace}/minerpools", steady_pool(name))
+    loop.run_until_complete(here.reconcile(namespace, name))
+    wait_for(
+        lambda: len(running_pods(kube, namespace, name)) == 2,
+        timeout_s=120,
+        what="2 miner pods run by the runner",
+    )
+    step = here.sweep if sweeps_alone else here.round
+    wait_for(
+        lambda: loop.run_until_complete(step(namespace, name)) == 2,
+        timeout_s=60,
+        interval_s=1,
+        what="both pods attested",
+    )
+
+
 def versions(kube: KubeRest, paths: list[str]) -> dict[str, str]:
     return {p: kube.get(p)["metadata"]["resourceVersion"] for p in paths}
 
@@ -133,19 +160,7 @@ def test_a_steady_in_cluster_pool_costs_no_writes(
     operator_here: tuple[InProcessOperator, asyncio.AbstractEventLoop],
 ) -> None:
     here, loop = operator_here
-    kube.post(f"{API}/{namespace}/minerpools", steady_pool("steady"))
-    loop.run_until_complete(here.reconcile(namespace, "steady"))
-    wait_for(
-        lambda: len(running_pods(kube, namespace, "steady")) == 2,
-        timeout_s=120,
-        what="2 miner pods run by the runner",
-    )
-    wait_for(
-        lambda: loop.run_until_complete(here.round(namespace, "steady")) == 2,
-        timeout_s=60,
-        interval_s=1,
-        what="both pods attested",
-    )
+    _attest_two_pods(kube, namespace, "steady", loop, here)
     loop.run_until_complete(here.round(namespace, "steady"))  # settles the pool's status
     slices = f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
     watched = [f"{slices}/{admission.slice_name('steady')}", f"{API}/{namespace}/minerpools/steady"]
@@ -212,19 +227,7 @@ def test_a_sweep_that_admits_endpoints_brings_the_pools_status_up_to_date(
     """The operator's own pod annotation writes trigger no reconcile (changes.PodChanges), so
     the sweep itself must refresh the status when its attested count moved, and only then."""
     here, loop = operator_here
-    kube.post(f"{API}/{namespace}/minerpools", steady_pool("fresh"))
-    loop.run_until_complete(here.reconcile(namespace, "fresh"))
-    wait_for(
-        lambda: len(running_pods(kube, namespace, "fresh")) == 2,
-        timeout_s=120,
-        what="2 miner pods run by the runner",
-    )
-    wait_for(
-        lambda: loop.run_until_complete(here.sweep(namespace, "fresh")) == 2,
-        timeout_s=60,
-        interval_s=1,
-        what="both pods attested",
-    )
+    _attest_two_pods(kube, namespace, "fresh", loop, here, sweeps_alone=True)
     path = f"{API}/{namespace}/minerpools/fresh"
     assert kube.get(path)["status"]["attestedReplicas"] == 2  # no reconcile ran but the sweep's
     refreshes = len(here.status_refreshes)

@@ -161,21 +161,7 @@ def _register_pools(
     leases: LeaseBook,
     sweeper: SweeperRef,
 ) -> None:
-    # Explicit ids: kopf keeps a failed handler's progress in an annotation named after it, and
-    # the default (`_register_pools.<locals>.pool_changed`) is not a valid annotation key, so a
-    # handler that failed once was retried forever against a 422.
-    @kopf.on.resume(GROUP, VERSION, "minerpools", id="pool", registry=registry)
-    @kopf.on.create(GROUP, VERSION, "minerpools", id="pool", registry=registry)
-    @kopf.on.update(GROUP, VERSION, "minerpools", id="pool", registry=registry)
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        "minerpools",
-        id="pool",
-        interval=settings.resync_seconds,
-        initial_delay=settings.resync_seconds,  # the resume/create handler runs first
-        registry=registry,
-    )
+    @_reconciler(registry, settings, "minerpools", "pool")
     async def pool_changed(
         *, namespace: str | None, name: str, reason: str | None = None, **_: Any
     ) -> None:
@@ -307,21 +293,38 @@ def _register_routes(
         if namespace:
             routes_in.poke(namespace)
 
-    @kopf.on.resume(GROUP, VERSION, "routes", id="route", registry=registry)
-    @kopf.on.create(GROUP, VERSION, "routes", id="route", registry=registry)
-    @kopf.on.update(GROUP, VERSION, "routes", id="route", registry=registry)
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        "routes",
-        id="route",
-        interval=settings.resync_seconds,
-        initial_delay=settings.resync_seconds,  # the resume/create handler runs first
-        registry=registry,
-    )
+    @_reconciler(registry, settings, "routes", "route")
     async def route_changed(*, namespace: str | None, name: str, **_: Any) -> None:
         if namespace:
             await reconcile.reconcile_route(kube(), namespace, name, emit)
+
+
+Handler = Callable[..., Awaitable[None]]
+
+
+def _reconciler(
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, plural: str, handler_id: str
+) -> Callable[[Handler], Handler]:
+    """Register a reconcile handler of `plural` for resume, create, update and the periodic
+    resync. Explicit ids: kopf keeps a failed handler's progress in an annotation named after
+    it, and the default (`_register_pools.<locals>.pool_changed`) is not a valid annotation
+    key, so a handler that failed once was retried forever against a 422."""
+
+    def register(fn: Handler) -> Handler:
+        for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+            on(GROUP, VERSION, plural, id=handler_id, registry=registry)(fn)
+        kopf.timer(
+            GROUP,
+            VERSION,
+            plural,
+            id=handler_id,
+            interval=settings.resync_seconds,
+            initial_delay=settings.resync_seconds,  # the resume/create handler runs first
+            registry=registry,
+        )(fn)
+        return fn
+
+    return register
 
 
 def _configure_kopf(settings: kopf.OperatorSettings) -> None:
