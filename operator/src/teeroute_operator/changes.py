@@ -15,10 +15,10 @@ import enum
 import json
 from typing import Any
 
-from teeroute_operator import builders
+from teeroute_operator import builders, ownership
+from teeroute_operator.status import pod_ready
 
 Obj = dict[str, Any]
-TEMPLATE_HASH = "pod-template-hash"
 
 
 def signature(pod: Obj) -> tuple[Any, ...]:
@@ -26,36 +26,22 @@ def signature(pod: Obj) -> tuple[Any, ...]:
     challengeability (admit.challengeable) depend on; annotations are not among them."""
     meta, spec, status = (pod.get(k) or {} for k in ("metadata", "spec", "status"))
     labels = meta.get("labels") or {}
-    ready = next(
-        (
-            c.get("status")
-            for c in status.get("conditions") or []
-            if isinstance(c, dict) and c.get("type") == "Ready"
-        ),
-        None,
-    )
     owners = tuple(
         (r.get("kind"), r.get("name"), r.get("uid"), r.get("controller"))
         for r in meta.get("ownerReferences") or []
         if isinstance(r, dict)
     )
-    images = tuple(
-        (key, c.get("name"), c.get("image"))
-        for key in ("initContainers", "containers")
-        for c in spec.get(key) or []
-        if isinstance(c, dict)
-    )
     return (
         meta.get("uid"),
         bool(meta.get("deletionTimestamp")),
         labels.get(builders.POOL_LABEL),
-        labels.get(TEMPLATE_HASH),
+        labels.get(ownership.TEMPLATE_HASH),
         owners,
-        images,
+        tuple(sorted(ownership.images(spec).items())),
         spec.get("nodeName"),
         status.get("phase"),
         status.get("podIP"),
-        ready,
+        pod_ready(pod),
     )
 
 

@@ -11,7 +11,6 @@ Elsewhere than glibc (musl, macOS) these calls do nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import threading
 import time
@@ -23,11 +22,10 @@ ARENAS = 2
 
 
 def _libc() -> Any | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """The C library already loaded into this process (no `find_library`, which runs
+    ldconfig in a subprocess at start-up); None without glibc's two calls."""
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None

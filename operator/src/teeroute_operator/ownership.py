@@ -36,9 +36,9 @@ def owned(pod: Obj, replicasets: Mapping[str, Obj], deployment_uid: str) -> bool
     rs_ref = controller(rs)
     if rs_ref is None or rs_ref.get("kind") != "Deployment" or rs_ref.get("uid") != deployment_uid:
         return False
-    return _labels(pod).get(TEMPLATE_HASH) == _labels(rs).get(TEMPLATE_HASH) and _images(
+    return _labels(pod).get(TEMPLATE_HASH) == _labels(rs).get(TEMPLATE_HASH) and images(
         pod.get("spec") or {}
-    ) == _images(((rs.get("spec") or {}).get("template") or {}).get("spec") or {})
+    ) == images(((rs.get("spec") or {}).get("template") or {}).get("spec") or {})
 
 
 async def pool_pods(kube: Kube, pool: Any, pods: list[Obj]) -> list[Obj]:
@@ -62,7 +62,7 @@ def _labels(obj: Obj) -> Mapping[str, str]:
     return (obj.get("metadata") or {}).get("labels") or {}
 
 
-def _images(spec: Obj) -> dict[str, str]:
+def images(spec: Obj) -> dict[str, str]:
     return {
         str(c.get("name")): str(c.get("image"))
         for key in ("initContainers", "containers")

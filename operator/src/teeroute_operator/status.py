@@ -41,8 +41,8 @@ def pool_status(pool: MinerPool, seen: Observed, previous: Obj) -> Obj:
     if pool.spec.endpoints is not None:
         return _external_status(pool, seen, previous)
     live = [p for p in seen.pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
-    ready = sum(1 for p in live if _pod_ready(p))
-    attested_count = sum(1 for p in live if _pod_ready(p) and seen.is_attested(p))
+    ready = sum(1 for p in live if pod_ready(p))
+    attested_count = sum(1 for p in live if pod_ready(p) and seen.is_attested(p))
     conditions = _set_all(previous, _conditions(pool, seen, live, ready, desired), seen, pool)
     return {
         "observedGeneration": generation,
@@ -161,7 +161,7 @@ def _degraded(seen: Observed, live: list[Obj]) -> tuple[str, str] | None:
     return None
 
 
-def _pod_ready(pod: Obj) -> bool:
+def pod_ready(pod: Obj) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
