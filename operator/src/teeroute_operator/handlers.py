@@ -20,7 +20,7 @@ import kopf
 
 from teeroute.kube import Kube, load_config
 from teeroute.sealing.secrets import Signer
-from teeroute_operator import builders, changes, coalesce, egress, podwatch, reconcile
+from teeroute_operator import builders, changes, coalesce, egress, podstore, podwatch, reconcile
 from teeroute_operator.leases import LeaseBook
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.settings import OperatorSettings
@@ -40,6 +40,7 @@ CHILD_RESOURCES = (
 Obj = dict[str, Any]
 KubeRef = Callable[[], Kube]
 SweeperRef = Callable[[], Sweeper]
+PodsRef = Callable[[], podstore.PodSource]
 
 
 def emit(obj: Obj, type_: str, reason: str, message: str) -> None:
@@ -51,8 +52,10 @@ def build_registry(settings: OperatorSettings, signer: Signer | None) -> kopf.Op
     registry = kopf.OperatorRegistry()
     release_key = signer.public if signer else b""
     leases = LeaseBook(signer)
-    kube, sweeper = _register_lifecycle(registry, settings, signer, leases)
-    _register_pools(registry, settings, kube, release_key, leases, sweeper)
+    store = podstore.PodStore(scopes=len(settings.namespaces) or 1)
+    kube, sweeper, pods = _register_lifecycle(registry, settings, signer, leases, store)
+    status_of = _register_pools(registry, settings, kube, release_key, leases, sweeper, pods)
+    _register_pods(registry, settings, kube, sweeper, status_of, store)
     _register_sweeps(registry, settings, sweeper)
     _register_routes(registry, settings, kube)
     return registry
@@ -63,7 +66,8 @@ def _register_lifecycle(
     settings: OperatorSettings,
     signer: Signer | None,
     leases: LeaseBook,
-) -> tuple[KubeRef, SweeperRef]:
+    store: podstore.PodStore,
+) -> tuple[KubeRef, SweeperRef, PodsRef]:
     state: dict[str, Any] = {}
     operator = settings
     metrics = Metrics()
@@ -73,6 +77,7 @@ def _register_lifecycle(
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         _configure_kopf(settings)
         state["kube"] = Kube(load_config(operator.kubeconfig), field_manager=operator.field_manager)
+        state["pods"] = store.source(podstore.listed(state["kube"]))
         state["sweeper"] = Sweeper(
             state["kube"],
             TrustStore(operator.trust_dir, operator.allow_simulated_tee),
@@ -92,8 +97,10 @@ def _register_lifecycle(
                 leases=leases,
                 gateway_keys=operator.gateway_keys,
                 scope=reconcile.Scope.STATUS,
+                pods=state["pods"],
             ),
             leases=leases,
+            pods=state["pods"],
         )
         if operator.metrics_port:
             metrics.serve(operator.metrics_port, token=operator.metrics_token())
@@ -115,7 +122,7 @@ def _register_lifecycle(
             default_namespace=cfg.namespace,
         )
 
-    return (lambda: state["kube"]), (lambda: state["sweeper"])
+    return (lambda: state["kube"]), (lambda: state["sweeper"]), (lambda: state["pods"])
 
 
 def _register_sweeps(
@@ -160,7 +167,10 @@ def _register_pools(
     release_key: bytes,
     leases: LeaseBook,
     sweeper: SweeperRef,
-) -> None:
+    pods: PodsRef,
+) -> coalesce.Coalescer[tuple[str, str]]:
+    """Returns the pools' status refresh (a coalescer) for their pods' events."""
+
     @_reconciler(registry, settings, "minerpools", "pool")
     async def pool_changed(
         *, namespace: str | None, name: str, reason: str | None = None, **_: Any
@@ -176,6 +186,7 @@ def _register_pools(
                 gateway_keys=settings.gateway_keys,
                 # a pool just created has no children yet to prune (timers pass no reason)
                 scope=reconcile.Scope.CHILDREN if reason == "create" else reconcile.Scope.FULL,
+                pods=pods(),
             )
 
     def reconciler(scope: reconcile.Scope) -> coalesce.Coalescer[tuple[str, str]]:
@@ -188,24 +199,22 @@ def _register_pools(
                 leases=leases,
                 gateway_keys=settings.gateway_keys,
                 scope=scope,
+                pods=pods(),
             )
 
         return coalesce.Coalescer(work)
 
-    _register_children(registry, settings, kube, reconciler, sweeper)
+    return _register_children(registry, reconciler)
 
 
 def _register_children(
     registry: kopf.OperatorRegistry,
-    settings: OperatorSettings,
-    kube: KubeRef,
     reconciler: Callable[[reconcile.Scope], coalesce.Coalescer[tuple[str, str]]],
-    sweeper: SweeperRef,
-) -> None:
-    """Events of the pools' pods and children. A pool's children change in bursts (a
-    rollout: every pod several times): one reconcile per burst, in the background
-    (coalesce.py), not one per event, and only of what the event can have changed
-    (changes.py)."""
+) -> coalesce.Coalescer[tuple[str, str]]:
+    """Events of the pools' children. A pool's children change in bursts (a rollout: every
+    pod several times): one reconcile per burst, in the background (coalesce.py), not one
+    per event, and only of what the event can have changed (changes.py). Returns the
+    pools' status refresh, which their pods' events poke too."""
     children_of = reconciler(reconcile.Scope.CHILDREN)
     pods_of = reconciler(reconcile.Scope.STATUS)
     child_changes = changes.ChildChanges()
@@ -236,7 +245,7 @@ def _register_children(
             child_changed(kind)
         )
 
-    _register_pods(registry, settings, kube, sweeper, pods_of)
+    return pods_of
 
 
 def _register_pods(
@@ -245,13 +254,15 @@ def _register_pods(
     kube: KubeRef,
     sweeper: SweeperRef,
     pods_of: coalesce.Coalescer[tuple[str, str]],
+    store: podstore.PodStore,
 ) -> None:
     """The pools' pods: the operator's own watch (podwatch.py), not a kopf handler per
-    event. A pod that changed what the operator reads wakes its pool's sweeper and
-    refreshes the pool's status."""
+    event, kept in `store` for the sweeps and reconciles to read. A pod that changed what
+    the operator reads wakes its pool's sweeper and refreshes the pool's status."""
     pod_changes = changes.PodChanges()
 
     def pod_changed(event_type: str, pod: Obj) -> None:
+        store.apply(event_type, pod)  # first: what this event wakes reads the store
         meta = pod.get("metadata") or {}
         namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
         # a DELETED made up after a re-list has no labels: the pool it was last seen in
@@ -267,7 +278,9 @@ def _register_pods(
     @kopf.on.startup(registry=registry)
     async def follow_pods(**_: Any) -> None:
         following["pods"] = asyncio.create_task(
-            podwatch.follow(kube(), settings.namespaces, MANAGED_SELECTOR, pod_changed)
+            podwatch.follow(
+                kube(), settings.namespaces, MANAGED_SELECTOR, pod_changed, store.synced
+            )
         )
 
     @kopf.on.cleanup(registry=registry)
@@ -288,9 +301,17 @@ def _register_routes(
         lambda ns: reconcile.reconcile_routes_in(kube(), ns, emit)
     )
 
+    pool_changes = changes.PoolChanges()
+
     @kopf.on.event(GROUP, VERSION, "minerpools", registry=registry)
-    async def pools_moved(*, namespace: str | None, **_: Any) -> None:
-        if namespace:
+    async def pools_moved(
+        *,
+        namespace: str | None,
+        body: Mapping[str, Any],
+        type: str | None,  # kopf's name for the event type
+        **_: Any,
+    ) -> None:
+        if namespace and pool_changes.relevant(type, dict(body)):
             routes_in.poke(namespace)
 
     @_reconciler(registry, settings, "routes", "route")

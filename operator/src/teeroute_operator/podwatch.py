@@ -28,22 +28,34 @@ async def follow(
     namespaces: Sequence[str],
     label_selector: str,
     on_event: Callable[[str, Obj], None],
+    on_synced: Callable[[], None] = lambda: None,
 ) -> None:
     """Until cancelled: every event of the pods matching `label_selector` in `namespaces`
-    (none: the whole cluster), as (ADDED|MODIFIED|DELETED, pod)."""
+    (none: the whole cluster), as (ADDED|MODIFIED|DELETED, pod); `on_synced()` once per
+    namespace (or once for the cluster), after its first complete list."""
     scopes: list[str | None] = list(namespaces) or [None]
-    await asyncio.gather(*(_follow_one(kube, ns, label_selector, on_event) for ns in scopes))
+    await asyncio.gather(
+        *(_follow_one(kube, ns, label_selector, on_event, on_synced) for ns in scopes)
+    )
 
 
 async def _follow_one(
-    kube: Kube, namespace: str | None, label_selector: str, on_event: Callable[[str, Obj], None]
+    kube: Kube,
+    namespace: str | None,
+    label_selector: str,
+    on_event: Callable[[str, Obj], None],
+    on_synced: Callable[[], None],
 ) -> None:
     path = paths.collection("v1", "Pod", namespace)
+    first = True
     while True:
         try:
             async for kind, pod in kube.watch(path, label_selector=label_selector):
                 if kind != SYNCED:
                     on_event(kind, pod)
+                elif first:
+                    first = False
+                    on_synced()
         except asyncio.CancelledError:
             raise
         except Exception:  # Kube.watch retries apiserver errors itself; anything else: again

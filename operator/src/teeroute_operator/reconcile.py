@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from teeroute.api.minerpool import MinerPool
 from teeroute.api.route import Route
 from teeroute.kube import Kube, paths
-from teeroute_operator import builders, endpointslice, publishing
+from teeroute_operator import builders, endpointslice, podstore, publishing
 from teeroute_operator.conditions import is_true
 from teeroute_operator.leases import LeaseBook
 from teeroute_operator.routes import route_status
@@ -65,11 +65,13 @@ async def reconcile_pool(
     leases: LeaseBook,
     gateway_keys: str = "",
     scope: Scope = Scope.FULL,
+    pods: podstore.PodSource | None = None,
 ) -> None:
     """`release_key`: the operator's release public key (empty: none), pinned by the agents;
     `gateway_keys`: the gateway's public keys (empty: none), likewise.
     `leases`: the operator's own leases (shared with the sweeper); `scope`: what the trigger
-    can have changed (Scope)."""
+    can have changed (Scope); `pods`: where it reads the pool's pods (podstore.py; by
+    default, a list)."""
     async with _locks[("MinerPool", namespace, name)]:
         path = f"{paths.collection('teeroute.dev/v1alpha1', 'MinerPool', namespace)}/{name}"
         body = await kube.get_or_none(path)
@@ -86,18 +88,15 @@ async def reconcile_pool(
                 await _apply(kube, body, child, emit)
             if scope is Scope.FULL:
                 await _prune(kube, pool, wanted)
-        pods = await kube.list(
-            paths.collection("v1", "Pod", namespace),
-            labelSelector=f"{builders.POOL_LABEL}={name}",
-        )
+        found = await (pods or podstore.listed(kube))(namespace, name)
         now = _now()
         if pool.spec.endpoints is None:
-            await endpointslice.publish(kube, pool, pods, now, leases)
+            await endpointslice.publish(kube, pool, found, now, leases)
         seen = Observed(
             deployment=await kube.get_or_none(
                 f"{paths.collection('apps/v1', 'Deployment', namespace)}/{name}"
             ),
-            pods=pods,
+            pods=found,
             now=now,
             attested=frozenset(leases.admitted((namespace, name), now)),
         )

@@ -51,6 +51,7 @@ from teeroute_operator import (
     egress,
     endpointslice,
     ownership,
+    podstore,
     publishing,
     release,
 )
@@ -124,14 +125,17 @@ class Sweeper:
         leases: LeaseBook | None = None,
         egress_allow: egress.EgressAllow | None = None,
         gateway_keys: frozenset[bytes] = frozenset(),
+        pods: podstore.PodSource | None = None,
     ) -> None:
         """`signer`: the operator's release key (None: it has none, so no pool's secrets are
         released). `after_sweep(namespace, pool)` runs after an external pool's sweep, and
         after an in-cluster pool's when its attested count moved (to
         refresh its conditions from the new leases). `leases`: the book shared with the
         reconciler (a new one by default). `gateway_keys`: the operator's configured gateway
-        keys (raw); an enclave pinning any other set, none included, is Rejected."""
+        keys (raw); an enclave pinning any other set, none included, is Rejected. `pods`: where
+        a sweep reads its pool's pods (podstore.py; by default, a list at each sweep)."""
         self.kube = kube
+        self.pods = pods if pods is not None else podstore.listed(kube)
         self.leases = leases if leases is not None else LeaseBook(signer)
         self.egress = egress_allow or egress.EgressAllow()  # which endpoint URLs it may call
         self.gateway_keys = gateway_keys
@@ -208,10 +212,7 @@ class Sweeper:
                 time.perf_counter() - started
             )
             return result
-        pods = await self.kube.list(
-            paths.collection("v1", "Pod", namespace),
-            labelSelector=f"{builders.POOL_LABEL}={name}",
-        )
+        pods = await self.pods(namespace, name)
         await endpointslice.recover(self.kube, self.leases, pool, pods, self.clock())
         own = await ownership.pool_pods(self.kube, pool, pods)
         judge = self._judge(pool)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from teeroute_operator import builders
-from teeroute_operator.changes import ChildChanges, Need, PodChanges
+from teeroute_operator.changes import ChildChanges, Need, PodChanges, PoolChanges
 
 
 def _pod() -> dict[str, Any]:
@@ -127,9 +127,9 @@ def _deployment() -> dict[str, Any]:
     }
 
 
-def test_a_new_child_or_a_spec_or_metadata_change_repairs_the_children() -> None:
+def test_a_spec_or_metadata_change_or_a_deletion_repairs_the_children() -> None:
     changes, obj = ChildChanges(), _deployment()
-    assert changes.need("ADDED", "Deployment", obj) is Need.CHILDREN
+    changes.need("ADDED", "Deployment", obj)
     obj["metadata"]["generation"] = 2  # someone edited the spec
     assert changes.need("MODIFIED", "Deployment", obj) is Need.CHILDREN
     obj["metadata"]["labels"] = {}  # or took the pool's label off
@@ -164,3 +164,54 @@ def test_a_service_without_generation_is_compared_by_its_spec() -> None:
     assert changes.need("MODIFIED", "Service", service) is Need.NOTHING
     service["spec"]["ports"][0]["port"] = 81
     assert changes.need("MODIFIED", "Service", service) is Need.CHILDREN
+
+
+@pytest.mark.parametrize("event_type", ["ADDED", None])
+def test_a_new_child_is_not_repaired_again_only_a_deployment_refreshes_the_status(
+    event_type: str | None,
+) -> None:
+    """A child first seen is one the pool's reconcile just applied, or one kopf listed at
+    start-up (when every pool is reconciled in full): repairing it again is reads for
+    nothing. A new Deployment's status is the pool's to show."""
+    changes = ChildChanges()
+    assert changes.need(event_type, "Deployment", _deployment()) is Need.STATUS
+    for kind, uid in (("Service", "s1"), ("PodDisruptionBudget", "b1"), ("NetworkPolicy", "n1")):
+        child = {"kind": kind, "metadata": {"uid": uid, "generation": 1}, "spec": {}}
+        assert changes.need(event_type, kind, child) is Need.NOTHING
+    deleted = {"kind": "Service", "metadata": {"uid": "s1", "generation": 1}, "spec": {}}
+    assert changes.need("DELETED", "Service", deleted) is Need.CHILDREN
+    # made again by the repair: new once more, and not repaired a second time
+    assert changes.need("ADDED", "Service", deleted) is Need.NOTHING
+
+
+def _pool() -> dict[str, Any]:
+    return {
+        "metadata": {
+            "uid": "p1",
+            "generation": 1,
+            "labels": {"tier": "gold"},
+            "annotations": {"teeroute.dev/last-handled-configuration": "{}"},
+        },
+        "spec": {"tee": {"type": "sev-snp"}},
+        "status": {"readyReplicas": 1, "attestedReplicas": 0, "conditions": []},
+    }
+
+
+def test_routes_see_a_pools_spec_labels_counts_and_going_only() -> None:
+    changes, pool = PoolChanges(), _pool()
+    assert changes.relevant(None, pool)  # listed at start-up
+    pool["metadata"]["annotations"]["teeroute.dev/last-handled-configuration"] = '{"a": 1}'
+    pool["status"]["conditions"] = [{"type": "Ready", "message": "1/2 miners ready"}]
+    pool["status"]["lastAttestationFailure"] = "evidence.signature: bad"
+    assert not changes.relevant("MODIFIED", pool)
+    for change in (
+        lambda p: p["status"].update(attestedReplicas=1),
+        lambda p: p["status"].update(readyReplicas=2),
+        lambda p: p["metadata"].update(generation=2),  # pricing, TEE type ...
+        lambda p: p["metadata"]["labels"].update(tier="silver"),
+        lambda p: p["metadata"].update(deletionTimestamp="2026-12-05T00:00:00Z"),
+    ):
+        change(pool)
+        assert changes.relevant("MODIFIED", pool)
+        assert not changes.relevant("MODIFIED", pool)
+    assert changes.relevant("DELETED", pool) and len(changes) == 0
