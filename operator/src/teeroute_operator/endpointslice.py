@@ -130,9 +130,11 @@ async def live_slices(kube: Kube, pool: MinerPool) -> dict[int, Obj]:
 async def recover(
     kube: Kube, leases: LeaseBook, pool: MinerPool, pods: list[Obj], now: dt.datetime
 ) -> None:
-    """Once per pool and operator process: take back the leases it had published."""
+    """Once per pool and operator process: take back the leases it had published (of the
+    pods that still exist: with none, there is nothing to read)."""
     if not leases.recovered((pool.metadata.namespace, pool.metadata.name)):
-        take_back(leases, pool, pods, now, (await live_slices(kube, pool)).values())
+        slices = (await live_slices(kube, pool)).values() if pods else ()
+        take_back(leases, pool, pods, now, slices)
 
 
 def take_back(

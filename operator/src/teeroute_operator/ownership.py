@@ -43,6 +43,8 @@ def owned(pod: Obj, replicasets: Mapping[str, Obj], deployment_uid: str) -> bool
 
 async def pool_pods(kube: Kube, pool: Any, pods: list[Obj]) -> list[Obj]:
     """`pods` (labelled with the pool) that are the pool's own."""
+    if not pods:
+        return []  # nothing to tell apart: no reads (a new pool's first sweeps)
     namespace, name = pool.metadata.namespace, pool.metadata.name
     deployment = await kube.get_or_none(
         f"{paths.collection('apps/v1', 'Deployment', namespace)}/{name}"

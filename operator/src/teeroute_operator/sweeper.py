@@ -240,7 +240,8 @@ class Sweeper:
             updated[pod["metadata"]["uid"]] = await self._record(body, pool, pod, done, readmit)
         admitted = await self.publish(body, pool, list(updated.values()))
         self.metrics.sweep_seconds.labels(namespace, name).observe(time.perf_counter() - started)
-        shown = (body.get("status") or {}).get("attestedReplicas")
+        # (a status not written yet is the create reconcile's to write)
+        shown = (body.get("status") or {}).get("attestedReplicas") or 0
         if self.after_sweep is not None and shown != admitted:
             # The pool's status counts what this sweep changed. Nothing else would refresh
             # it soon: the operator's own pod annotation writes trigger no reconcile.
