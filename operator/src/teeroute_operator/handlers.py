@@ -4,8 +4,10 @@ reconcile.py, which reads the cluster, decides with pure functions and applies.
     MinerPool created/updated/resumed, or its timer      -> reconcile_pool
     MinerPool exists (a daemon per pool)                 -> sweeper.run: attestation sweeps
     a Deployment/Service/PDB/Pod the operator manages   -> reconcile_pool of its pool (drift)
-    any MinerPool event (spec or status)                 -> reconcile_route for its namespace
-    Route created/updated/resumed, or its timer          -> reconcile_route
+    a MinerPool event that a Route reads (changes.py)    -> reconcile_routes_in its namespace
+    Route created/updated/resumed, or its timer          -> reconcile_routes_in its namespace
+
+Pod, child and Route work is coalesced per pool or namespace (coalesce.py).
 """
 
 from __future__ import annotations
@@ -314,10 +316,13 @@ def _register_routes(
         if namespace and pool_changes.relevant(type, dict(body)):
             routes_in.poke(namespace)
 
+    # A Route's own triggers poke its namespace too: each Route reconciled on its own read
+    # and validated every pool of its namespace, which for 200 Routes applied together was
+    # most of the operator's work while they came up.
     @_reconciler(registry, settings, "routes", "route")
-    async def route_changed(*, namespace: str | None, name: str, **_: Any) -> None:
+    async def route_changed(*, namespace: str | None, **_: Any) -> None:
         if namespace:
-            await reconcile.reconcile_route(kube(), namespace, name, emit)
+            routes_in.poke(namespace)
 
 
 Handler = Callable[..., Awaitable[None]]
