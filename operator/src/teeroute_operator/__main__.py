@@ -17,7 +17,6 @@ log = logging.getLogger("teeroute_operator")
 
 def main() -> None:
     memory.limit_arenas()  # before kopf's and the verifier's threads start
-    memory.map_large_blocks()
     memory.start_trimming()
     settings = OperatorSettings()
     signer = None

@@ -5,11 +5,6 @@ freed in an arena returns to the system only from its top. The operator parses l
 bodies on the event loop and verifies evidence in worker threads; after 500 pools came up
 its RSS stayed at ~530 MB while its live Python objects were a fraction of that
 (e2e/bench/operatorscale.py). Two arenas and a trim after bursts hand the rest back.
-
-Blocks of 128 KiB and more are mapped on their own and unmapped when freed: glibc's default
-raises that threshold to the size of the largest such block freed so far, after which every
-TLS connection's 256 KiB read buffer (asyncio's, one per connection kopf opens in a burst)
-and every large response body came from the heap, and the heap kept the high-water mark.
 Elsewhere than glibc (musl, macOS) these calls do nothing.
 """
 
@@ -22,10 +17,8 @@ import time
 from typing import Any
 
 log = logging.getLogger(__name__)
-M_ARENA_MAX = -8  # glibc's mallopt parameters
-M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8  # glibc's mallopt parameter
 ARENAS = 2
-MMAP_THRESHOLD = 128 * 1024
 
 
 def _libc() -> Any | None:
@@ -46,14 +39,6 @@ def limit_arenas(arenas: int = ARENAS) -> bool:
     if _LIBC is None:
         return False
     return bool(_LIBC.mallopt(M_ARENA_MAX, arenas))
-
-
-def map_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Blocks of `threshold` bytes and more get a mapping of their own, returned to the
-    system when freed (a fixed threshold: glibc's own one moves up). Whether it took."""
-    if _LIBC is None:
-        return False
-    return bool(_LIBC.mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 def trim() -> bool:

@@ -26,8 +26,3 @@ def test_the_trimming_thread_is_a_daemon() -> None:
     if thread is None:
         pytest.skip("no glibc: nothing to trim with")
     assert thread.daemon and thread.is_alive()
-
-
-@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
-def test_large_blocks_are_mapped_on_their_own_on_glibc() -> None:
-    assert memory.map_large_blocks()
