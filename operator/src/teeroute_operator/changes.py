@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from teeroute_operator import builders, ownership
 from teeroute_operator.status import pod_ready
 
 Obj = dict[str, Any]
+K = TypeVar("K", bound=Hashable)
 
 
 def signature(pod: Obj) -> tuple[Any, ...]:
@@ -45,26 +47,46 @@ def signature(pod: Obj) -> tuple[Any, ...]:
     )
 
 
+class _LastSeen(Generic[K]):
+    """The signature last seen of each object, by key."""
+
+    def __init__(self) -> None:
+        self._seen: dict[K, tuple[Any, ...]] = {}
+
+    def changed(
+        self, key: K, event_type: str | None, signature_now: Callable[[], tuple[Any, ...]]
+    ) -> bool:
+        """Whether the event (ADDED, MODIFIED, DELETED, or None when listed) is a deletion or
+        changed the signature; remembers it."""
+        if event_type == "DELETED":
+            self._seen.pop(key, None)
+            return True
+        now = signature_now()
+        if self._seen.get(key) == now:
+            return False
+        self._seen[key] = now
+        return True
+
+    def get(self, key: K) -> tuple[Any, ...] | None:
+        return self._seen.get(key)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
 class PodChanges:
     """The signature last seen of each pod, by namespace and name (a DELETED event made up
     after a re-list carries no more than those: Kube.watch)."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._seen: _LastSeen[tuple[str, str]] = _LastSeen()
 
     def relevant(self, event_type: str | None, pod: Obj) -> bool:
         """Whether this event (ADDED, MODIFIED, DELETED, or None when listed) can change a
         decision; remembers the pod's signature."""
         meta = pod.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        if event_type == "DELETED":
-            self._seen.pop(key, None)
-            return True
-        now = signature(pod)
-        if self._seen.get(key) == now:
-            return False
-        self._seen[key] = now
-        return True
+        return self._seen.changed(key, event_type, lambda: signature(pod))
 
     def pool_of(self, namespace: str, name: str) -> str | None:
         """The pool label the pod had when last seen (a made-up DELETED carries none)."""
@@ -152,18 +174,11 @@ class PoolChanges:
     500 pools came up."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[Any, ...]] = {}
+        self._seen: _LastSeen[str] = _LastSeen()
 
     def relevant(self, event_type: str | None, pool: Obj) -> bool:
         uid = str((pool.get("metadata") or {}).get("uid") or "")
-        if event_type == "DELETED":
-            self._seen.pop(uid, None)
-            return True
-        now = route_signature(pool)
-        if self._seen.get(uid) == now:
-            return False
-        self._seen[uid] = now
-        return True
+        return self._seen.changed(uid, event_type, lambda: route_signature(pool))
 
     def __len__(self) -> int:
         return len(self._seen)
