@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from teeroute.sealing import frames
+from teeroute.sealing.errors import SealingError
 from teeroute.sealing.frames import FrameDecoder, FrameType
 from teeroute.sealing.receipt_mac import CLIENT_TAG, ReceiptV2, check_tag, parse_receipt
 from teeroute.sealing.session import Exchange, Session, SessionParams, initiate
@@ -117,6 +118,15 @@ class Answer:
     receipt: ReceiptV2 | None = None
     tags: dict[int, bytes] = field(default_factory=dict)
     after_receipt: list[FrameType] = field(default_factory=list)
+
+
+def whole_answer(content: bytes, exchange: Exchange, receipt_key: bytes) -> Answer | None:
+    """The answer if `content` is all of it, as a client takes one (every CHUNK through the
+    final one, and a RECEIPT with this session's tag); None when any part is missing."""
+    try:
+        return read_answer(content, exchange, receipt_key)
+    except (AssertionError, SealingError):
+        return None
 
 
 def read_answer(content: bytes, exchange: Exchange, receipt_key: bytes) -> Answer:

@@ -154,23 +154,65 @@ def test_no_receipt_is_missing_and_garbage_is_not_stored() -> None:
     assert (verdict.status, verdict.text, verdict.check) == ("invalid", None, "receipt.frame")
 
 
-def test_a_client_hop_relays_up_to_the_receipt_and_proves_it_with_the_root() -> None:
-    """Read one byte at a time: the client gets exactly the chunks and the receipt, the ROOT
-    frame (the gateway session's) stays with the gateway, whose proofs it completes."""
+def _client_hop(pieces: list[bytes]) -> tuple[Hop, bytes, Enclave, Proofs]:
+    """A client hop (counted and hashed, never opened) and its answer, the second receipt
+    of a batch of 2, so that a ROOT frame follows its receipt."""
     end = enclave()
     proofs: Proofs = []
     pooled = _session(end, proofs)
     first, answer = _sealed(end, pooled, [b"{}"])  # the batch's first receipt
     first.open_all(answer)
     hop, request = hop_v2.sealed_plain(pooled, "/v1/completions", "m", False, 16, b"{}", "r")
-    hop.mode = "client"  # counted and hashed, never opened
-    answer = end.answer(request, [b"sealed for the client"], request_id="r")
+    hop.mode = "client"
+    return hop, end.answer(request, pieces, request_id="r"), end, proofs
+
+
+def _final_chunk_at(answer: bytes) -> int:
+    """Where the last CHUNK frame (the final one) begins."""
+    at, last = 0, -1
+    while at < len(answer):
+        kind, length = answer[at + 3], int.from_bytes(answer[at + 4 : at + 8], "big")
+        if kind == frames.FrameType.CHUNK:
+            last = at
+        at += frames.HEADER_LEN + length
+    return last
+
+
+@pytest.mark.parametrize("size", [1, 7, 1 << 20])
+def test_a_client_hop_relays_up_to_the_receipt_and_proves_it_with_the_root(size: int) -> None:
+    """Read in pieces of any size: the client gets exactly the chunks and the receipt, each
+    chunk once its frame is whole, the final chunk and the receipt only when released (after
+    the usage is recorded); the ROOT frame (the gateway session's) stays with the gateway,
+    whose proofs it completes."""
+    hop, answer, end, proofs = _client_hop([b"sealed ", b"for the ", b"client"])
     root_at = answer.index(b"TR\x02\x21")  # the batch of 2 is due: a ROOT after the receipt
-    relayed = b"".join(hop.inspect(answer[n : n + 1]) for n in range(len(answer)))
-    assert relayed == answer[:root_at]
-    assert (hop.broken, hop.frames, hop.roots) == ("", 2, 1)
+    relayed = b"".join(hop.inspect(answer[n : n + size]) for n in range(0, len(answer), size))
+    assert relayed == answer[: _final_chunk_at(answer)]
+    assert hop.whole and relayed + hop.release() == answer[:root_at]
+    assert hop.release() == b""  # once
+    assert (hop.broken, hop.frames, hop.roots) == ("", 4, 1)
     assert judge(hop, end.endpoint, "r", Observed(2, 100)).status == "valid"
     assert [rid for rid, _ in proofs] == [REQUEST_ID, "r"]
+
+
+def test_a_client_answer_cut_before_its_receipt_is_not_whole() -> None:
+    hop, answer, _, _ = _client_hop([b"sealed", b"!"])
+    cut = answer[: answer.index(b"TR\x02\x20")]  # up to the receipt
+    relayed = hop.inspect(cut)
+    assert relayed == cut[: _final_chunk_at(answer)]
+    assert not hop.whole and relayed + hop.release() == cut
+
+
+def test_a_client_answer_broken_after_its_final_chunk_is_passed_on_as_it_came() -> None:
+    """A chunk after the final one where the receipt should be: nothing is held back from
+    the client (it is not a whole answer, and the client's reader refuses it), in order."""
+    hop, answer, end, _ = _client_hop([b"sealed", b"!"])
+    cut = answer[: answer.index(b"TR\x02\x20")]
+    garbage = frames.encode(frames.FrameType.CHUNK, b"\x00" * 60)
+    relayed = hop.inspect(cut) + hop.inspect(garbage) + hop.inspect(b"more")
+    assert relayed == cut + garbage + b"more" and hop.release() == b""
+    assert not hop.whole and hop.broken == "chunk.final"
+    assert judge(hop, end.endpoint, "r", Observed(2, 100)).status == "missing"
 
 
 def test_a_plain_hop_expects_no_receipt() -> None:

@@ -183,6 +183,19 @@ def test_a_relay_counts_and_hashes_chunks_without_keys() -> None:
     assert observer.response_sha256 == reply.response_sha256 == ex.response_sha256
 
 
+def test_a_relay_refuses_a_chunk_after_the_final_one_as_the_ends_do() -> None:
+    """Else the relay's `finished` would follow the last chunk's flag: a final chunk, then
+    one more without it, and the relay would take the answer as unfinished (or finished
+    twice) where every end refuses it."""
+    _, reply = exchange(*pair())
+    observer = session.ChunkObserver()
+    for c in chunks(reply, 2):
+        observer.observe(c)
+    assert observer.finished
+    refused("chunk.final", lambda: observer.observe(chunks(reply, 1)[0]))
+    assert observer.chunks == 2 and observer.finished
+
+
 # --- requests -----------------------------------------------------------------------------
 
 

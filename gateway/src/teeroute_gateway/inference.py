@@ -463,6 +463,29 @@ class InferenceHandler:
             self.s.dispatcher.failed_late(attempt, "receipt")
         else:
             self.s.dispatcher.succeeded(attempt)
+        await self._release(attempt, request, send, rid, result, reserved, gone)
+
+    async def _release(
+        self,
+        attempt: Attempt,
+        request: InferenceRequest,
+        send: Send,
+        rid: str,
+        result: Outcome,
+        reserved: Reserved,
+        gone: asyncio.Event,
+    ) -> None:
+        """The end of a client-sealed answer: its held final CHUNK and RECEIPT go out only
+        after its usage record is committed (as a plain answer's last bytes do); when the
+        ledger stays out of reach they never do, and an ERROR frame says why."""
+        held = attempt.hop.release()
+        if held and not gone.is_set():
+            if not attempt.hop.whole:
+                pass  # no RECEIPT came: not a whole answer, relayed as it came
+            elif not await self._write_ahead(request, rid, result, reserved):
+                result.outcome = "ledger_unavailable"  # the record is tried again when settling
+                held = frames.encode(frames.FrameType.ERROR, _unrecorded().encoded())
+            await send({"type": "http.response.body", "body": held, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
     async def _pump(

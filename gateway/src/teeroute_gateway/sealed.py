@@ -108,9 +108,16 @@ class Hop:
     """Why the frames could not be read (then the receipt cannot be trusted either)."""
     relay_end: int = -1
     """Client mode: where the bytes for the client end (after the RECEIPT); -1: not yet."""
-    fed: int = 0
+    held_from: int = -1
+    """Client mode: where the final CHUNK begins; -1: not seen yet. The bytes from there on
+    are held until the answer's usage record is committed (`release`)."""
+    unsent: bytearray = field(default_factory=bytearray)
+    """Client mode: the client's bytes read but not passed on: a frame not yet whole, and
+    the final CHUNK and the RECEIPT once they came (each bounded by the frame decoder)."""
+    sent: int = 0
+    """Client mode: the bytes passed on so far."""
     done: int = 0
-    """Client mode: bytes fed to the decoder / bytes of the whole frames read so far."""
+    """Client mode: the bytes of the whole frames read so far."""
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     """Client mode: time.perf_counter() at the first and the last CHUNK read (the only
@@ -135,29 +142,57 @@ class Hop:
         return plain
 
     def inspect(self, raw: bytes) -> bytes:
-        """Client mode: the bytes of `raw` to pass on unchanged (the CHUNKs and the RECEIPT;
-        the gateway session's ROOT frames after it are the gateway's), noting them."""
+        """Client mode: the bytes to pass on now, unchanged: whole CHUNK frames, but never the
+        final one and the RECEIPT (the gateway session's ROOT frames after it are the
+        gateway's), which are held until `release`: a client has a whole answer only once
+        they come, which must not be before its usage is recorded. An answer broken before
+        its RECEIPT is passed on as it came (the client's reader refuses it)."""
         if self.broken:
-            return b"" if self.relay_end >= 0 else raw
-        start = self.fed
+            return b"" if self.relay_end >= 0 else self._flush(raw)
+        if self.relay_end < 0:
+            self.unsent += raw
         try:
-            for frame in self._frames(raw):
+            for frame in self.decoder.feed(raw):
+                begin = self.done
                 self.done += HEADER_LEN + len(frame.payload)
                 if frame.type == FrameType.CHUNK:
                     self._observe(frame.payload)
+                    if self.final:
+                        self.held_from = begin
                 else:
                     self._trailer(frame)
                     if frame.type == FrameType.RECEIPT:
                         self.relay_end = self.done
+                        del self.unsent[self.relay_end - self.sent :]
         except SealingError as exc:
             self.broken = exc.check
-        if self.relay_end < 0:
-            return raw
-        return raw[: max(0, self.relay_end - start)]
+            if self.relay_end < 0:
+                return self._flush(b"")
+        limit = self.done if self.relay_end < 0 else self.relay_end
+        if self.held_from >= 0:
+            limit = min(limit, self.held_from)
+        return self._take(limit - self.sent)
 
-    def _frames(self, raw: bytes) -> list[Frame]:
-        self.fed += len(raw)
-        return self.decoder.feed(raw)
+    def _take(self, count: int) -> bytes:
+        out = bytes(self.unsent[:count])
+        del self.unsent[:count]
+        self.sent += len(out)
+        return out
+
+    def _flush(self, raw: bytes) -> bytes:
+        self.sent += len(raw)
+        return self._take(len(self.unsent)) + raw
+
+    def release(self) -> bytes:
+        """Client mode: what is held (the final CHUNK and the RECEIPT, or the rest of an
+        answer cut short), once."""
+        return self._take(len(self.unsent))
+
+    @property
+    def whole(self) -> bool:
+        """Client mode: the answer came up to its RECEIPT (the client's answer is whole once
+        it has what is held)."""
+        return self.relay_end >= 0
 
     def _observe(self, payload: bytes) -> None:
         if self.got_receipt or self.exchange is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from teeroute.sealing.errors import FrameInvalid
+from teeroute.sealing.errors import FrameInvalid, OpenFailed
 from teeroute.sealing.frames import MAX_PAYLOAD
 
 MESSAGE = struct.Struct(">16sIQB")
@@ -57,6 +57,8 @@ class ChunkObserver:
     def observe(self, payload: bytes) -> None:
         if len(payload) < CHUNK_OVERHEAD:
             raise FrameInvalid("frame.truncated", "a chunk shorter than its header and tag")
+        if self.finished:  # the ends refuse it too (Exchange.open)
+            raise OpenFailed("chunk.final", "a chunk after the final one")
         self._hash.update(LENGTH.pack(len(payload)))
         self._hash.update(payload)
         self.chunks += 1
