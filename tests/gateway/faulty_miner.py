@@ -4,6 +4,7 @@
     hang     a stream sends three tokens, then nothing more (the connection stays open)
     die      a stream sends three tokens, then the process exits (connection reset)
     garbage  every answer is 200 with a body that is not JSON
+    babble   a stream sends three tokens, an HTML page as an event, more tokens and [DONE]
 
 Non-streamed requests in `hang` and `die` modes get the same fault before any byte.
 """
@@ -35,7 +36,13 @@ def _chunk(content: str) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
-async def _fault(mode: str) -> None:
+async def _fault(mode: str) -> AsyncIterator[bytes]:
+    if mode == "babble":
+        yield b"<html><body>internal oops</body></html>\n\n"
+        for n in range(3):
+            yield _chunk(f"after{n} ")
+        yield b"data: [DONE]\n\n"
+        return
     if mode == "die":
         await asyncio.sleep(0.2)  # let the tokens already written reach the gateway
         os._exit(1)
@@ -50,13 +57,15 @@ def create_app(mode: str) -> Starlette:
         body = orjson.loads(await request.body())
         if mode == "garbage":
             return Response(b"<html>internal oops</html>", media_type="application/json")
-        if not body.get("stream"):
-            await _fault(mode)
+        if not body.get("stream") and mode != "babble":
+            async for _ in _fault(mode):
+                pass
 
         async def tokens() -> AsyncIterator[bytes]:
             for n in range(TOKENS_BEFORE_FAULT):
                 yield _chunk(f"t{n} ")
-            await _fault(mode)
+            async for piece in _fault(mode):
+                yield piece
 
         return StreamingResponse(tokens(), media_type="text/event-stream")
 
@@ -71,7 +80,7 @@ def create_app(mode: str) -> Starlette:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mode", choices=["hang", "die", "garbage"], required=True)
+    parser.add_argument("--mode", choices=["hang", "die", "garbage", "babble"], required=True)
     args = parser.parse_args()
     uvicorn.run(
         create_app(args.mode), host="127.0.0.1", port=args.port, log_level="warning",

@@ -1,5 +1,6 @@
 """Miners that fail mid-answer (issue 17, faults), each a real process behind a real gateway:
-one that hangs mid-stream, one that dies mid-stream, one that answers garbage. (A miner dying
+one that hangs mid-stream, one that dies mid-stream, one that answers garbage, one that
+sends garbage mid-stream (an HTML page between its tokens). (A miner dying
 under load, a stream broken after the 200, events without end and usage over-claims have their
 own tests: test_gateway_resilience, test_hostile_miner, test_underbilling.)
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.timeout(240)
 
 CREDIT = "10"
 FAILURES = 3  # the breaker's consecutive failures (health.BreakerPolicy)
-MODES = {"hang": True, "die": True, "garbage": False}  # mode -> streamed requests
+MODES = {"hang": True, "die": True, "garbage": False, "babble": True}  # mode -> streamed
 
 
 @contextmanager

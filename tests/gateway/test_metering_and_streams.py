@@ -11,7 +11,8 @@ from teeroute_gateway.health import BreakerPolicy, HealthBook
 from teeroute_gateway.metering import CLAIM_CAP, Usage, cost_nano
 from teeroute_gateway.requests import CHAT, COMPLETION, parse_request, upstream_body
 from teeroute_gateway.sealed import NO_RECEIPT
-from teeroute_gateway.streaming import StreamRelay
+from teeroute_gateway.streaming import StreamRelay, unreadable
+from teeroute_gateway.upstream import UpstreamError
 from tests.gateway.builders import catalog, pool, route
 
 POOL = catalog([pool("p", "1", "2")], route(["p"])).pools["ns/p"]
@@ -54,6 +55,46 @@ def test_relay_forwards_content_and_ends_with_its_own_usage_chunk(size: int) -> 
         "cost": 1.5e-6,
     }
     assert final["choices"] == [{"index": 0, "delta": {}, "finish_reason": None}]
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        b": keep-alive\n\n",
+        b'event: message\nid: 7\nretry: 100\ndata: {"a": 1}\n\n',
+        b"data:{}\r\n\n",
+        b"data: {\ndata: }\n\n",  # one object over two data lines
+        b"\ndata: [DONE]\n\n",
+        b"data: {}\n\n\n\ndata: {}\n\n",  # an empty line between events
+    ],
+)
+def test_every_kind_of_readable_event_passes(events: bytes) -> None:
+    assert unreadable(chunk("a") + events) is None
+
+
+@pytest.mark.parametrize(
+    ("garbage", "problem"),
+    [
+        (b"<html>oops</html>\n\n", "a line that is not a server-sent event field"),
+        (b"Traceback (most recent call last):\n\n", "a line that is not a server-sent event field"),
+        (b'data: {"choices": [\n\n', "an event whose data is not a JSON object"),
+        (b"data: hello\n\n", "an event whose data is not a JSON object"),
+        (b"data: [1, 2]\n\n", "an event whose data is not a JSON object"),
+        (b'data: {"a":\n<b>oops</b>}\n\n', "a line that is not a server-sent event field"),
+    ],
+)
+def test_garbage_mid_stream_cuts_the_stream_and_is_not_relayed(
+    garbage: bytes, problem: str
+) -> None:
+    """The tokens before it went out and are counted; the run holding the garbage does not
+    go out (not even its good events), nor is it counted; the message names no byte of it."""
+    relay = StreamRelay(CHAT)
+    assert relay.feed(chunk("a") + chunk("b")) == chunk("a") + chunk("b")
+    with pytest.raises(UpstreamError) as cut:
+        relay.feed(chunk("c") + garbage + chunk("d"))
+    assert cut.value.kind == "protocol" and not cut.value.before_response
+    assert str(cut.value).endswith(problem) and b"oops" not in str(cut.value).encode()
+    assert relay.counted == 2
 
 
 def test_relay_without_upstream_usage_bills_its_own_count() -> None:

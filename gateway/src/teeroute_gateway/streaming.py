@@ -10,7 +10,11 @@ An error after the 200 is an SSE event with a top-level `error` and `finish_reas
 Events are separated by a blank line (`\\n\\n`), as vLLM, SGLang and OpenAI send them. Only
 the new bytes of each chunk are searched for it (teeroute.wire.EventSplitter), and an event is
 held back up to MAX_EVENT bytes: a miner that never ends one gets its stream cut, and costs the
-event loop each of its bytes once.
+event loop each of its bytes once. A run holding an event no OpenAI client could read (HTML,
+a traceback, data that is not a JSON object by its braces: `unreadable`) cuts the stream: the
+client gets the error event, nothing of that run, and is billed for what it was sent; the
+miner is charged a failure (ejection). Checking a run of one-line `data: {...}` events costs
+three byte searches (about 0.3 us per run on the 2-core CI machine).
 
 The relay also times the stream (speed.py): the first run of events holding a
 content-bearing delta, and the last run of events after it. Text deltas are found by the
@@ -64,6 +68,9 @@ class StreamRelay:
             ) from None
         if not complete:
             return b""
+        problem = unreadable(complete)
+        if problem is not None:  # the events before it in this run are dropped with it
+            raise UpstreamError("protocol", f"the miner sent {problem}", before_response=False)
         deltas = count_deltas(complete)
         self.counted += deltas
         self.events += 1
@@ -109,6 +116,48 @@ class StreamRelay:
             chunk["choices"] = [{"index": 0, **empty, "finish_reason": None}]
         chunk["usage"] = usage_body(chunk.get("usage"), usage, cost_nano)
         return b"data: " + orjson.dumps(chunk) + SEPARATOR + DONE
+
+
+def unreadable(complete: bytes) -> str | None:
+    """Why a run of whole events is not server-sent events an OpenAI client can read (None:
+    it is): every line a field (`data`, `event`, `id`, `retry`) or a comment, every event's
+    data `[DONE]` or, by its braces, a JSON object. The braces are not a parse (that would
+    cost each token a JSON decode): a miner can still send `{` garbage `}`, but not HTML, a
+    traceback or a truncated object. Messages name no byte of the event."""
+    if complete.endswith(b"}\n\n") and complete.startswith(b"data: {"):
+        lines = complete.count(b"\n")
+        if lines == 2 or (complete.count(_JOINT) == lines // 2 - 1 and not lines % 2):
+            return None  # every event one line `data: {...}`: nearly every run of every engine
+    for event in complete.split(SEPARATOR):
+        problem = _event_problem(event) if event else None
+        if problem is not None:
+            return problem
+    return None
+
+
+_JOINT = b"}\n\ndata: {"
+"""Where one `data: {...}` event ends and the next begins: a run of n such events has n - 1
+of them and 2n newlines, all in its separators."""
+
+
+def _event_problem(event: bytes) -> str | None:
+    data = []
+    for line in event.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if not line or line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            data.append(value.removeprefix(b" "))
+        elif name not in _OTHER_FIELDS:
+            return "a line that is not a server-sent event field"
+    payload = b"\n".join(data).strip()
+    if not data or payload == b"[DONE]" or (payload[:1] == b"{" and payload[-1:] == b"}"):
+        return None
+    return "an event whose data is not a JSON object"
+
+
+_OTHER_FIELDS = (b"event", b"id", b"retry")
 
 
 def usage_body(reported: Any, usage: Usage, cost_nano: int) -> dict[str, Any]:
