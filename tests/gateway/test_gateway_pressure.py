@@ -16,6 +16,7 @@ import itertools
 import json
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -29,6 +30,7 @@ import pytest
 from teeroute_gateway.errors import Unavailable
 from teeroute_gateway.overload import Gate, decide
 from teeroute_sandbox.testing import wait_for
+from tests.gateway.attested import https_gateway, tls_files
 from tests.gateway.procs import Proc, create_key, engine, gateway, lease, write_config
 
 BODY = {"model": "sim-model", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
@@ -282,6 +284,43 @@ def test_a_client_that_sends_its_too_large_body_anyway_still_reads_the_413(
     )
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize("size", [4 * 65536, 64 * 65536])
+def test_over_tls_a_client_that_sends_its_too_large_body_anyway_still_reads_the_413(
+    tmp: Path, size: int
+) -> None:
+    """TLS cannot half-close a connection as TCP can (the gateway closes it with a TLS
+    close_notify instead): the client still reads the answer sent before its body was read,
+    a 413 past the limit or a 401 before any of it, with a body of 4 and of 64 times the
+    limit (past LINGER_BYTES, 1 MiB)."""
+    cert, key_file = tls_files(tmp, f"tls-{size}")
+    with engine(tmp, f"tls-{size}") as upstream:
+        config = write_config(
+            tmp / f"tls-{size}.yaml",
+            {"p": [("a", upstream.url)]},
+            leases={"p": [lease("a")]},
+            settings={**LIMITS, "tlsCertFile": str(cert), "tlsKeyFile": str(key_file)},
+        )
+        key = create_key(config, "100")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with https_gateway(config, cert, f"gateway-tls-{size}") as gw:
+            answers = [
+                httpx.post(
+                    f"{gw.url}/v1/chat/completions",
+                    content=b"x" * size,
+                    headers={
+                        "authorization": f"Bearer {bearer}",
+                        "content-type": "application/json",
+                    },
+                    timeout=30,
+                    verify=trusted,
+                )
+                for bearer in (key, key, "not-a-key", "not-a-key")
+            ]
+    assert [a.status_code for a in answers] == [413, 413, 401, 401]
+    codes = [a.json()["error"]["code"] for a in answers]
+    assert codes == ["body_too_large"] * 2 + ["invalid_api_key"] * 2
 
 
 def test_a_chunked_body_without_length_is_cut_off_with_413_at_the_limit(
