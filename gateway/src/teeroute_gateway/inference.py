@@ -57,6 +57,7 @@ from teeroute_gateway.errors import (
     UpstreamFailed,
 )
 from teeroute_gateway.holds import HoldKeeper
+from teeroute_gateway.key_slots import KeySlots
 from teeroute_gateway.ledger import (
     Account,
     BudgetExceeded,
@@ -141,14 +142,38 @@ class InferenceHandler:
         self.s = services
         self._rng = random.Random()  # noqa: S311  # load balancing, not secrets
         self._holds = HoldKeeper(services.ledger, services.settings.hold_ttl_s)
+        self._slots = KeySlots(services.settings.max_in_flight_per_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
         started = time.perf_counter()
         rid = "gen-" + os.urandom(12).hex()
         ids: Headers = [(b"x-request-id", rid.encode())]
         try:
-            account, request, models, candidates, reserved = await self._prepare(
-                scope, receive, kind, rid
+            account = await self.s.keys.account(bearer(scope))
+            self._slots.take(account.id)  # (before the body is read: nothing to read for a 429)
+        except GatewayError as exc:
+            self.s.metrics.rejections.labels(_reason(exc)).inc()
+            await respond_error(send, exc, ids)
+            return
+        try:
+            await self._serve(scope, receive, send, kind, account, rid, ids, started)
+        finally:
+            self._slots.give_back(account.id)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        kind: str,
+        account: Account,
+        rid: str,
+        ids: Headers,
+        started: float,
+    ) -> None:
+        try:
+            request, models, candidates, reserved = await self._prepare(
+                scope, receive, kind, rid, account
             )
         except GatewayError as exc:
             self.s.metrics.rejections.labels(_reason(exc)).inc()
@@ -175,9 +200,8 @@ class InferenceHandler:
             await self._settle(account, request, models[0], hold, rid, result, started, span)
 
     async def _prepare(
-        self, scope: Scope, receive: Receive, kind: str, rid: str
-    ) -> tuple[Account, InferenceRequest, list[PublicModel], list[Candidate], Reserved]:
-        account = await self.s.keys.account(bearer(scope))
+        self, scope: Scope, receive: Receive, kind: str, rid: str, account: Account
+    ) -> tuple[InferenceRequest, list[PublicModel], list[Candidate], Reserved]:
         raw = await read_body(scope, receive, self.s.settings.max_body_bytes)
         content_type = (header(scope, b"content-type") or b"").decode("latin-1")
         if frames.looks_v2(content_type):
@@ -209,7 +233,7 @@ class InferenceHandler:
         bound = per_choice * request.choices
         hold = await self._reserve(account, request, candidates, bound, rid)
         reserved = Reserved(hold, per_choice, bound, account, models[0])
-        return account, request, models, candidates, reserved
+        return request, models, candidates, reserved
 
     def _models(self, catalog: Catalog, names: list[str]) -> list[PublicModel]:
         found = [catalog.models[n] for n in names if n in catalog.models]

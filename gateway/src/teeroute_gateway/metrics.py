@@ -35,6 +35,7 @@ REFUSAL_REASONS = (
     "head_too_large",  # 431: over maxHeaderBytes or maxHeaders
     "body_timeout",  # 408: a body not complete within bodyReadTimeoutS
     "body_too_large",  # 413: over maxBodyBytes
+    "key_concurrency",  # 429: a key with maxInFlightPerKey requests in flight already
 )
 LIMIT_REFUSALS = Counter(
     "teeroute_gateway_limit_refusals_total",

@@ -114,6 +114,11 @@ class GatewaySettings(BaseModel):
     """Requests that may wait for a slot when `maxInFlight` are running; beyond that a request
     gets 503 `overloaded` with Retry-After at once, instead of queueing without end."""
 
+    max_in_flight_per_key: int | None = Field(default=None, ge=1)
+    """Requests one API key's account may have in flight in one worker process at once;
+    past it 429 `concurrency_limit_exceeded` with Retry-After, so that one key cannot take
+    every `maxInFlight` slot. Unset: no limit beyond `maxInFlight` (docs/gateway-limits.md)."""
+
     queue_timeout_s: float = Field(default=2.0, ge=0)
     """Longest wait for a slot; then 503 `overloaded` with Retry-After."""
 
