@@ -296,6 +296,14 @@ def namespace_of(i: int) -> str:
 
 def write_counts(text: str) -> dict[str, float]:
     """apiserver_request_total of write verbs, by resource, from /metrics."""
+    return request_counts(text, WRITE_VERBS, by_verb=False)
+
+
+def request_counts(
+    text: str, verbs: set[str] | None = None, *, by_verb: bool = True
+) -> dict[str, float]:
+    """apiserver_request_total by "VERB resource[/subresource]" (or by resource alone), of
+    `verbs` (None: every verb but WATCH, whose count is of connections), from /metrics."""
     counts: dict[str, float] = {}
     pattern = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
     for line in text.splitlines():
@@ -303,13 +311,23 @@ def write_counts(text: str) -> dict[str, float]:
         if not found:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', found.group(1)))
-        if labels.get("verb") not in WRITE_VERBS:
+        verb = labels.get("verb", "")
+        if (verbs is not None and verb not in verbs) or (verbs is None and verb == "WATCH"):
             continue
         key = labels.get("resource", "") + (
             f"/{labels['subresource']}" if labels.get("subresource") else ""
         )
+        if by_verb:
+            key = f"{verb} {key}"
         counts[key] = counts.get(key, 0.0) + float(found.group(2))
     return counts
+
+
+def counted_between(before: dict[str, float], after: dict[str, float], top: int) -> dict[str, int]:
+    """The `top` largest increases from `before` to `after`, largest first."""
+    grown = {k: int(after[k] - before.get(k, 0)) for k in after}
+    ranked = sorted((v, k) for k, v in grown.items() if v > 0)[::-1][:top]
+    return {k: v for v, k in ranked}
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -448,9 +466,15 @@ class Bench:
         return proc
 
     def metrics(self) -> dict[str, float]:
+        return write_counts(self._metrics_text())
+
+    def requests(self) -> dict[str, float]:
+        return request_counts(self._metrics_text())
+
+    def _metrics_text(self) -> str:
         response = self.kube._http.get("/metrics")  # text, not JSON: the client's own session
         response.raise_for_status()
-        return write_counts(response.text)
+        return response.text
 
     def converged(self) -> tuple[int, int]:
         """(pools with every endpoint attested, endpoints attested)."""
@@ -493,6 +517,7 @@ class Bench:
             for _, b in self.pools
         )
         time.sleep(3)  # the operator's start-up (kopf's first lists)
+        requests0, cpu0 = self.requests(), proc_cpu_s(self.operator.pid)
         started = time.monotonic()
         for ns, body in self.pools:
             self.kube.post(f"{API}/namespaces/{ns}/minerpools", body)
@@ -524,6 +549,7 @@ class Bench:
             )
             time.sleep(2)
         converge_s = time.monotonic() - started if progress[-1][1] == total else None
+        requests1, cpu1 = self.requests(), proc_cpu_s(self.operator.pid)
         pods_ready_s = next((p[0] for p in progress if p[3] >= pods_total), None)
         agents_s = next((p[0] for p in progress if p[4] >= pods_total), None)
         self.result["convergence"] = {
@@ -545,6 +571,11 @@ class Bench:
             ),
             "progress": progress[:: max(1, len(progress) // 40)] + progress[-1:],
             "operator_rss_mb": rss_mb[:: max(1, len(rss_mb) // 40)] + rss_mb[-1:],
+            # from the first apply to the end of converging: the operator's CPU, and the
+            # apiserver's requests by verb and resource (everyone's: the controllers' too,
+            # though their reads are mostly watches), the largest first
+            "operator_cpu_s": round(cpu1 - cpu0, 1),
+            "requests": counted_between(requests0, requests1, 16),
         }
         self.say(f"converged in {converge_s} s" if converge_s else "did not converge in time")
         self._steady(endpoints)
@@ -695,6 +726,7 @@ def markdown(result: Obj) -> str:
         "pods Running and Ready, as kwok reports them / their agents answering): "
         + ", ".join("/".join(str(x) for x in p) for p in conv.get("progress") or []),
         "",
+        *_convergence_cost(conv),
         "Operator RSS while converging (s since the first apply / MB): "
         + ", ".join(f"{t}/{mb}" for t, mb in conv.get("operator_rss_mb") or []),
         "",
@@ -703,6 +735,19 @@ def markdown(result: Obj) -> str:
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     return "\n".join(lines)
+
+
+def _convergence_cost(conv: Obj) -> list[str]:
+    """The operator's CPU and the apiserver's requests while converging (results before
+    they were recorded have neither)."""
+    if conv.get("operator_cpu_s") is None:
+        return []
+    requests = ", ".join(f"{k} {v}" for k, v in (conv.get("requests") or {}).items())
+    return [
+        f"Operator CPU while converging: {conv['operator_cpu_s']} s. apiserver requests while "
+        f"converging (every client; WATCH not counted), the largest: {requests}.",
+        "",
+    ]
 
 
 def render(argv: list[str]) -> None:
