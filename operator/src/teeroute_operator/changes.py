@@ -14,9 +14,10 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from teeroute_operator import builders, ownership
+from teeroute_operator import admit, builders, ownership
 from teeroute_operator.status import pod_ready
 
 Obj = dict[str, Any]
@@ -24,8 +25,10 @@ K = TypeVar("K", bound=Hashable)
 
 
 def signature(pod: Obj) -> tuple[Any, ...]:
-    """Everything of a pod that the status (status.Observed), ownership (ownership.owned) or
-    challengeability (admit.challengeable) depend on; annotations are not among them."""
+    """Everything of a pod that the status (status.Observed, with what makes a pool
+    Degraded: an Unschedulable pod, a container waiting on a crash or an image), ownership
+    (ownership.owned) or challengeability (admit.challengeable, last) depend on; annotations
+    are not among them."""
     meta, spec, status = (pod.get(k) or {} for k in ("metadata", "spec", "status"))
     labels = meta.get("labels") or {}
     owners = tuple(
@@ -44,6 +47,26 @@ def signature(pod: Obj) -> tuple[Any, ...]:
         status.get("phase"),
         status.get("podIP"),
         pod_ready(pod),
+        _scheduling(status),
+        _waiting(status),
+        admit.challengeable(pod),
+    )
+
+
+def _scheduling(status: Obj) -> tuple[Any, ...]:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "PodScheduled":
+            return (cond.get("status"), cond.get("reason"), cond.get("message"))
+    return ()
+
+
+def _waiting(status: Obj) -> tuple[Any, ...]:
+    return tuple(
+        (cs.get("name"), waiting.get("reason"), waiting.get("message"))
+        for cs in status.get("containerStatuses") or []
+        if isinstance(cs, dict)
+        for waiting in [((cs.get("state") or {}).get("waiting")) or {}]
+        if isinstance(waiting, dict) and waiting
     )
 
 
@@ -74,6 +97,18 @@ class _LastSeen(Generic[K]):
         return len(self._seen)
 
 
+@dataclass(frozen=True, slots=True)
+class PodChange:
+    """What one pod event can change: the pool's status and slices (`status`), and whether
+    its sweeper could admit or must withdraw something (`sweep`: the pod can be challenged
+    now, or could before). A pod that could not be challenged before or after (scheduled,
+    pulling, starting) does not wake the sweeper: while 2,000 pods came up, most of their
+    events woke a sweep that found nothing new to challenge."""
+
+    status: bool
+    sweep: bool
+
+
 class PodChanges:
     """The signature last seen of each pod, by namespace and name (a DELETED event made up
     after a re-list carries no more than those: Kube.watch)."""
@@ -84,9 +119,18 @@ class PodChanges:
     def relevant(self, event_type: str | None, pod: Obj) -> bool:
         """Whether this event (ADDED, MODIFIED, DELETED, or None when listed) can change a
         decision; remembers the pod's signature."""
+        return self.seen(event_type, pod).status
+
+    def seen(self, event_type: str | None, pod: Obj) -> PodChange:
+        """What this event can change; remembers the pod's signature."""
         meta = pod.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        return self._seen.changed(key, event_type, lambda: signature(pod))
+        before = self._seen.get(key)
+        if not self._seen.changed(key, event_type, lambda: signature(pod)):
+            return PodChange(status=False, sweep=False)
+        after = self._seen.get(key)
+        could = bool(before and before[-1]) or bool(after and after[-1])
+        return PodChange(status=True, sweep=could)
 
     def pool_of(self, namespace: str, name: str) -> str | None:
         """The pool label the pod had when last seen (a made-up DELETED carries none)."""

@@ -271,8 +271,10 @@ def _register_pods(
         pool = (meta.get("labels") or {}).get(builders.POOL_LABEL) or pod_changes.pool_of(
             namespace, name
         )
-        if pod_changes.relevant(event_type, pod) and namespace and pool:
-            sweeper().wake(namespace, pool)  # a pod that just became ready is challenged now
+        change = pod_changes.seen(event_type, pod)
+        if change.status and namespace and pool:
+            if change.sweep:
+                sweeper().wake(namespace, pool)  # a pod that just became ready: challenged now
             pods_of.poke((namespace, pool))
 
     following: dict[str, asyncio.Task[None]] = {}

@@ -56,6 +56,14 @@ def test_the_operators_own_annotation_write_is_not_relevant() -> None:
         lambda p: p["metadata"].update(ownerReferences=[]),
         lambda p: p["spec"].update(initContainers=[{"name": "x", "image": "x:1"}]),
         lambda p: p["spec"].update(nodeName="n2"),
+        lambda p: p["status"]["conditions"].append(
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+        ),
+        lambda p: p["status"].update(
+            containerStatuses=[
+                {"name": "agent", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ]
+        ),
     ],
     ids=[
         "unready",
@@ -68,6 +76,8 @@ def test_the_operators_own_annotation_write_is_not_relevant() -> None:
         "orphaned",
         "init-container",
         "node",
+        "unschedulable",
+        "crash-loop",
     ],
 )
 def test_anything_the_operator_reads_is_relevant(edit: Any) -> None:
@@ -76,6 +86,51 @@ def test_anything_the_operator_reads_is_relevant(edit: Any) -> None:
     edit(pod)
     assert changes.relevant("MODIFIED", pod)
     assert not changes.relevant("MODIFIED", pod)  # once
+
+
+def _starting() -> dict[str, Any]:
+    """A pod just created: pending, not yet on a node."""
+    pod = _pod()
+    pod["spec"].pop("nodeName")
+    pod["status"] = {"phase": "Pending"}
+    return pod
+
+
+def test_a_pod_coming_up_wakes_the_sweeper_only_once_it_can_be_challenged() -> None:
+    """Every step of a pod's start is the status's business; only the last one (Ready, with
+    an IP) is the sweeper's, and then again when it stops being ready."""
+    changes, pod = PodChanges(), _starting()
+    seen = [changes.seen("ADDED", pod)]
+    pod["spec"]["nodeName"] = "n1"
+    seen.append(changes.seen("MODIFIED", pod))
+    pod["status"] = {"phase": "Running", "podIP": "10.0.0.5", "conditions": []}
+    seen.append(changes.seen("MODIFIED", pod))
+    pod["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    seen.append(changes.seen("MODIFIED", pod))
+    assert [(c.status, c.sweep) for c in seen] == [
+        (True, False),
+        (True, False),
+        (True, False),
+        (True, True),
+    ]
+    pod["status"]["podIP"] = "10.0.0.9"  # still challengeable, at another address
+    assert changes.seen("MODIFIED", pod).sweep
+    pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    assert changes.seen("MODIFIED", pod).sweep  # what it was admitted for is gone
+    pod["status"]["phase"] = "Failed"  # not challengeable before or after: status only
+    failed = changes.seen("MODIFIED", pod)
+    assert (failed.status, failed.sweep) == (True, False)
+
+
+def test_a_deleted_pod_wakes_the_sweeper_only_if_it_could_be_challenged() -> None:
+    changes = PodChanges()
+    ready, starting = _pod(), _starting()
+    starting["metadata"]["name"] = "llama-def"
+    changes.seen("ADDED", ready)
+    changes.seen("ADDED", starting)
+    assert changes.seen("DELETED", ready).sweep
+    assert not changes.seen("DELETED", starting).sweep
+    assert changes.seen("DELETED", starting).status
 
 
 def test_deletion_is_relevant_and_forgets_the_pod() -> None:
