@@ -144,6 +144,21 @@ def test_pool_that_no_node_can_host_reports_degraded(
     assert degraded["reason"] == "Unschedulable"
     assert "Insufficient cpu" in degraded["message"]
     assert condition(pool(kube, namespace, "too-big"), "Ready")["status"] == "False"
+    # and said as an Event: the status refresh that sees the unschedulable pod runs from the
+    # operator's own pod watch, where kopf.event could not post (events.py)
+    warned = wait_for(
+        lambda: [
+            e
+            for e in kube.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+            if e.get("reason") == "Unschedulable"
+            and (e.get("involvedObject") or {}).get("name") == "too-big"
+        ],
+        timeout_s=30,
+        what="a Warning Event Unschedulable about the pool",
+    )
+    assert warned[0]["type"] == "Warning"
+    assert warned[0]["involvedObject"]["kind"] == "MinerPool"
+    assert warned[0]["source"]["component"] == "teeroute-operator"
 
 
 def test_drift_is_repaired_within_ten_seconds(

@@ -16,13 +16,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from teeroute.kube import Kube, load_config
 from teeroute.sealing.secrets import Signer
-from teeroute_operator import builders, changes, coalesce, egress, podstore, podwatch, reconcile
+from teeroute_operator import (
+    builders,
+    changes,
+    coalesce,
+    egress,
+    events,
+    podstore,
+    podwatch,
+    reconcile,
+)
 from teeroute_operator.leases import LeaseBook
 from teeroute_operator.metrics import Metrics
 from teeroute_operator.settings import OperatorSettings
@@ -45,21 +54,19 @@ SweeperRef = Callable[[], Sweeper]
 PodsRef = Callable[[], podstore.PodSource]
 
 
-def emit(obj: Obj, type_: str, reason: str, message: str) -> None:
-    kopf.event(cast(Any, obj), type=type_, reason=reason, message=message)
-
-
 def build_registry(settings: OperatorSettings, signer: Signer | None) -> kopf.OperatorRegistry:
     """`signer`: the operator's release key (release_key.load), None when it has none."""
     registry = kopf.OperatorRegistry()
     release_key = signer.public if signer else b""
     leases = LeaseBook(signer)
     store = podstore.PodStore(scopes=len(settings.namespaces) or 1)
-    kube, sweeper, pods = _register_lifecycle(registry, settings, signer, leases, store)
-    status_of = _register_pools(registry, settings, kube, release_key, leases, sweeper, pods)
+    poster = events.EventPoster()
+    emit = poster.emit
+    kube, sweeper, pods = _register_lifecycle(registry, settings, signer, leases, store, poster)
+    status_of = _register_pools(registry, settings, kube, release_key, leases, sweeper, pods, emit)
     _register_pods(registry, settings, kube, sweeper, status_of, store)
     _register_sweeps(registry, settings, sweeper)
-    _register_routes(registry, settings, kube)
+    _register_routes(registry, settings, kube, emit)
     return registry
 
 
@@ -69,16 +76,19 @@ def _register_lifecycle(
     signer: Signer | None,
     leases: LeaseBook,
     store: podstore.PodStore,
+    poster: events.EventPoster,
 ) -> tuple[KubeRef, SweeperRef, PodsRef]:
     state: dict[str, Any] = {}
     operator = settings
     metrics = Metrics()
     release_key = signer.public if signer else b""
+    emit = poster.emit
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         _configure_kopf(settings)
         state["kube"] = Kube(load_config(operator.kubeconfig), field_manager=operator.field_manager)
+        state["events"] = asyncio.create_task(poster.run(state["kube"]))  # ends with the process
         state["pods"] = store.source(podstore.listed(state["kube"]))
         state["sweeper"] = Sweeper(
             state["kube"],
@@ -170,6 +180,7 @@ def _register_pools(
     leases: LeaseBook,
     sweeper: SweeperRef,
     pods: PodsRef,
+    emit: reconcile.EventSink,
 ) -> coalesce.Coalescer[tuple[str, str]]:
     """Returns the pools' status refresh (a coalescer) for their pods' events."""
 
@@ -297,7 +308,10 @@ def _register_pods(
 
 
 def _register_routes(
-    registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: KubeRef
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    kube: KubeRef,
+    emit: reconcile.EventSink,
 ) -> None:
     # Once per burst of pool events, in the background (coalesce.py): not inside each pool's
     # own handler, which would then wait behind every Route of its namespace.
