@@ -15,9 +15,11 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from teeroute_sandbox import netns
 from teeroute_sandbox.runner.oci import REF_ANNOTATIONS, ImageStore
 from teeroute_sandbox.settings import default_cache_dir
 
@@ -137,22 +139,35 @@ def python_rootfs() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not tarball.exists():
             partial = tarball.with_suffix(".partial.tar")
-            subprocess.run(
-                [
-                    "mmdebstrap",
-                    "--quiet",
-                    "--variant=extract",
-                    f"--include={ROOTFS_PACKAGES}",
-                    "--skip=output/dev",
-                    "bookworm",
-                    str(partial),
-                    MIRROR,
-                ],
-                check=True,
-                capture_output=True,
-            )
+            _debootstrap(partial)
             partial.rename(tarball)
     return tarball
+
+
+def _debootstrap(into: Path, tries: int = 3) -> None:
+    """mmdebstrap from the mirror, from the host's network namespace (a test that entered
+    the sandbox's has no route out: on a fresh machine, where no rootfs was cached yet, that
+    failed six tests), tried again after a failure; the last failure's stderr in the error."""
+    argv = [
+        "mmdebstrap",
+        "--quiet",
+        "--variant=extract",
+        f"--include={ROOTFS_PACKAGES}",
+        "--skip=output/dev",
+        "bookworm",
+        str(into),
+        MIRROR,
+    ]
+    for attempt in range(1, tries + 1):
+        with netns.outside():
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return
+        if attempt < tries:
+            time.sleep(5 * attempt)
+    raise RuntimeError(
+        f"mmdebstrap failed {tries} times (exit {done.returncode}): {done.stderr[-2000:]}"
+    )
 
 
 def ensure_image(image: ImageRecipe, store: Path) -> str:

@@ -67,9 +67,11 @@ def namespace_inodes(prefix: str) -> set[int]:
     return {(netns.NETNS_DIR / n).stat().st_ino for n in netns.names(prefix)}
 
 
-def processes_in(inodes: set[int], marker: str) -> list[str]:
+def processes_in(inodes: set[int], marker: str, started_by: float | None = None) -> list[str]:
     """Processes in any of those network namespaces, or whose command line names our
-    state or cache directory."""
+    state or cache directory; with `started_by` (seconds since boot), only those started by
+    then: a namespace's inode number is reused once it is gone, and another sandbox on the
+    same machine may make a namespace with it (its processes are not our leftovers)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -77,11 +79,18 @@ def processes_in(inodes: set[int], marker: str) -> list[str]:
         try:
             net = (proc / "ns" / "net").stat().st_ino
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
+            continue
+        if started_by is not None and int(stat[19]) / os.sysconf("SC_CLK_TCK") > started_by:
             continue
         if net in inodes or marker in cmdline:
             found.append(f"{proc.name}: {cmdline[:120]}")
     return found
+
+
+def since_boot() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
 
 
 def test_sandbox_life_from_empty_cache_to_clean_teardown(tmp_path: Path) -> None:
@@ -139,10 +148,10 @@ def test_sandbox_life_from_empty_cache_to_clean_teardown(tmp_path: Path) -> None
     inodes = namespace_inodes(NAME)
     wait_for(lambda: processes_in(inodes, str(tmp_path)), what="the pod's process")
 
-    started = time.monotonic()
+    started, before_down = time.monotonic(), since_boot()
     cli("down")
     down_s = time.monotonic() - started
-    assert processes_in(inodes, str(tmp_path)) == []
+    assert processes_in(inodes, str(tmp_path), started_by=before_down) == []
     assert netns.names(NAME) == []
     assert sorted(p.name for p in cli.state.iterdir()) == ["lock", "logs"]
     print(f"\nlifecycle: up from empty binary cache {cold:.1f} s, down {down_s:.1f} s")
