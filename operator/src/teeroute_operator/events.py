@@ -1,11 +1,13 @@
-"""Kubernetes Events about the operator's objects, posted by the operator itself.
+"""Kubernetes Events about the operator's objects.
 
 `kopf.event` finds its queue through context variables that kopf sets only inside its own
-per-object tasks. An Event emitted from any other task raised LookupError after the status
-it reported was written, and was lost: the status refreshes that the operator's own pod
-watch triggers (a pool turning Ready, or Degraded by an unschedulable pod) run there. So the
-operator posts its Events itself: `emit` queues one (never blocks, never raises; at most
-`max_queued` wait, later ones are dropped and counted), and one task posts them in order.
+per-object tasks (handlers, daemons, timers). An Event emitted from any other task raised
+LookupError after the status it reported was written, and was lost: the status refreshes
+that the operator's own pod watch triggers (a pool turning Ready, or Degraded by an
+unschedulable pod) run there. `EventPoster.emit` hands an Event to kopf where kopf can take
+it (most of them: Created, Attested, ...; kopf posts them concurrently on its own
+connection) and posts the others itself: queued (never blocking, never raising; at most
+`max_queued` wait, later ones are dropped and counted), one task posting them in order.
 An Event is best effort, as in Kubernetes itself: one the apiserver refuses is logged and
 dropped. `event_body` (pure) is what is posted: a core/v1 Event, its message cut to 1 KiB.
 """
@@ -16,7 +18,9 @@ import asyncio
 import datetime as dt
 import logging
 import socket
-from typing import Any
+from typing import Any, cast
+
+import kopf
 
 from teeroute.kube import Kube
 
@@ -71,7 +75,16 @@ class EventPoster:
         """Events not queued because `max_queued` were waiting already."""
 
     def emit(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        """Queue an Event about `obj` (from any task of the event loop)."""
+        """An Event about `obj`, from any task of the event loop."""
+        try:
+            kopf.event(cast(Any, obj), type=type_, reason=reason, message=message)
+            return
+        except LookupError:  # not one of kopf's tasks: ours to post
+            pass
+        self.queue(obj, type_, reason, message)
+
+    def queue(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        """Queue an Event about `obj` for `run` to post."""
         body = event_body(obj, type_, reason, message, dt.datetime.now(dt.UTC), self._instance)
         try:
             self._queue.put_nowait(body)

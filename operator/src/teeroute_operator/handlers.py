@@ -378,5 +378,6 @@ def _configure_kopf(settings: kopf.OperatorSettings) -> None:
     )
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = events.COMPONENT  # the Events we post say the same
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150

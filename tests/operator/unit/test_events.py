@@ -51,7 +51,7 @@ def test_a_cluster_scoped_objects_event_goes_to_default() -> None:
 def test_emitting_never_blocks_and_what_does_not_fit_is_counted() -> None:
     async def flood() -> EventPoster:
         poster = EventPoster(max_queued=3, instance="i")
-        for n in range(5):
+        for n in range(5):  # outside kopf's tasks: queued for the operator to post
             poster.emit(POOL, "Normal", f"R{n}", "m")
         return poster
 
