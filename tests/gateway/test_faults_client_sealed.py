@@ -113,26 +113,40 @@ async def _cut_while_the_ledger_stalls(
         await asyncio.gather(*asking)
 
 
-def test_no_client_sealed_answer_is_whole_before_its_usage_is_committed(
-    tmp_path: Path, miner: dict[str, Any]
-) -> None:
+@dataclass
+class Served:
+    gw: Restartable
+    key: str
+    ledger: str
+
+
+@pytest.fixture
+def served(tmp_path: Path, miner: dict[str, Any]) -> Iterator[Served]:
+    """A gateway in front of the miner, its ledger a SQLite file; stopped afterwards."""
     ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
     config = _config(tmp_path, miner, ledger)
     key = create_key(config, "1000")
     gw = Restartable(config, tmp_path)
     gw.start()
     try:
-        session = sealed_v2.open_session(gw.url, key, miner)
-        asked = _requests(session, REQUESTS)
-        asyncio.run(_cut_while_the_ledger_stalls(gw, key, ledger, asked))
-        gw.start()  # a new gateway, which reaps what the dead one held
-        wait_for(lambda: read_books(ledger).holds == 0, HOLD_TTL_S * 10, 0.1, "reaping")
-        # and with the ledger free, the same kind of answer is whole and recorded once
-        second = sealed_v2.open_session(gw.url, key, miner)
-        after = _requests(second, 2)
-        asyncio.run(_all(gw.url, key, after))
+        yield Served(gw, key, ledger)
     finally:
         gw.stop()
+
+
+def test_no_client_sealed_answer_is_whole_before_its_usage_is_committed(
+    served: Served, miner: dict[str, Any]
+) -> None:
+    gw, key, ledger = served.gw, served.key, served.ledger
+    session = sealed_v2.open_session(gw.url, key, miner)
+    asked = _requests(session, REQUESTS)
+    asyncio.run(_cut_while_the_ledger_stalls(gw, key, ledger, asked))
+    gw.start()  # a new gateway, which reaps what the dead one held
+    wait_for(lambda: read_books(ledger).holds == 0, HOLD_TTL_S * 10, 0.1, "reaping")
+    # and with the ledger free, the same kind of answer is whole and recorded once
+    second = sealed_v2.open_session(gw.url, key, miner)
+    after = _requests(second, 2)
+    asyncio.run(_all(gw.url, key, after))
     books = read_books(ledger)
     key_of = session.receipt_key
     whole = [r for r in asked if sealed_v2.whole_answer(r.content, r.exchange, key_of)]
@@ -166,21 +180,15 @@ async def _asked_while_the_ledger_stays_stalled(
 
 
 def test_an_answer_whose_usage_cannot_be_recorded_ends_with_an_error_frame(
-    tmp_path: Path, miner: dict[str, Any]
+    served: Served, miner: dict[str, Any]
 ) -> None:
     """The ledger stays out of reach past SETTLE_WITHIN_S: the held final chunk and receipt
     never go out; the answer ends with an ERROR frame saying why (about 30 s)."""
-    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
-    config = _config(tmp_path, miner, ledger)
-    key = create_key(config, "1000")
-    gw = Restartable(config, tmp_path)
-    gw.start()
-    try:
-        session = sealed_v2.open_session(gw.url, key, miner)
-        [request] = _requests(session, 1)
-        asyncio.run(_asked_while_the_ledger_stays_stalled(gw, key, ledger, request))
-    finally:
-        gw.stop()
+    session = sealed_v2.open_session(served.gw.url, served.key, miner)
+    [request] = _requests(session, 1)
+    asyncio.run(
+        _asked_while_the_ledger_stays_stalled(served.gw, served.key, served.ledger, request)
+    )
     assert sealed_v2.whole_answer(request.content, request.exchange, session.receipt_key) is None
     found = FrameDecoder().feed(request.content)
     assert [f.type for f in found][-1] == FrameType.ERROR
